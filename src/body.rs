@@ -1,0 +1,72 @@
+//! [`ResponseBody`]: the body of a layer that may refuse a request itself.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use pin_project::pin_project;
+
+/// Either the inner service's body or a short plain-text refusal written by
+/// a layer (401, 403, 429…), so a stack of layers keeps one body type and
+/// refusals stay responses, never errors.
+#[pin_project(project = ResponseBodyProj)]
+#[derive(Debug)]
+pub enum ResponseBody<B> {
+    /// The inner service answered.
+    Inner(#[pin] B),
+    /// A layer answered with this text.
+    Refusal(Option<Bytes>),
+}
+
+impl<B> ResponseBody<B> {
+    /// A plain-text response with `status` and `reason` as its body.
+    pub fn refusal(status: StatusCode, reason: impl Into<Bytes>) -> Response<Self> {
+        let reason = reason.into();
+        let mut response = Response::new(Self::Refusal(Some(reason)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body,
+{
+    // `Bytes` so both sides share one data type; zero-copy for `Bytes` bodies.
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        match self.project() {
+            ResponseBodyProj::Inner(inner) => inner
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining()))))),
+            ResponseBodyProj::Refusal(text) => Poll::Ready(text.take().map(|t| Ok(Frame::data(t)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Inner(inner) => inner.is_end_stream(),
+            Self::Refusal(text) => text.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Inner(inner) => inner.size_hint(),
+            Self::Refusal(text) => {
+                SizeHint::with_exact(text.as_ref().map_or(0, |t| t.len() as u64))
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! # sage-stream
+//!
+//! Stream video files over HTTP with byte ranges, permission checks, a cap
+//! on each response and a watch log, as composable [tower] layers around a
+//! terminal file service. Any tower-compatible server (hyper, axum) builds
+//! the endpoint by stacking them.
+//!
+//! | piece | what it does |
+//! |---|---|
+//! | [`media::ServeMedia`] | terminal service: confined paths, RFC 9110 ranges and preconditions, non-blocking file body |
+//! | [`range::ParseRangeLayer`] | parses `Range` into a typed extension |
+//! | [`cap::CapVolumeLayer`] | caps bytes per ranged response (default 8 MiB) |
+//! | [`permission::RequirePermissionLayer`] | `AllowAny`, `IsAuthenticated`, `SignedUrl`, closures, combinators |
+//! | [`auth::BearerAuthLayer`] | maps bearer tokens to a [`viewer::Viewer`] |
+//! | [`StreamEndpoint`] | all of the above with django-sage-streaming's defaults |
+//!
+//! ```
+//! use http::{Request, StatusCode};
+//! use sage_stream::StreamEndpoint;
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # std::fs::write(dir.path().join("clip.mp4"), vec![1u8; 1000]).unwrap();
+//! let svc = StreamEndpoint::new(dir.path()).into_service();
+//! let req = Request::get("/api/stream?path=clip.mp4").header("range", "bytes=0-1").body(()).unwrap();
+//! let res = svc.oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+//! assert_eq!(res.headers()["content-range"], "bytes 0-1/1000");
+//! # }
+//! ```
+
+#![deny(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod body;
+pub mod cap;
+pub mod endpoint;
+pub mod error;
+pub mod media;
+pub mod permission;
+mod query;
+pub mod range;
+pub mod server;
+pub mod settings;
+pub mod viewer;
+
+pub use endpoint::{ServiceBuilderExt, StreamEndpoint, StreamService};
+pub use error::ConfigError;

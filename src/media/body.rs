@@ -1,0 +1,238 @@
+//! [`MediaBody`]: streams byte ranges of a file without blocking the runtime.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::File;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::task::JoinHandle;
+
+/// One piece of a response body, in order.
+#[derive(Debug)]
+pub(crate) enum Segment {
+    /// Bytes known up front (multipart headers, a chunk read ahead).
+    Static(Bytes),
+    /// `len` bytes of the file from `offset`.
+    File { offset: u64, len: u64 },
+}
+
+/// Response body of [`ServeMedia`](super::ServeMedia).
+///
+/// File bytes are read with positional reads on Tokio's blocking pool, one
+/// chunk at a time, and the next chunk is read while the current one is being
+/// written, so at most two chunks per response are in memory. If the file
+/// turns out shorter than its size promised, the body ends with an error
+/// rather than sending wrong bytes; dropping the body (the client went away)
+/// stops the reads.
+pub struct MediaBody {
+    kind: Kind,
+}
+
+enum Kind {
+    Empty,
+    Full(Option<Bytes>),
+    Stream(FileStream),
+}
+
+struct FileStream {
+    file: Arc<File>,
+    chunk_size: usize,
+    // Not yet scheduled.
+    segments: VecDeque<Segment>,
+    // Scheduled, in output order; at most one `Read` at a time.
+    ahead: VecDeque<Ahead>,
+    remaining: u64,
+}
+
+enum Ahead {
+    Bytes(Bytes),
+    Read(JoinHandle<io::Result<Bytes>>, usize),
+}
+
+impl fmt::Debug for MediaBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, remaining) = match &self.kind {
+            Kind::Empty => ("empty", 0),
+            Kind::Full(b) => ("full", b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Stream(s) => ("file", s.remaining),
+        };
+        f.debug_struct("MediaBody")
+            .field("kind", &kind)
+            .field("remaining", &remaining)
+            .finish()
+    }
+}
+
+impl Default for MediaBody {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl MediaBody {
+    /// A body with no bytes.
+    pub fn empty() -> Self {
+        Self { kind: Kind::Empty }
+    }
+
+    /// A body of bytes already in memory.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            return Self::empty();
+        }
+        Self {
+            kind: Kind::Full(Some(bytes)),
+        }
+    }
+
+    pub(crate) fn file(file: Arc<File>, chunk_size: usize, segments: VecDeque<Segment>) -> Self {
+        let remaining = segments
+            .iter()
+            .map(|s| match s {
+                Segment::Static(b) => b.len() as u64,
+                Segment::File { len, .. } => *len,
+            })
+            .sum();
+        Self {
+            kind: Kind::Stream(FileStream {
+                file,
+                chunk_size: chunk_size.max(1),
+                segments,
+                ahead: VecDeque::with_capacity(2),
+                remaining,
+            }),
+        }
+    }
+}
+
+impl FileStream {
+    /// Schedules segments until one file read is in flight (or none are left).
+    fn schedule(&mut self) {
+        while !self.ahead.iter().any(|a| matches!(a, Ahead::Read(..))) {
+            match self.segments.pop_front() {
+                None => return,
+                Some(Segment::Static(bytes)) => self.ahead.push_back(Ahead::Bytes(bytes)),
+                Some(Segment::File { offset, len }) => {
+                    let n = len.min(self.chunk_size as u64);
+                    if len > n {
+                        self.segments.push_front(Segment::File {
+                            offset: offset + n,
+                            len: len - n,
+                        });
+                    }
+                    // `n` fits in usize: it is at most `chunk_size`.
+                    let n = n as usize;
+                    let file = Arc::clone(&self.file);
+                    let handle =
+                        tokio::task::spawn_blocking(move || read_exact_at(&file, offset, n));
+                    self.ahead.push_back(Ahead::Read(handle, n));
+                }
+            }
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        self.schedule();
+        let bytes = match self.ahead.front_mut() {
+            None => return Poll::Ready(None),
+            Some(Ahead::Bytes(_)) => match self.ahead.pop_front() {
+                Some(Ahead::Bytes(bytes)) => bytes,
+                _ => return Poll::Ready(None),
+            },
+            Some(Ahead::Read(handle, expected)) => {
+                let expected = *expected;
+                let result = ready!(Pin::new(handle).poll(cx));
+                self.ahead.pop_front();
+                let bytes = match result {
+                    Ok(Ok(bytes)) => bytes,
+                    Ok(Err(err)) => return self.fail(err),
+                    Err(join) => return self.fail(io::Error::other(join)),
+                };
+                if bytes.len() != expected {
+                    return self.fail(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "media file shrank while it was being streamed",
+                    ));
+                }
+                // Read the next chunk while this one is being written.
+                self.schedule();
+                bytes
+            }
+        };
+        self.remaining = self.remaining.saturating_sub(bytes.len() as u64);
+        Poll::Ready(Some(Ok(bytes)))
+    }
+
+    fn fail(&mut self, err: io::Error) -> Poll<Option<io::Result<Bytes>>> {
+        self.segments.clear();
+        self.ahead.clear();
+        self.remaining = 0;
+        Poll::Ready(Some(Err(err)))
+    }
+}
+
+/// Reads exactly `n` bytes at `offset`, or fewer only at end of file.
+pub(crate) fn read_exact_at(file: &File, offset: u64, n: usize) -> io::Result<Bytes> {
+    let mut buf = vec![0u8; n];
+    let mut filled = 0;
+    while filled < n {
+        match read_at(file, &mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    buf.truncate(filled);
+    Ok(Bytes::from(buf))
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+}
+
+impl Body for MediaBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        match &mut this.kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Stream(stream) => stream.poll_next(cx).map(|o| o.map(|r| r.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Stream(stream) => stream.remaining == 0 && stream.ahead.is_empty(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Stream(stream) => SizeHint::with_exact(stream.remaining),
+        }
+    }
+}

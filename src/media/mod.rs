@@ -1,0 +1,71 @@
+//! The terminal service: [`ServeMedia`] turns a request into file bytes.
+//!
+//! # What it enforces
+//!
+//! - **One media root.** The path comes from a query variable (default
+//!   `path`) or from the URI path below a mount prefix. It is
+//!   percent-decoded once; `..` components, absolute paths, drive prefixes,
+//!   backslashes, control characters (NUL included), empty and over-long
+//!   paths are refused with `400`. Symlinks are resolved and a target outside
+//!   the root is answered `404` unless
+//!   [`ServeMedia::follow_symlinks_outside_root`] allows it. Directories and
+//!   missing files are `404`, unreadable files `403`. No response names a
+//!   server path.
+//! - **GET and HEAD only**; other methods get `405` with `Allow`. HEAD gets
+//!   exactly GET's headers and no body.
+//! - **RFC 9110 semantics**: `Accept-Ranges`, `Content-Type` from the
+//!   extension, `Content-Length`, a strong `ETag` built from size and
+//!   modification time only (replicas on several nodes agree),
+//!   `Last-Modified`, the preconditions of §13.2.2 in order (`412`, `304`),
+//!   and `If-Range`.
+//! - **Ranges** from the [`RangeRequest`](crate::range::RangeRequest)
+//!   extension: single ranges get `206` with `Content-Range`, several get
+//!   `multipart/byteranges` with an exact `Content-Length`, none satisfiable
+//!   `416` with `Content-Range: bytes */LEN`. A [`VolumeCap`](crate::cap::VolumeCap)
+//!   extension cuts the total.
+//! - **Streaming** in bounded chunks on Tokio's blocking pool, see
+//!   [`MediaBody`]. It must run inside a Tokio runtime.
+//!
+//! # Example
+//!
+//! ```
+//! use http::{Request, StatusCode};
+//! use sage_stream::media::ServeMedia;
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let dir = tempfile::tempdir().unwrap();
+//! std::fs::write(dir.path().join("clip.mp4"), b"0123456789").unwrap();
+//!
+//! let svc = ServeMedia::new(dir.path());
+//! let req = Request::get("/api/stream?path=clip.mp4").body(()).unwrap();
+//! let res = svc.oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//! assert_eq!(res.headers()["content-type"], "video/mp4");
+//! assert_eq!(res.headers()["content-length"], "10");
+//! # }
+//! ```
+
+mod body;
+mod conditional;
+mod path;
+mod respond;
+mod service;
+
+pub use body::MediaBody;
+pub use service::{
+    ResponseFuture, ServeMedia, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_PATH_LEN, DEFAULT_PATH_VAR,
+};
+
+/// Response extension set by [`ServeMedia`] whenever it found the file: the
+/// media path relative to the root, as normalised, and the file's length.
+///
+/// Outer layers (the watch log) read it instead of parsing the request again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServedFile {
+    /// Path relative to the media root, `/`-separated.
+    pub path: String,
+    /// Length of the file in bytes.
+    pub len: u64,
+}

@@ -1,0 +1,251 @@
+//! Building the response for one file: runs on a blocking thread, once per
+//! request, so opening, `stat`, preconditions and the first read cost one hop.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+
+use super::body::{read_exact_at, MediaBody, Segment};
+use super::conditional::{evaluate, whole_seconds, Outcome, Validators};
+use super::path::{open_confined, OpenFailure};
+use super::ServedFile;
+use crate::range::{resolve, RangeRequest, Resolved};
+
+/// What the async side hands over to the blocking side.
+pub(crate) struct Job {
+    pub(crate) root: Arc<Path>,
+    pub(crate) relative: String,
+    pub(crate) follow_symlinks: bool,
+    pub(crate) chunk_size: usize,
+    pub(crate) method: Method,
+    pub(crate) headers: HeaderMap,
+    pub(crate) range: Option<RangeRequest>,
+    pub(crate) cap: Option<u64>,
+}
+
+pub(crate) fn respond(job: Job) -> Response<MediaBody> {
+    let (file, metadata) = match open_confined(&job.root, &job.relative, job.follow_symlinks) {
+        Ok(opened) => opened,
+        Err(OpenFailure::NotFound) => return text(StatusCode::NOT_FOUND, "media not found"),
+        Err(OpenFailure::Forbidden) => return text(StatusCode::FORBIDDEN, "media not readable"),
+    };
+    let len = metadata.len();
+    let modified = whole_seconds(metadata.modified());
+    let etag = entity_tag(len, modified);
+    let last_modified = modified.map(httpdate::fmt_http_date);
+    let content_type = mime_guess::from_path(&job.relative)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+
+    let mut builder = Response::builder()
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, &etag);
+    if let Some(date) = &last_modified {
+        builder = builder.header(header::LAST_MODIFIED, date);
+    }
+    builder = builder.extension(ServedFile {
+        path: job.relative.clone(),
+        len,
+    });
+
+    let validators = Validators {
+        etag: &etag,
+        modified,
+    };
+    let honour_range = match evaluate(&job.method, &job.headers, &validators) {
+        Outcome::Proceed { honour_range } => honour_range,
+        Outcome::NotModified => {
+            return finish(builder.status(StatusCode::NOT_MODIFIED), MediaBody::empty());
+        }
+        Outcome::Failed => {
+            return finish(
+                builder
+                    .status(StatusCode::PRECONDITION_FAILED)
+                    .header(header::CONTENT_TYPE, TEXT_PLAIN),
+                MediaBody::full("precondition failed"),
+            );
+        }
+    };
+    let head = job.method == Method::HEAD;
+
+    let ranges = match job.range.filter(|_| honour_range) {
+        None => None,
+        Some(request) => match resolve(request.specs(), len, job.cap) {
+            Resolved::Unsatisfiable => {
+                return finish(
+                    builder
+                        .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                        .header(header::CONTENT_RANGE, format!("bytes */{len}"))
+                        .header(header::CONTENT_TYPE, TEXT_PLAIN),
+                    MediaBody::full("range not satisfiable"),
+                );
+            }
+            Resolved::Ranges(ranges) => Some(ranges),
+        },
+    };
+
+    let (builder, body_len, mut segments) = match ranges.as_deref() {
+        None => {
+            let segments = file_segments(0..len);
+            (
+                builder
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, content_type),
+                len,
+                segments,
+            )
+        }
+        Some([range]) => (
+            builder
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_TYPE, content_type)
+                .header(
+                    header::CONTENT_RANGE,
+                    format!("bytes {}-{}/{len}", range.start, range.end - 1),
+                ),
+            range.end - range.start,
+            file_segments(range.clone()),
+        ),
+        Some(ranges) => {
+            let boundary = boundary();
+            let (segments, total) = multipart_segments(ranges, len, content_type, &boundary);
+            (
+                builder.status(StatusCode::PARTIAL_CONTENT).header(
+                    header::CONTENT_TYPE,
+                    format!("multipart/byteranges; boundary={boundary}"),
+                ),
+                total,
+                segments,
+            )
+        }
+    };
+    let builder = builder.header(header::CONTENT_LENGTH, body_len);
+    if head || body_len == 0 {
+        return finish(builder, MediaBody::empty());
+    }
+    read_ahead(&file, job.chunk_size, &mut segments);
+    finish(
+        builder,
+        MediaBody::file(Arc::new(file), job.chunk_size, segments),
+    )
+}
+
+pub(crate) const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+/// A plain-text refusal with a short reason.
+pub(crate) fn text(status: StatusCode, reason: &'static str) -> Response<MediaBody> {
+    let mut response = Response::new(MediaBody::full(reason));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_PLAIN));
+    response
+}
+
+fn finish(builder: http::response::Builder, body: MediaBody) -> Response<MediaBody> {
+    // Every header above is built from validated values; a failure here is a
+    // bug, answered as 500 rather than a panic.
+    builder
+        .body(body)
+        .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+}
+
+/// Strong validator from size and modification time only, so that copies of
+/// one file on several nodes get the same tag.
+fn entity_tag(len: u64, modified: Option<std::time::SystemTime>) -> String {
+    let secs = modified
+        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    format!("\"{secs:x}-{len:x}\"")
+}
+
+fn file_segments(range: Range<u64>) -> VecDeque<Segment> {
+    let mut segments = VecDeque::with_capacity(2);
+    if range.end > range.start {
+        segments.push_back(Segment::File {
+            offset: range.start,
+            len: range.end - range.start,
+        });
+    }
+    segments
+}
+
+/// The parts of a `multipart/byteranges` body and its exact length.
+fn multipart_segments(
+    ranges: &[Range<u64>],
+    len: u64,
+    content_type: &str,
+    boundary: &str,
+) -> (VecDeque<Segment>, u64) {
+    let mut segments = VecDeque::with_capacity(ranges.len() * 2 + 1);
+    let mut total = 0u64;
+    for (i, range) in ranges.iter().enumerate() {
+        let mut head = String::with_capacity(96);
+        if i > 0 {
+            head.push_str("\r\n");
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(
+            head,
+            "--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {}-{}/{len}\r\n\r\n",
+            range.start,
+            range.end - 1
+        );
+        total += head.len() as u64 + (range.end - range.start);
+        segments.push_back(Segment::Static(Bytes::from(head)));
+        segments.push_back(Segment::File {
+            offset: range.start,
+            len: range.end - range.start,
+        });
+    }
+    let tail = format!("\r\n--{boundary}--\r\n");
+    total += tail.len() as u64;
+    segments.push_back(Segment::Static(Bytes::from(tail)));
+    (segments, total)
+}
+
+/// Reads the first chunk of the first file segment while still on the
+/// blocking thread, so short responses need no further hop.
+fn read_ahead(file: &std::fs::File, chunk_size: usize, segments: &mut VecDeque<Segment>) {
+    let Some(index) = segments
+        .iter()
+        .position(|s| matches!(s, Segment::File { .. }))
+    else {
+        return;
+    };
+    let Some(Segment::File { offset, len }) = segments.get(index) else {
+        return;
+    };
+    let (offset, len) = (*offset, *len);
+    let n = len.min(chunk_size.max(1) as u64) as usize;
+    // On error or a short read leave the segment alone: the body's own read
+    // will report it.
+    if let Ok(bytes) = read_exact_at(file, offset, n) {
+        if bytes.len() == n {
+            let rest = Segment::File {
+                offset: offset + n as u64,
+                len: len - n as u64,
+            };
+            segments[index] = Segment::Static(bytes);
+            if len > n as u64 {
+                segments.insert(index + 1, rest);
+            }
+        }
+    }
+}
+
+/// A boundary that is unique per response and unlikely in media bytes.
+fn boundary() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    format!("sage-stream-{:016x}", hasher.finish())
+}

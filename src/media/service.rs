@@ -1,0 +1,213 @@
+//! [`ServeMedia`], the terminal service.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use percent_encoding::percent_decode_str;
+use tokio::task::JoinHandle;
+use tower_service::Service;
+
+use super::body::MediaBody;
+use super::path::{normalise, PathRefusal};
+use super::respond::{respond, text, Job};
+use crate::cap::VolumeCap;
+use crate::query::query_value;
+use crate::range::RangeRequest;
+
+/// The default query variable that names the media path, as
+/// django-sage-streaming's `STREAM_DEFAULT_VIDEO_PATH_URL_VAR`.
+pub const DEFAULT_PATH_VAR: &str = "path";
+/// The default size of one read from disk.
+pub const DEFAULT_CHUNK_SIZE: usize = 128 * 1024;
+/// The default longest accepted media path, in bytes.
+pub const DEFAULT_MAX_PATH_LEN: usize = 1024;
+
+#[derive(Clone, Debug)]
+enum Locate {
+    Query(String),
+    UriPath(String),
+}
+
+#[derive(Clone, Debug)]
+struct Config {
+    root: Arc<Path>,
+    locate: Locate,
+    chunk_size: usize,
+    follow_symlinks: bool,
+    max_path_len: usize,
+}
+
+/// Terminal service that answers GET and HEAD with bytes of a file under one
+/// media root, with ranges and conditional requests as RFC 9110 defines them.
+///
+/// See the [module docs](crate::media) for the rules it enforces.
+#[derive(Clone, Debug)]
+pub struct ServeMedia {
+    config: Arc<Config>,
+}
+
+impl ServeMedia {
+    /// Serves files below `root`, named by the `path` query variable.
+    ///
+    /// The root is resolved (symlinks included) once, here; it should exist.
+    pub fn new(root: impl AsRef<Path>) -> Self {
+        let root = root.as_ref();
+        let root: PathBuf = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        Self {
+            config: Arc::new(Config {
+                root: root.into(),
+                locate: Locate::Query(DEFAULT_PATH_VAR.to_owned()),
+                chunk_size: DEFAULT_CHUNK_SIZE,
+                follow_symlinks: false,
+                max_path_len: DEFAULT_MAX_PATH_LEN,
+            }),
+        }
+    }
+
+    /// Takes the media path from this query variable (default `path`).
+    pub fn query_var(mut self, name: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.config).locate = Locate::Query(name.into());
+        self
+    }
+
+    /// Takes the media path from the URI path below `prefix` instead of the
+    /// query, e.g. `/media/clips/a.mp4` with prefix `/media`.
+    pub fn uri_path(mut self, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into().trim_end_matches('/').to_owned();
+        Arc::make_mut(&mut self.config).locate = Locate::UriPath(prefix);
+        self
+    }
+
+    /// Bytes per read from disk (default 128 KiB); at most two such chunks of
+    /// one response are in memory at a time.
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        Arc::make_mut(&mut self.config).chunk_size = bytes.max(1);
+        self
+    }
+
+    /// Allows symlinks under the root to point outside it (default: refused
+    /// with 404).
+    pub fn follow_symlinks_outside_root(mut self, allow: bool) -> Self {
+        Arc::make_mut(&mut self.config).follow_symlinks = allow;
+        self
+    }
+
+    /// Longest accepted media path in bytes after decoding (default 1024).
+    pub fn max_path_len(mut self, bytes: usize) -> Self {
+        Arc::make_mut(&mut self.config).max_path_len = bytes;
+        self
+    }
+
+    /// The resolved media root.
+    pub fn root(&self) -> &Path {
+        &self.config.root
+    }
+
+    fn requested_path<B>(&self, req: &Request<B>) -> Result<String, (StatusCode, &'static str)> {
+        let bad = |r: PathRefusal| (StatusCode::BAD_REQUEST, r.reason());
+        let raw = match &self.config.locate {
+            Locate::Query(var) => match query_value(req.uri().query(), var) {
+                None => return Err(bad(PathRefusal::Missing)),
+                Some(Err(())) => return Err(bad(PathRefusal::NotUtf8)),
+                Some(Ok(value)) => value,
+            },
+            Locate::UriPath(prefix) => {
+                let rest = req
+                    .uri()
+                    .path()
+                    .strip_prefix(prefix.as_str())
+                    .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+                    .ok_or((StatusCode::NOT_FOUND, "media not found"))?;
+                let rest = rest.strip_prefix('/').unwrap_or(rest);
+                percent_decode_str(rest)
+                    .decode_utf8()
+                    .map_err(|_| bad(PathRefusal::NotUtf8))?
+                    .into_owned()
+            }
+        };
+        normalise(&raw, self.config.max_path_len).map_err(bad)
+    }
+}
+
+impl<B> Service<Request<B>> for ServeMedia {
+    type Response = Response<MediaBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    #[inline]
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if !matches!(*req.method(), Method::GET | Method::HEAD) {
+            let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return ResponseFuture::ready(res);
+        }
+        let relative = match self.requested_path(&req) {
+            Ok(relative) => relative,
+            Err((status, reason)) => return ResponseFuture::ready(text(status, reason)),
+        };
+        let (mut parts, _body) = req.into_parts();
+        let job = Job {
+            root: Arc::clone(&self.config.root),
+            relative,
+            follow_symlinks: self.config.follow_symlinks,
+            chunk_size: self.config.chunk_size,
+            range: parts.extensions.remove::<RangeRequest>(),
+            cap: parts.extensions.get::<VolumeCap>().map(|c| c.bytes()),
+            method: parts.method,
+            headers: parts.headers,
+        };
+        ResponseFuture {
+            state: State::Blocking(tokio::task::spawn_blocking(move || respond(job))),
+        }
+    }
+}
+
+/// Response future of [`ServeMedia`].
+pub struct ResponseFuture {
+    state: State,
+}
+
+enum State {
+    Ready(Option<Response<MediaBody>>),
+    Blocking(JoinHandle<Response<MediaBody>>),
+}
+
+impl ResponseFuture {
+    fn ready(response: Response<MediaBody>) -> Self {
+        Self {
+            state: State::Ready(Some(response)),
+        }
+    }
+}
+
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<MediaBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().state {
+            State::Ready(response) => Poll::Ready(Ok(response.take().unwrap_or_else(|| {
+                text(StatusCode::INTERNAL_SERVER_ERROR, "polled after completion")
+            }))),
+            State::Blocking(handle) => Pin::new(handle).poll(cx).map(|joined| {
+                Ok(joined
+                    .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")))
+            }),
+        }
+    }
+}

@@ -1,0 +1,105 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use pin_project::pin_project;
+use tower_service::Service;
+
+use super::check::Denial;
+use crate::body::ResponseBody;
+
+/// Response future of [`RequirePermission`](super::RequirePermission).
+#[pin_project]
+pub struct ResponseFuture<C, S, B>
+where
+    S: Service<Request<B>>,
+{
+    #[pin]
+    state: State<C, S, S::Future>,
+}
+
+#[pin_project(project = StateProj)]
+enum State<C, S, F> {
+    Checking {
+        #[pin]
+        check: C,
+        inner: Option<S>,
+    },
+    Calling {
+        #[pin]
+        future: F,
+    },
+}
+
+impl<C, S, B> ResponseFuture<C, S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(super) fn new(check: C, inner: S) -> Self {
+        Self {
+            state: State::Checking {
+                check,
+                inner: Some(inner),
+            },
+        }
+    }
+}
+
+impl<C, S, B> std::fmt::Debug for ResponseFuture<C, S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<C, S, B, ResBody> Future for ResponseFuture<C, S, B>
+where
+    C: Future<Output = Result<Request<B>, Denial>>,
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Checking { check, inner } => match ready!(check.poll(cx)) {
+                    Ok(request) => {
+                        let Some(mut inner) = inner.take() else {
+                            return Poll::Ready(Ok(ResponseBody::refusal(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "polled after completion",
+                            )));
+                        };
+                        let future = inner.call(request);
+                        this.state.set(State::Calling { future });
+                    }
+                    Err(denial) => return Poll::Ready(Ok(refuse(denial))),
+                },
+                StateProj::Calling { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::Inner)));
+                }
+            }
+        }
+    }
+}
+
+fn refuse<B>(denial: Denial) -> Response<ResponseBody<B>> {
+    match denial {
+        Denial::Unauthenticated(reason) => {
+            let mut response = ResponseBody::refusal(StatusCode::UNAUTHORIZED, reason.into_owned());
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sage-stream\""),
+            );
+            response
+        }
+        Denial::Forbidden(reason) => {
+            ResponseBody::refusal(StatusCode::FORBIDDEN, reason.into_owned())
+        }
+    }
+}

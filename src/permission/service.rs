@@ -1,0 +1,60 @@
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::check::AsyncPermission;
+use super::ResponseFuture;
+use crate::body::ResponseBody;
+
+/// Service that refuses requests a permission does not allow; built by
+/// [`RequirePermissionLayer`](super::RequirePermissionLayer).
+#[derive(Clone, Debug)]
+pub struct RequirePermission<S, P> {
+    inner: S,
+    permission: P,
+}
+
+impl<S, P> RequirePermission<S, P> {
+    pub(super) fn new(inner: S, permission: P) -> Self {
+        Self { inner, permission }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for RequirePermission<S, P>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    P: AsyncPermission<ReqBody>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<P::Future, S, ReqBody>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // The service that was made ready goes into the future; a fresh clone
+        // stays behind for the next request (the check may await first).
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::new(self.permission.check(req), inner)
+    }
+}

@@ -1,0 +1,234 @@
+//! Byte-range specs and their resolution against a file length.
+
+use std::ops::Range;
+
+/// One `byte-range-spec` of a `Range` header, before the length of the
+/// representation is known (RFC 9110 §14.1.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByteRangeSpec {
+    /// `first-last`, both inclusive.
+    FromTo(u64, u64),
+    /// `first-`: from `first` to the end.
+    From(u64),
+    /// `-n`: the last `n` bytes.
+    Last(u64),
+}
+
+/// A valid byte-range request, inserted into request extensions by
+/// [`ParseRangeLayer`](super::ParseRangeLayer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeRequest {
+    specs: Vec<ByteRangeSpec>,
+}
+
+impl RangeRequest {
+    /// A request for these specs, in the order the client sent them.
+    ///
+    /// Returns `None` for an empty list, which is not a valid range request.
+    pub fn new(specs: Vec<ByteRangeSpec>) -> Option<Self> {
+        if specs.is_empty() {
+            None
+        } else {
+            Some(Self { specs })
+        }
+    }
+
+    /// The specs in the order the client sent them.
+    pub fn specs(&self) -> &[ByteRangeSpec] {
+        &self.specs
+    }
+
+    /// Parses a `Range` header value with the RFC 9110 grammar.
+    ///
+    /// Returns `None` when the value is not a valid `bytes` range set or holds
+    /// more than `max_ranges` specs; callers then ignore the header.
+    pub fn parse(value: &str, max_ranges: usize) -> Option<Self> {
+        let (unit, set) = value.split_once('=')?;
+        if !unit.trim().eq_ignore_ascii_case("bytes") {
+            return None;
+        }
+        let mut specs = Vec::new();
+        // RFC 9110 §5.6.1: a list may contain empty elements, which are skipped.
+        for element in set.split(',') {
+            let element = element.trim_matches(|c| c == ' ' || c == '\t');
+            if element.is_empty() {
+                continue;
+            }
+            if specs.len() == max_ranges {
+                return None;
+            }
+            specs.push(parse_spec(element)?);
+        }
+        Self::new(specs)
+    }
+}
+
+fn parse_spec(spec: &str) -> Option<ByteRangeSpec> {
+    let (first, last) = spec.split_once('-')?;
+    if first.is_empty() {
+        return Some(ByteRangeSpec::Last(parse_digits(last)?));
+    }
+    let first = parse_digits(first)?;
+    if last.is_empty() {
+        return Some(ByteRangeSpec::From(first));
+    }
+    let last = parse_digits(last)?;
+    // RFC 9110 §14.1.1: last < first makes the whole header invalid.
+    (first <= last).then_some(ByteRangeSpec::FromTo(first, last))
+}
+
+/// ASCII digits only; values too large for `u64` saturate, which keeps their
+/// meaning ("past the end") without overflow.
+pub(super) fn parse_digits(digits: &str) -> Option<u64> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.bytes().fold(0u64, |acc, b| {
+        acc.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+    }))
+}
+
+/// The outcome of resolving a [`RangeRequest`] against a file length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    /// No spec overlaps the file: answer `416` with `Content-Range: bytes */len`.
+    Unsatisfiable,
+    /// Sorted, non-overlapping, non-adjacent half-open byte ranges, never empty.
+    Ranges(Vec<Range<u64>>),
+}
+
+/// Resolves specs against a file of `len` bytes: ends past the file are
+/// clamped, unsatisfiable specs dropped, overlapping or adjacent ranges
+/// coalesced (RFC 9110 §14.3 allows it) and, when `cap` is given, the total
+/// cut to at most `cap` bytes, keeping the earliest bytes.
+///
+/// The work is `O(n log n)` in the number of specs, and the total of the
+/// result never exceeds `len`, however the specs overlap.
+pub fn resolve(specs: &[ByteRangeSpec], len: u64, cap: Option<u64>) -> Resolved {
+    let mut ranges: Vec<Range<u64>> = specs
+        .iter()
+        .filter_map(|spec| match *spec {
+            ByteRangeSpec::FromTo(first, last) if first < len => {
+                Some(first..last.saturating_add(1).min(len))
+            }
+            ByteRangeSpec::From(first) if first < len => Some(first..len),
+            ByteRangeSpec::Last(n) if n > 0 && len > 0 => Some(len.saturating_sub(n)..len),
+            _ => None,
+        })
+        .collect();
+    if ranges.is_empty() {
+        return Resolved::Unsatisfiable;
+    }
+    ranges.sort_unstable_by_key(|r| r.start);
+    let mut merged: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match merged.last_mut() {
+            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+            _ => merged.push(range),
+        }
+    }
+    if let Some(cap) = cap {
+        let mut budget = cap;
+        merged.retain_mut(|range| {
+            if budget == 0 {
+                return false;
+            }
+            let take = (range.end - range.start).min(budget);
+            range.end = range.start + take;
+            budget -= take;
+            true
+        });
+        if merged.is_empty() {
+            // Only a zero cap gets here; the layers never pass one.
+            return Resolved::Unsatisfiable;
+        }
+    }
+    Resolved::Ranges(merged)
+}
+
+#[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
+mod tests {
+    use super::*;
+    use ByteRangeSpec::*;
+
+    #[test]
+    fn parses_rfc_grammar() {
+        let cases: &[(&str, Option<Vec<ByteRangeSpec>>)] = &[
+            ("bytes=0-1", Some(vec![FromTo(0, 1)])),
+            ("bytes=0-", Some(vec![From(0)])),
+            ("bytes=-500", Some(vec![Last(500)])),
+            ("BYTES = 1-2 , 4-", Some(vec![FromTo(1, 2), From(4)])),
+            ("bytes=0-0,,-1", Some(vec![FromTo(0, 0), Last(1)])),
+            ("bytes=99999999999999999999999-", Some(vec![From(u64::MAX)])),
+            ("bytes=5-4", None),
+            ("bytes=", None),
+            ("bytes=-", None),
+            ("bytes=a-b", None),
+            ("bytes=1-2-3", None),
+            ("bytes=+1-2", None),
+            ("items=0-1", None),
+            ("0-1", None),
+            ("bytes=0-1,x", None),
+        ];
+        for (value, want) in cases {
+            let got = RangeRequest::parse(value, 8).map(|r| r.specs().to_vec());
+            assert_eq!(&got, want, "{value}");
+        }
+    }
+
+    #[test]
+    fn too_many_ranges_are_ignored() {
+        let value = format!("bytes={}", ["0-0"; 9].join(","));
+        assert!(RangeRequest::parse(&value, 8).is_none());
+        assert!(RangeRequest::parse(&value, 9).is_some());
+    }
+
+    #[test]
+    fn resolves_clamps_and_coalesces() {
+        let cases: &[(&[ByteRangeSpec], u64, Option<u64>, Resolved)] = &[
+            (&[FromTo(0, 1)], 10, None, Resolved::Ranges(vec![0..2])),
+            (&[FromTo(5, 100)], 10, None, Resolved::Ranges(vec![5..10])),
+            (&[From(3)], 10, None, Resolved::Ranges(vec![3..10])),
+            (&[Last(4)], 10, None, Resolved::Ranges(vec![6..10])),
+            (&[Last(40)], 10, None, Resolved::Ranges(vec![0..10])),
+            (&[Last(0)], 10, None, Resolved::Unsatisfiable),
+            (&[From(10)], 10, None, Resolved::Unsatisfiable),
+            (&[From(0)], 0, None, Resolved::Unsatisfiable),
+            (&[Last(1)], 0, None, Resolved::Unsatisfiable),
+            (
+                &[FromTo(0, 1), FromTo(2, 3)],
+                10,
+                None,
+                Resolved::Ranges(vec![0..4]),
+            ),
+            (
+                &[FromTo(6, 7), FromTo(0, 1)],
+                10,
+                None,
+                Resolved::Ranges(vec![0..2, 6..8]),
+            ),
+            (&[From(0)], 100, Some(8), Resolved::Ranges(vec![0..8])),
+            (
+                &[FromTo(0, 3), FromTo(10, 20)],
+                100,
+                Some(6),
+                Resolved::Ranges(vec![0..4, 10..12]),
+            ),
+            (&[FromTo(0, 1)], 100, Some(8), Resolved::Ranges(vec![0..2])),
+        ];
+        for (specs, len, cap, want) in cases {
+            assert_eq!(
+                &resolve(specs, *len, *cap),
+                want,
+                "{specs:?} len={len} cap={cap:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn thousands_of_overlaps_never_exceed_the_file() {
+        let specs = vec![From(0); 10_000];
+        assert_eq!(resolve(&specs, 1000, None), Resolved::Ranges(vec![0..1000]));
+    }
+}
