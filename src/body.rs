@@ -24,12 +24,14 @@ impl<B> ResponseBody<B> {
     /// A plain-text response with `status` and `reason` as its body.
     pub fn refusal(status: StatusCode, reason: impl Into<Bytes>) -> Response<Self> {
         let reason = reason.into();
+        let len = HeaderValue::from(reason.len());
         let mut response = Response::new(Self::Refusal(Some(reason)));
         *response.status_mut() = status;
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        response.headers_mut().insert(header::CONTENT_LENGTH, len);
         response
     }
 }

@@ -1,5 +1,6 @@
 //! Preconditions of RFC 9110 §13.2.2, evaluated in the order it gives.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{header, HeaderMap, Method};
@@ -27,7 +28,7 @@ pub(crate) fn evaluate(method: &Method, headers: &HeaderMap, v: &Validators<'_>)
     let get_or_head = matches!(*method, Method::GET | Method::HEAD);
     // Step 1 and 2: If-Match, else If-Unmodified-Since.
     if let Some(value) = header_str(headers, header::IF_MATCH) {
-        if !etag_list_matches(value, v.etag, true) {
+        if !etag_list_matches(&value, v.etag, true) {
             return Outcome::Failed;
         }
     } else if let (Some(since), Some(modified)) = (
@@ -40,7 +41,7 @@ pub(crate) fn evaluate(method: &Method, headers: &HeaderMap, v: &Validators<'_>)
     }
     // Step 3 and 4: If-None-Match, else If-Modified-Since (GET/HEAD only).
     if let Some(value) = header_str(headers, header::IF_NONE_MATCH) {
-        if etag_list_matches(value, v.etag, false) {
+        if etag_list_matches(&value, v.etag, false) {
             return if get_or_head {
                 Outcome::NotModified
             } else {
@@ -76,9 +77,18 @@ fn if_range_matches(value: &str, v: &Validators<'_>) -> bool {
     }
 }
 
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+/// A list header's field lines joined with commas (RFC 9110 §5.3).
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<Cow<'_, str>> {
+    let mut values = headers.get_all(name).iter();
     // An unreadable value counts as present but matching nothing.
-    headers.get(name).map(|v| v.to_str().unwrap_or(""))
+    let first = values.next()?.to_str().unwrap_or("");
+    let mut joined = Cow::Borrowed(first);
+    for value in values {
+        let joined = joined.to_mut();
+        joined.push_str(", ");
+        joined.push_str(value.to_str().unwrap_or(""));
+    }
+    Some(joined)
 }
 
 fn header_date(headers: &HeaderMap, name: header::HeaderName) -> Option<SystemTime> {

@@ -147,15 +147,33 @@ pub(crate) fn text(status: StatusCode, reason: &'static str) -> Response<MediaBo
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_PLAIN));
+    set_length(&mut response);
     response
 }
 
 fn finish(builder: http::response::Builder, body: MediaBody) -> Response<MediaBody> {
     // Every header above is built from validated values; a failure here is a
     // bug, answered as 500 rather than a panic.
-    builder
+    let mut response = builder
         .body(body)
-        .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+        .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
+    set_length(&mut response);
+    response
+}
+
+/// Gives in-memory bodies (refusals) an explicit `Content-Length`, so the
+/// header does not depend on the server filling it in.
+fn set_length(response: &mut Response<MediaBody>) {
+    if response.status() == StatusCode::NOT_MODIFIED
+        || response.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        return;
+    }
+    if let Some(len) = http_body::Body::size_hint(response.body()).exact() {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
 }
 
 /// Strong validator from size and modification time only, so that copies of

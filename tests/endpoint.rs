@@ -1,0 +1,713 @@
+//! `oneshot` tests of the stacked endpoint: every rule, bytes compared with
+//! the file on disk.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{body_bytes, parse_content_range, parse_multipart, Fixture};
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use sage_stream::permission::{
+    AllowAny, Denial, IsAuthenticated, PermissionExt, RequestHead, RequirePermissionLayer,
+    SignedUrl,
+};
+use sage_stream::viewer::Viewer;
+use sage_stream::{media::ServeMedia, StreamEndpoint};
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+fn request(method: Method, uri: &str, headers: &[(&str, &str)]) -> Request<()> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(()).unwrap()
+}
+
+async fn call<S, B>(
+    svc: &S,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Vec<u8>)
+where
+    S: Service<Request<()>, Response = http::Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let res = svc
+        .clone()
+        .oneshot(request(method, uri, headers))
+        .await
+        .unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = body_bytes(res).await.to_vec();
+    (status, headers, body)
+}
+
+async fn get<S, B>(svc: &S, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Vec<u8>)
+where
+    S: Service<Request<()>, Response = http::Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    call(svc, Method::GET, uri, headers).await
+}
+
+#[tokio::test]
+async fn full_file_with_validators() {
+    let fx = Fixture::new();
+    let data = fx.file("clip.mp4", 300_000);
+    let svc = StreamEndpoint::new(&fx.root).into_service();
+    let (status, h, body) = get(&svc, "/api/stream?path=clip.mp4", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, data);
+    assert_eq!(h["content-type"], "video/mp4");
+    assert_eq!(h["content-length"], "300000");
+    assert_eq!(h["accept-ranges"], "bytes");
+    assert!(!h.contains_key("content-range"));
+    let modified = std::fs::metadata(fx.path("clip.mp4"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let secs = modified.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert_eq!(h["etag"], format!("\"{secs:x}-{:x}\"", 300_000).as_str());
+    assert_eq!(
+        h["last-modified"],
+        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs)).as_str()
+    );
+}
+
+#[tokio::test]
+async fn single_ranges_match_the_file() {
+    let fx = Fixture::new();
+    let data = fx.file("a.webm", 1000);
+    let svc = StreamEndpoint::new(&fx.root).into_service();
+    // (Range, first, last)
+    let cases: &[(&str, usize, usize)] = &[
+        ("bytes=0-1", 0, 1),
+        ("bytes=0-0", 0, 0),
+        ("bytes=10-19", 10, 19),
+        ("bytes=990-", 990, 999),
+        ("bytes=-1", 999, 999),
+        ("bytes=-250", 750, 999),
+        ("bytes=-5000", 0, 999),
+        ("bytes=900-5000", 900, 999),
+        ("bytes=999-999", 999, 999),
+        ("bytes=0-5,3-10", 0, 10),
+        ("bytes=0-4,5-9", 0, 9),
+        ("bytes=5-9, 2000-3000", 5, 9),
+        ("bytes = 1-2", 1, 2),
+    ];
+    for (range, first, last) in cases {
+        let (status, h, body) = get(&svc, "/?path=a.webm", &[("range", range)]).await;
+        assert_eq!(status, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(
+            h["content-range"],
+            format!("bytes {first}-{last}/1000").as_str(),
+            "{range}"
+        );
+        assert_eq!(
+            h["content-length"],
+            (last - first + 1).to_string().as_str(),
+            "{range}"
+        );
+        assert_eq!(h["content-type"], "video/webm");
+        assert_eq!(body, &data[*first..=*last], "{range}");
+    }
+}
+
+#[tokio::test]
+async fn unsatisfiable_and_ignored_ranges() {
+    let fx = Fixture::new();
+    let data = fx.file("a.mp4", 1000);
+    let svc = StreamEndpoint::new(&fx.root).into_service();
+    for range in [
+        "bytes=1000-",
+        "bytes=5000-6000",
+        "bytes=-0",
+        "bytes=1000-1001,2000-",
+    ] {
+        let (status, h, body) = get(&svc, "/?path=a.mp4", &[("range", range)]).await;
+        assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(h["content-range"], "bytes */1000");
+        assert_eq!(body, b"range not satisfiable");
+    }
+    // Syntactically invalid, other units, too many specs: ignored → 200.
+    let many = format!("bytes={}", vec!["0-0"; 33].join(","));
+    for range in [
+        "bytes=9-1",
+        "bytes=abc",
+        "items=0-1",
+        "bytes=--1",
+        many.as_str(),
+    ] {
+        let (status, h, body) = get(&svc, "/?path=a.mp4", &[("range", range)]).await;
+        assert_eq!(status, StatusCode::OK, "{range}");
+        assert!(!h.contains_key("content-range"));
+        assert_eq!(body, data);
+    }
+}
+
+#[tokio::test]
+async fn multipart_byteranges_are_exact() {
+    let fx = Fixture::new();
+    let data = fx.file("m.mp4", 5000);
+    let svc = StreamEndpoint::new(&fx.root).chunk_size(7).into_service();
+    let (status, h, body) = get(
+        &svc,
+        "/?path=m.mp4",
+        &[("range", "bytes=4000-4099, 0-9, -10, 5-20")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(h["content-length"], body.len().to_string().as_str());
+    let parts = parse_multipart(h["content-type"].to_str().unwrap(), &body);
+    // Sorted and coalesced: 0-20, 4000-4099, 4990-4999.
+    let ranges: Vec<_> = parts
+        .iter()
+        .map(|p| parse_content_range(&p.content_range))
+        .collect();
+    assert_eq!(
+        ranges,
+        vec![(0, 20, 5000), (4000, 4099, 5000), (4990, 4999, 5000)]
+    );
+    for part in &parts {
+        let (a, b, _) = parse_content_range(&part.content_range);
+        assert_eq!(part.content_type, "video/mp4");
+        assert_eq!(part.body, &data[a as usize..=b as usize]);
+    }
+}
+
+#[tokio::test]
+async fn thousands_of_overlapping_ranges_stay_small() {
+    let fx = Fixture::new();
+    fx.file("m.mp4", 1000);
+    let svc = StreamEndpoint::new(&fx.root)
+        .max_ranges(10_000)
+        .into_service();
+    let header = format!("bytes={}", vec!["0-999"; 5000].join(","));
+    let (status, h, body) = get(&svc, "/?path=m.mp4", &[("range", &header)]).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(h["content-range"], "bytes 0-999/1000");
+    assert_eq!(body.len(), 1000);
+}
+
+#[tokio::test]
+async fn head_mirrors_get_without_a_body() {
+    let fx = Fixture::new();
+    fx.file("h.mp4", 4321);
+    let svc = StreamEndpoint::new(&fx.root).into_service();
+    for headers in [
+        vec![],
+        vec![("range", "bytes=1-10")],
+        vec![("range", "bytes=0-1,5-6")],
+    ] {
+        let (gs, gh, _) = get(&svc, "/?path=h.mp4", &headers).await;
+        let (hs, hh, hb) = call(&svc, Method::HEAD, "/?path=h.mp4", &headers).await;
+        assert_eq!(gs, hs);
+        assert!(hb.is_empty());
+        for name in [
+            "content-length",
+            "content-range",
+            "etag",
+            "last-modified",
+            "accept-ranges",
+        ] {
+            assert_eq!(gh.get(name), hh.get(name), "{name}");
+        }
+        if gh
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("multipart")
+        {
+            assert_eq!(gh["content-length"], hh["content-length"]);
+        } else {
+            assert_eq!(gh["content-type"], hh["content-type"]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn other_methods_get_405_with_allow() {
+    let fx = Fixture::new();
+    fx.file("x.mp4", 10);
+    let svc = StreamEndpoint::new(&fx.root).into_service();
+    for method in [
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::PATCH,
+    ] {
+        let (status, h, body) = call(&svc, method, "/?path=x.mp4", &[]).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(h["allow"], "GET, HEAD");
+        assert_eq!(body, b"method not allowed");
+    }
+}
+
+#[tokio::test]
+async fn preconditions_in_rfc_order() {
+    let fx = Fixture::new();
+    let data = fx.file("p.mp4", 100);
+    let svc = StreamEndpoint::new(&fx.root).into_service();
+    let (_, h, _) = get(&svc, "/?path=p.mp4", &[]).await;
+    let etag = h["etag"].to_str().unwrap().to_owned();
+    let last_modified = h["last-modified"].to_str().unwrap().to_owned();
+    let weak = format!("W/{etag}");
+    let old = "Sat, 01 Jan 2000 00:00:00 GMT";
+    let future = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(86_400));
+    let cases: Vec<(Vec<(&str, &str)>, StatusCode)> = vec![
+        (vec![("if-match", &etag)], StatusCode::OK),
+        (
+            vec![("if-match", "\"nope\"")],
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        (vec![("if-match", &weak)], StatusCode::PRECONDITION_FAILED),
+        (
+            vec![("if-unmodified-since", old)],
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        (
+            vec![("if-unmodified-since", &last_modified)],
+            StatusCode::OK,
+        ),
+        (vec![("if-none-match", &etag)], StatusCode::NOT_MODIFIED),
+        (vec![("if-none-match", &weak)], StatusCode::NOT_MODIFIED),
+        (vec![("if-none-match", "*")], StatusCode::NOT_MODIFIED),
+        (
+            vec![("if-none-match", "\"x\", "), ("if-none-match", &etag)],
+            StatusCode::NOT_MODIFIED,
+        ),
+        (vec![("if-none-match", "\"other\"")], StatusCode::OK),
+        (
+            vec![("if-modified-since", &last_modified)],
+            StatusCode::NOT_MODIFIED,
+        ),
+        (
+            vec![("if-modified-since", &future)],
+            StatusCode::NOT_MODIFIED,
+        ),
+        (vec![("if-modified-since", old)], StatusCode::OK),
+        (
+            vec![
+                ("if-none-match", "\"other\""),
+                ("if-modified-since", &future),
+            ],
+            StatusCode::OK,
+        ),
+        (
+            vec![("if-match", "\"nope\""), ("if-none-match", &etag)],
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        (
+            vec![("range", "bytes=0-9"), ("if-range", &etag)],
+            StatusCode::PARTIAL_CONTENT,
+        ),
+        (
+            vec![("range", "bytes=0-9"), ("if-range", &last_modified)],
+            StatusCode::PARTIAL_CONTENT,
+        ),
+        (
+            vec![("range", "bytes=0-9"), ("if-range", "\"stale\"")],
+            StatusCode::OK,
+        ),
+        (
+            vec![("range", "bytes=0-9"), ("if-range", &weak)],
+            StatusCode::OK,
+        ),
+        (
+            vec![("range", "bytes=0-9"), ("if-range", old)],
+            StatusCode::OK,
+        ),
+    ];
+    for (headers, want) in cases {
+        let (status, h, body) = get(&svc, "/?path=p.mp4", &headers).await;
+        assert_eq!(status, want, "{headers:?}");
+        match status {
+            StatusCode::OK => assert_eq!(body, data),
+            StatusCode::PARTIAL_CONTENT => assert_eq!(body, &data[..10]),
+            StatusCode::NOT_MODIFIED => {
+                assert!(body.is_empty());
+                assert_eq!(h["etag"], etag.as_str());
+                assert_eq!(h["last-modified"], last_modified.as_str());
+                assert!(!h.contains_key("content-length"));
+            }
+            _ => assert_eq!(body, b"precondition failed"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn cap_is_exact_on_a_one_gib_file() {
+    let fx = Fixture::new();
+    // Sparse: costs no disk.
+    let file = std::fs::File::create(fx.path("big.mp4")).unwrap();
+    file.set_len(1 << 30).unwrap();
+    drop(file);
+    let svc = StreamEndpoint::new(&fx.root).into_service();
+    let (status, h, body) = get(&svc, "/?path=big.mp4", &[("range", "bytes=0-")]).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(h["content-range"], "bytes 0-8388607/1073741824");
+    assert_eq!(h["content-length"], "8388608");
+    assert_eq!(body.len(), 8 * 1024 * 1024);
+
+    let (_, h, body) = get(&svc, "/?path=big.mp4", &[("range", "bytes=0-1")]).await;
+    assert_eq!(h["content-range"], "bytes 0-1/1073741824");
+    assert_eq!(body.len(), 2);
+
+    // Several ranges: the cap applies to their total.
+    let small = StreamEndpoint::new(&fx.root)
+        .max_load_volume(15)
+        .into_service();
+    let (_, h, body) = get(&small, "/?path=big.mp4", &[("range", "bytes=0-9,100-199")]).await;
+    let parts = parse_multipart(h["content-type"].to_str().unwrap(), &body);
+    let ranges: Vec<_> = parts
+        .iter()
+        .map(|p| parse_content_range(&p.content_range))
+        .collect();
+    assert_eq!(ranges, vec![(0, 9, 1 << 30), (100, 104, 1 << 30)]);
+
+    // No Range header: the response is not changed.
+    let res = svc
+        .clone()
+        .oneshot(request(Method::GET, "/?path=big.mp4", &[]))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-length"], "1073741824");
+}
+
+#[tokio::test]
+async fn cap_cuts_a_foreign_service() {
+    use sage_stream::cap::CapVolumeLayer;
+    use tower_http::services::ServeDir;
+    let fx = Fixture::new();
+    let data = fx.file("d.mp4", 100_000);
+    let svc = ServiceBuilder::new()
+        .layer(CapVolumeLayer::new(1000))
+        .service(ServeDir::new(&fx.root));
+    let (status, h, body) = get(&svc, "/d.mp4", &[("range", "bytes=50-")]).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(h["content-range"], "bytes 50-1049/100000");
+    assert_eq!(h["content-length"], "1000");
+    assert_eq!(body, &data[50..1050]);
+}
+
+#[tokio::test]
+async fn zero_length_file() {
+    let fx = Fixture::new();
+    fx.file("empty.mp4", 0);
+    let svc = StreamEndpoint::new(&fx.root).into_service();
+    let (status, h, body) = get(&svc, "/?path=empty.mp4", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h["content-length"], "0");
+    assert!(body.is_empty());
+    for range in ["bytes=0-", "bytes=-1", "bytes=0-0"] {
+        let (status, h, _) = get(&svc, "/?path=empty.mp4", &[("range", range)]).await;
+        assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(h["content-range"], "bytes */0");
+    }
+}
+
+#[tokio::test]
+async fn missing_bad_and_unreadable_paths() {
+    let fx = Fixture::new();
+    fx.file("dir/clip.mp4", 10);
+    let svc = StreamEndpoint::new(&fx.root).into_service();
+    let cases: &[(&str, StatusCode, &[u8])] = &[
+        (
+            "/api/stream",
+            StatusCode::BAD_REQUEST,
+            b"missing media path",
+        ),
+        (
+            "/api/stream?other=1",
+            StatusCode::BAD_REQUEST,
+            b"missing media path",
+        ),
+        (
+            "/api/stream?path=",
+            StatusCode::BAD_REQUEST,
+            b"empty media path",
+        ),
+        (
+            "/api/stream?path=dir",
+            StatusCode::NOT_FOUND,
+            b"media not found",
+        ),
+        (
+            "/api/stream?path=dir/",
+            StatusCode::NOT_FOUND,
+            b"media not found",
+        ),
+        (
+            "/api/stream?path=nope.mp4",
+            StatusCode::NOT_FOUND,
+            b"media not found",
+        ),
+        (
+            "/api/stream?path=dir/clip.mp4/x",
+            StatusCode::NOT_FOUND,
+            b"media not found",
+        ),
+        ("/api/stream?path=dir/clip.mp4", StatusCode::OK, b""),
+    ];
+    for (uri, want, reason) in cases {
+        let (status, _, body) = get(&svc, uri, &[]).await;
+        assert_eq!(status, *want, "{uri}");
+        if !reason.is_empty() {
+            assert_eq!(&body, reason, "{uri}");
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fx.file("locked.mp4", 10);
+        std::fs::set_permissions(
+            fx.path("locked.mp4"),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+        // Root reads anything; only assert where the OS enforces the mode.
+        if std::fs::File::open(fx.path("locked.mp4")).is_err() {
+            let (status, _, body) = get(&svc, "/?path=locked.mp4", &[]).await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            assert_eq!(body, b"media not readable");
+        }
+    }
+}
+
+#[tokio::test]
+async fn path_var_and_uri_path_modes() {
+    let fx = Fixture::new();
+    let data = fx.file("clips/a b.mp4", 64);
+    let by_var = StreamEndpoint::new(&fx.root)
+        .path_var("video")
+        .into_service();
+    assert_eq!(get(&by_var, "/?video=clips%2Fa+b.mp4", &[]).await.2, data);
+    assert_eq!(
+        get(&by_var, "/?path=clips/a%20b.mp4", &[]).await.0,
+        StatusCode::BAD_REQUEST
+    );
+
+    let by_uri = ServeMedia::new(&fx.root).uri_path("/media/");
+    assert_eq!(get(&by_uri, "/media/clips/a%20b.mp4", &[]).await.2, data);
+    assert_eq!(
+        get(&by_uri, "/mediax/clips/a%20b.mp4", &[]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&by_uri, "/media/../secret.txt", &[]).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        get(&by_uri, "/media/%2e%2e/secret.txt", &[]).await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn django_regex_grammar() {
+    let fx = Fixture::new();
+    let data = fx.file("r.mp4", 100);
+    let regex = regex::Regex::new(sage_stream::range::DJANGO_RANGE_PATTERN).unwrap();
+    let svc = StreamEndpoint::new(&fx.root)
+        .range_regex(regex)
+        .into_service();
+    let (status, h, body) = get(&svc, "/?path=r.mp4", &[("range", "bytes=0-1")]).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(h["content-range"], "bytes 0-1/100");
+    assert_eq!(body, &data[..2]);
+    let (status, _, body) = get(&svc, "/?path=r.mp4", &[("range", "bytes=-5")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, data);
+}
+
+#[tokio::test]
+async fn file_shrinking_mid_stream_ends_with_an_error() {
+    let fx = Fixture::new();
+    let data = fx.file("s.mp4", 1 << 20);
+    let svc = StreamEndpoint::new(&fx.root)
+        .chunk_size(64 * 1024)
+        .into_service();
+    let res = svc
+        .oneshot(request(Method::GET, "/?path=s.mp4", &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["content-length"],
+        (1u64 << 20).to_string().as_str()
+    );
+    let mut body = res.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(fx.path("s.mp4"))
+        .unwrap()
+        .set_len(100_000)
+        .unwrap();
+    let mut received = first.to_vec();
+    let err = loop {
+        match body.frame().await {
+            Some(Ok(frame)) => received.extend_from_slice(&frame.into_data().unwrap()),
+            Some(Err(err)) => break err,
+            None => panic!("body ended without an error after {} bytes", received.len()),
+        }
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+    assert!(received.len() < data.len());
+    assert_eq!(
+        received,
+        &data[..received.len()],
+        "every byte sent is a byte of the file"
+    );
+}
+
+#[tokio::test]
+async fn permissions_refuse_with_reasons() {
+    let fx = Fixture::new();
+    let data = fx.file("v.mp4", 10);
+    let open = StreamEndpoint::new(&fx.root)
+        .permission(AllowAny)
+        .into_service();
+    assert_eq!(get(&open, "/?path=v.mp4", &[]).await.2, data);
+
+    let auth = StreamEndpoint::new(&fx.root)
+        .permission(IsAuthenticated)
+        .into_service();
+    let (status, h, body) = get(&auth, "/?path=v.mp4", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h["www-authenticate"], "Bearer realm=\"sage-stream\"");
+    assert_eq!(body, b"authentication required");
+    let mut req = request(Method::GET, "/?path=v.mp4", &[]);
+    req.extensions_mut().insert(Viewer::user("7"));
+    let res = auth.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_bytes(res).await, data);
+
+    let no_webm = |r: &RequestHead<'_>| match r.query("path") {
+        Some(p) if p.ends_with(".webm") => Err(Denial::forbidden("webm is off")),
+        _ => Ok(()),
+    };
+    let either = StreamEndpoint::new(&fx.root)
+        .permission(IsAuthenticated.or(no_webm))
+        .into_service();
+    assert_eq!(get(&either, "/?path=v.mp4", &[]).await.0, StatusCode::OK);
+    // Both refuse: the 401 wins, credentials could help.
+    assert_eq!(
+        get(&either, "/?path=v.webm", &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let inverted = StreamEndpoint::new(&fx.root)
+        .permission(AllowAny.not())
+        .into_service();
+    let (status, _, body) = get(&inverted, "/?path=v.mp4", &[]).await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (StatusCode::FORBIDDEN, &b"forbidden"[..])
+    );
+}
+
+#[tokio::test]
+async fn async_permission() {
+    let fx = Fixture::new();
+    fx.file("v.mp4", 10);
+    let check = |req: Request<()>| async move {
+        tokio::task::yield_now().await;
+        if req.headers().contains_key("x-allowed") {
+            Ok(req)
+        } else {
+            Err(Denial::forbidden("policy says no"))
+        }
+    };
+    let svc = ServiceBuilder::new()
+        .layer(RequirePermissionLayer::new_async(check))
+        .service(ServeMedia::new(&fx.root));
+    let (status, _, body) = get(&svc, "/?path=v.mp4", &[]).await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (StatusCode::FORBIDDEN, &b"policy says no"[..])
+    );
+    assert_eq!(
+        get(&svc, "/?path=v.mp4", &[("x-allowed", "1")]).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn signed_urls() {
+    let fx = Fixture::new();
+    let data = fx.file("dir/s.mp4", 10);
+    let signer = SignedUrl::new("k3y");
+    let svc = StreamEndpoint::new(&fx.root)
+        .permission(signer.clone())
+        .into_service();
+    let query = signer.signed_query("dir/s.mp4", Duration::from_secs(60));
+    let (status, _, body) = get(&svc, &format!("/api/stream?{query}"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, data);
+
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expired = format!(
+        "/?path=dir/s.mp4&expires={}&signature={}",
+        now - 1,
+        signer.sign("dir/s.mp4", now - 1)
+    );
+    let other_key = SignedUrl::new("other").signed_query("dir/s.mp4", Duration::from_secs(60));
+    let other_path = query
+        .replace("dir%2Fs.mp4", "dir%2Ft.mp4")
+        .replace("dir/s.mp4", "dir/t.mp4");
+    let later = query.replace("expires=", "expires=9");
+    let cases = [
+        ("/?path=dir/s.mp4".to_owned(), "missing signature"),
+        (expired, "link expired"),
+        (format!("/?{other_key}"), "invalid signature"),
+        (format!("/?{other_path}"), "invalid signature"),
+        (format!("/?{later}"), "invalid signature"),
+        (
+            format!("/?{query}").replace("signature=", "signature=zz"),
+            "invalid signature",
+        ),
+    ];
+    for (uri, reason) in cases {
+        let (status, _, body) = get(&svc, &uri, &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{uri}");
+        assert_eq!(String::from_utf8(body).unwrap(), reason, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn settings_drive_the_endpoint() {
+    use sage_stream::settings::Settings;
+    let fx = Fixture::new();
+    let data = fx.file("big.mp4", 3 * 1024 * 1024);
+    let settings = Settings::from_lookup(|name| match name {
+        "STREAM_MAX_LOAD_VOLUME" => Some("1".into()),
+        "STREAM_DEFAULT_VIDEO_PATH_URL_VAR" => Some("v".into()),
+        "STREAM_DEFAULT_PERMISSION_CLASSES" => Some("IsAuthenticated".into()),
+        _ => None,
+    })
+    .unwrap();
+    let svc = StreamEndpoint::from_settings(&fx.root, &settings)
+        .unwrap()
+        .into_service();
+    assert_eq!(
+        get(&svc, "/?v=big.mp4", &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let mut req = request(Method::GET, "/?v=big.mp4", &[("range", "bytes=100-")]);
+    req.extensions_mut().insert(Viewer::user("u"));
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["content-range"], "bytes 100-1048675/3145728");
+    assert_eq!(body_bytes(res).await, &data[100..100 + 1024 * 1024]);
+}
