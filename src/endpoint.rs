@@ -31,6 +31,7 @@ use tower::ServiceBuilder;
 
 use crate::cap::{CapVolume, CapVolumeLayer};
 use crate::error::ConfigError;
+use crate::log::WatchLogLayer;
 use crate::media::ServeMedia;
 use crate::permission::{
     AllOf, AllowAny, Permission, RequirePermission, RequirePermissionLayer, SyncPermission,
@@ -176,6 +177,9 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
 
     /// Adds [`CapVolumeLayer`] capping at `bytes`.
     fn cap_volume(self, bytes: u64) -> ServiceBuilder<Stack<CapVolumeLayer, L>>;
+
+    /// Adds a [`WatchLogLayer`] (outermost is best: it then also logs refusals).
+    fn watch_log(self, layer: WatchLogLayer) -> ServiceBuilder<Stack<WatchLogLayer, L>>;
 }
 
 mod sealed {
@@ -197,5 +201,9 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     fn cap_volume(self, bytes: u64) -> ServiceBuilder<Stack<CapVolumeLayer, L>> {
         self.layer(CapVolumeLayer::new(bytes))
+    }
+
+    fn watch_log(self, layer: WatchLogLayer) -> ServiceBuilder<Stack<WatchLogLayer, L>> {
+        self.layer(layer)
     }
 }

@@ -33,12 +33,14 @@
 
 #![deny(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
+#![recursion_limit = "256"]
 
 pub mod auth;
 pub mod body;
 pub mod cap;
 pub mod endpoint;
 pub mod error;
+pub mod log;
 pub mod media;
 pub mod permission;
 mod query;

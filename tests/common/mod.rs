@@ -140,3 +140,6 @@ pub fn parse_content_range(value: &str) -> (u64, u64, u64) {
 pub fn exists(path: &Path) -> bool {
     path.exists()
 }
+
+#[cfg(feature = "postgres")]
+pub mod pg;

@@ -1,0 +1,141 @@
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Buf;
+use chrono::{DateTime, Utc};
+use http_body::{Body, Frame, SizeHint};
+use pin_project::{pin_project, pinned_drop};
+
+use super::record::WatchRecord;
+use super::writer::WatchLogSink;
+
+/// What is known of a logged request before its response ends.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) sink: WatchLogSink,
+    pub(super) started: Instant,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) requested_path: String,
+    pub(super) user_id: Option<String>,
+    pub(super) is_authenticated: bool,
+    pub(super) ip: Option<String>,
+    pub(super) method: String,
+    pub(super) range_header: Option<String>,
+    pub(super) user_agent: Option<String>,
+    pub(super) log_not_modified: bool,
+    pub(super) log_refusals: bool,
+    pub(super) is_head: bool,
+}
+
+impl Pending {
+    pub(super) fn finish(
+        self,
+        path: Option<String>,
+        status: u16,
+        bytes_sent: u64,
+        completed: bool,
+    ) {
+        let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.sink.record(WatchRecord {
+            record_id: uuid::Uuid::new_v4().to_string(),
+            created_at: self.created_at,
+            path: path.unwrap_or(self.requested_path),
+            user_id: self.user_id,
+            is_authenticated: self.is_authenticated,
+            ip: self.ip,
+            method: self.method,
+            status,
+            range_header: self.range_header,
+            bytes_sent,
+            duration_ms,
+            user_agent: self.user_agent,
+            completed,
+        });
+    }
+}
+
+/// A response being logged: written when its body ends or is dropped.
+#[derive(Debug)]
+pub(super) struct Active {
+    pub(super) pending: Pending,
+    pub(super) path: Option<String>,
+    pub(super) status: u16,
+    pub(super) expected: Option<u64>,
+}
+
+/// Body that counts the bytes it hands on and writes the watch-log row when
+/// it ends, fails, or is dropped (the client went away); built by
+/// [`WatchLog`](super::WatchLog).
+#[pin_project(PinnedDrop)]
+#[derive(Debug)]
+pub struct LoggedBody<B> {
+    #[pin]
+    inner: B,
+    log: Option<Active>,
+    sent: u64,
+}
+
+impl<B> LoggedBody<B> {
+    pub(super) fn new(inner: B, log: Option<Active>) -> Self {
+        Self {
+            inner,
+            log,
+            sent: 0,
+        }
+    }
+}
+
+fn finish(log: &mut Option<Active>, sent: u64, completed: bool) {
+    if let Some(active) = log.take() {
+        active
+            .pending
+            .finish(active.path, active.status, sent, completed);
+    }
+}
+
+impl<B: Body> Body for LoggedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.sent += data.remaining() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(_))) => finish(this.log, *this.sent, false),
+            Poll::Ready(None) => finish(this.log, *this.sent, true),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[pinned_drop]
+impl<B> PinnedDrop for LoggedBody<B> {
+    fn drop(self: Pin<&mut Self>) {
+        let this = self.project();
+        // A server may drop a body it knows is complete without polling it
+        // to the end; the expected length tells those apart from hang-ups.
+        let complete = this
+            .log
+            .as_ref()
+            .is_some_and(|a| a.expected.is_some_and(|e| *this.sent >= e));
+        finish(this.log, *this.sent, complete);
+    }
+}

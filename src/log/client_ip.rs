@@ -1,0 +1,216 @@
+//! The client's IP: the peer address, or a forwarded one when the peer is a
+//! trusted proxy.
+
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+use http::{header, HeaderMap};
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `::1/128`, or a bare IP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` lies in this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, canonical(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("invalid IP network {s:?}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("invalid prefix length in {s:?}"))?,
+        };
+        Ok(Self {
+            addr: canonical(addr),
+            prefix,
+        })
+    }
+}
+
+/// IPv4-mapped IPv6 addresses compare as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The client IP: `peer` itself unless it is trusted, in which case the
+/// right-most untrusted address of `Forwarded` (or else `X-Forwarded-For`).
+/// An unparsable forwarded value gives `None`, never a guess.
+pub(crate) fn client_ip(
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
+    let peer = canonical(peer?.ip());
+    if !trusted.iter().any(|net| net.contains(peer)) {
+        return Some(peer);
+    }
+    let hops = forwarded_for(headers).or_else(|| x_forwarded_for(headers))?;
+    // Walk from the proxy nearest to us outwards; the first untrusted hop is
+    // the client. Any invalid hop ends the walk with no answer.
+    for hop in hops.iter().rev() {
+        let ip = canonical((*hop)?);
+        if !trusted.iter().any(|net| net.contains(ip)) {
+            return Some(ip);
+        }
+    }
+    hops.first().copied().flatten()
+}
+
+fn x_forwarded_for(headers: &HeaderMap) -> Option<Vec<Option<IpAddr>>> {
+    let mut hops = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let value = value.to_str().ok()?;
+        hops.extend(value.split(',').map(|h| parse_node(h.trim())));
+    }
+    (!hops.is_empty()).then_some(hops)
+}
+
+fn forwarded_for(headers: &HeaderMap) -> Option<Vec<Option<IpAddr>>> {
+    let mut hops = Vec::new();
+    for value in headers.get_all(header::FORWARDED) {
+        let value = value.to_str().ok()?;
+        for element in value.split(',') {
+            for pair in element.split(';') {
+                if let Some((key, node)) = pair.trim().split_once('=') {
+                    if key.trim().eq_ignore_ascii_case("for") {
+                        hops.push(parse_node(node.trim().trim_matches('"')));
+                    }
+                }
+            }
+        }
+    }
+    (!hops.is_empty()).then_some(hops)
+}
+
+/// `1.2.3.4`, `1.2.3.4:80`, `[::1]`, `[::1]:80`, `::1`.
+fn parse_node(node: &str) -> Option<IpAddr> {
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(addr) = node.parse::<SocketAddr>() {
+        return Some(addr.ip());
+    }
+    node.strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+        .and_then(|(ip, _)| ip.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn ip(peer: &str, headers: &[(&str, &str)], trusted: &[&str]) -> Option<String> {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        let trusted: Vec<IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        client_ip(Some(peer.parse().unwrap()), &map, &trusted).map(|i| i.to_string())
+    }
+
+    #[test]
+    fn forwarded_only_from_trusted_proxies() {
+        let xff = [("x-forwarded-for", "203.0.113.9, 10.0.0.2")];
+        assert_eq!(
+            ip("198.51.100.1:5", &xff, &["10.0.0.0/8"]).as_deref(),
+            Some("198.51.100.1")
+        );
+        assert_eq!(
+            ip("10.0.0.1:5", &xff, &["10.0.0.0/8"]).as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(
+            ip(
+                "10.0.0.1:5",
+                &[("x-forwarded-for", "garbage")],
+                &["10.0.0.0/8"]
+            ),
+            None
+        );
+        assert_eq!(
+            ip(
+                "10.0.0.1:5",
+                &[("x-forwarded-for", "1.1.1.1, garbage")],
+                &["10.0.0.0/8"]
+            ),
+            None
+        );
+        assert_eq!(ip("10.0.0.1:5", &[], &["10.0.0.0/8"]), None);
+        assert_eq!(
+            ip(
+                "[::1]:5",
+                &[("forwarded", "for=\"[2001:db8::1]:4711\";proto=https")],
+                &["::1"]
+            )
+            .as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(
+            ip(
+                "127.0.0.1:5",
+                &[("forwarded", "for=192.0.2.60")],
+                &["127.0.0.1"]
+            )
+            .as_deref(),
+            Some("192.0.2.60")
+        );
+        assert_eq!(
+            ip("[::ffff:127.0.0.1]:5", &[], &[]).as_deref(),
+            Some("127.0.0.1")
+        );
+    }
+
+    #[test]
+    fn networks() {
+        let net: IpNet = "192.168.0.0/16".parse().unwrap();
+        assert!(net.contains("192.168.4.4".parse().unwrap()));
+        assert!(!net.contains("192.169.0.1".parse().unwrap()));
+        assert!("0.0.0.0/0"
+            .parse::<IpNet>()
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+        assert!("nope".parse::<IpNet>().is_err());
+    }
+}

@@ -1,0 +1,348 @@
+//! The diesel backends: [`SqliteStore`] and [`PgStore`], pooled with r2d2.
+//!
+//! Both share one schema and one set of queries (generated per backend by
+//! `diesel_store!`, since boxed diesel queries are backend-specific), and each
+//! embeds its own migrations folder, run at start-up or, if the database is
+//! down then, on the first connection that succeeds.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::sql_types::Bool;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use super::record::{Cursor, LogFilter, Page, PathStats, WatchLogEntry, WatchRecord};
+use super::schema::watch_logs;
+use super::store::{StoreError, WatchLogStore};
+
+/// The write model: one row to insert.
+#[derive(Insertable)]
+#[diesel(table_name = watch_logs)]
+struct NewWatchLog<'a> {
+    record_id: &'a str,
+    created_at: NaiveDateTime,
+    path: &'a str,
+    user_id: Option<&'a str>,
+    is_authenticated: bool,
+    viewer_key: String,
+    ip: Option<&'a str>,
+    method: &'a str,
+    status: i32,
+    range_header: Option<&'a str>,
+    bytes_sent: i64,
+    duration_ms: i64,
+    user_agent: Option<&'a str>,
+    completed: bool,
+}
+
+impl<'a> From<&'a WatchRecord> for NewWatchLog<'a> {
+    fn from(r: &'a WatchRecord) -> Self {
+        Self {
+            record_id: &r.record_id,
+            created_at: r.created_at.naive_utc(),
+            path: &r.path,
+            user_id: r.user_id.as_deref(),
+            is_authenticated: r.is_authenticated,
+            viewer_key: r.viewer_key(),
+            ip: r.ip.as_deref(),
+            method: &r.method,
+            status: i32::from(r.status),
+            range_header: r.range_header.as_deref(),
+            bytes_sent: i64::try_from(r.bytes_sent).unwrap_or(i64::MAX),
+            duration_ms: i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
+            user_agent: r.user_agent.as_deref(),
+            completed: r.completed,
+        }
+    }
+}
+
+// Rows per INSERT statement: 15 columns × 200 stays far below SQLite's
+// limit of 32 766 bound parameters.
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// A filter over `watch_logs` as one boxed SQL expression.
+type Predicate<'a, DB> = Box<
+    dyn BoxableExpression<watch_logs::table, DB, SqlType = diesel::sql_types::Nullable<Bool>> + 'a,
+>;
+
+fn query_error(err: diesel::result::Error) -> StoreError {
+    StoreError::Query(err.to_string())
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern with `\` as escape.
+fn like_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+macro_rules! diesel_store {
+    ($(#[$meta:meta])* $name:ident, $conn:ty, $backend:ty, $migrations:expr, $insert:expr) => {
+        $(#[$meta])*
+        #[derive(Clone)]
+        pub struct $name {
+            pool: Pool<ConnectionManager<$conn>>,
+            migrated: Arc<AtomicBool>,
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name)).field("pool", &self.pool.state()).finish()
+            }
+        }
+
+        impl $name {
+            /// A store over an existing pool. Call [`WatchLogStore::migrate`]
+            /// or let the first write run the migrations.
+            pub fn from_pool(pool: Pool<ConnectionManager<$conn>>) -> Self {
+                Self { pool, migrated: Arc::new(AtomicBool::new(false)) }
+            }
+
+            /// The pool, for your own queries.
+            pub fn pool(&self) -> &Pool<ConnectionManager<$conn>> {
+                &self.pool
+            }
+
+            fn conn(&self) -> Result<PooledConnection<ConnectionManager<$conn>>, StoreError> {
+                let mut conn = self.pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                if !self.migrated.load(Ordering::Acquire) {
+                    conn.run_pending_migrations($migrations)
+                        .map_err(|e| StoreError::Migration(e.to_string()))?;
+                    self.migrated.store(true, Ordering::Release);
+                }
+                Ok(conn)
+            }
+
+            /// The filter as one boxed SQL predicate, usable in grouped
+            /// queries too (boxed *queries* cannot be grouped).
+            fn predicate<'a>(filter: &'a LogFilter) -> Predicate<'a, $backend> {
+                use watch_logs::dsl;
+                let mut predicate: Predicate<'a, $backend> = Box::new(true.into_sql::<Bool>().nullable());
+                macro_rules! and {
+                    ($expr:expr) => {
+                        predicate = Box::new(predicate.and($expr))
+                    };
+                }
+                if let Some(path) = &filter.path {
+                    and!(dsl::path.eq(path).nullable());
+                }
+                if let Some(user) = &filter.user_id {
+                    and!(dsl::user_id.eq(user));
+                }
+                if let Some(authenticated) = filter.authenticated {
+                    and!(dsl::is_authenticated.eq(authenticated).nullable());
+                }
+                if let Some(ip) = &filter.ip {
+                    and!(dsl::ip.eq(ip));
+                }
+                if let Some(since) = filter.since {
+                    and!(dsl::created_at.ge(since).nullable());
+                }
+                if let Some(until) = filter.until {
+                    and!(dsl::created_at.lt(until).nullable());
+                }
+                if let Some(status) = filter.status {
+                    and!(dsl::status.eq(status).nullable());
+                }
+                if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
+                    let pattern = like_pattern(search);
+                    and!(dsl::path
+                        .like(pattern.clone())
+                        .escape('\\')
+                        .nullable()
+                        .or(dsl::user_id.like(pattern.clone()).escape('\\'))
+                        .or(dsl::ip.like(pattern).escape('\\')));
+                }
+                predicate
+            }
+        }
+
+        impl WatchLogStore for $name {
+            fn migrate(&self) -> Result<(), StoreError> {
+                self.conn().map(drop)
+            }
+
+            fn insert_batch(&self, records: &[WatchRecord]) -> Result<usize, StoreError> {
+                if records.is_empty() {
+                    return Ok(0);
+                }
+                let rows: Vec<NewWatchLog<'_>> = records.iter().map(NewWatchLog::from).collect();
+                let mut conn = self.conn()?;
+                conn.transaction(|conn| {
+                    let mut inserted = 0;
+                    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                        inserted += ($insert)(conn, chunk)?;
+                    }
+                    Ok(inserted)
+                })
+                .map_err(query_error)
+            }
+
+            fn query(&self, filter: &LogFilter, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError> {
+                use watch_logs::dsl;
+                let mut predicate = Self::predicate(filter);
+                if let Some(cursor) = after {
+                    predicate = Box::new(predicate.and(
+                        dsl::created_at
+                            .lt(cursor.created_at)
+                            .or(dsl::created_at.eq(cursor.created_at).and(dsl::id.lt(cursor.id)))
+                            .nullable(),
+                    ));
+                }
+                let query = watch_logs::table.filter(predicate);
+                let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+                let mut entries: Vec<WatchLogEntry> = query
+                    .order((dsl::created_at.desc(), dsl::id.desc()))
+                    .limit(fetch)
+                    .select(WatchLogEntry::as_select())
+                    .load(&mut self.conn()?)
+                    .map_err(query_error)?;
+                let more = entries.len() > limit;
+                entries.truncate(limit);
+                let next = if more { entries.last().map(Cursor::after) } else { None };
+                Ok(Page { entries, next })
+            }
+
+            fn count(&self, filter: &LogFilter) -> Result<u64, StoreError> {
+                let count: i64 = watch_logs::table
+                    .filter(Self::predicate(filter))
+                    .count()
+                    .get_result(&mut self.conn()?)
+                    .map_err(query_error)?;
+                Ok(u64::try_from(count).unwrap_or(0))
+            }
+
+            fn path_stats(&self, filter: &LogFilter, limit: usize) -> Result<Vec<PathStats>, StoreError> {
+                use diesel::dsl::{count_star, sql};
+                use diesel::sql_types::BigInt;
+                use watch_logs::dsl;
+                let rows: Vec<(String, i64, i64, i64)> = watch_logs::table
+                    .filter(Self::predicate(filter))
+                    .group_by(dsl::path)
+                    .select((
+                        dsl::path,
+                        count_star(),
+                        sql::<BigInt>("COUNT(DISTINCT viewer_key)"),
+                        // SUM of BIGINT is NUMERIC on PostgreSQL: cast back.
+                        sql::<BigInt>("CAST(COALESCE(SUM(bytes_sent), 0) AS BIGINT)"),
+                    ))
+                    .order((count_star().desc(), dsl::path.asc()))
+                    .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .load(&mut self.conn()?)
+                    .map_err(query_error)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(path, views, unique_viewers, bytes_sent)| PathStats { path, views, unique_viewers, bytes_sent })
+                    .collect())
+            }
+        }
+    };
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+    use diesel::connection::SimpleConnection;
+    use diesel::sqlite::{Sqlite, SqliteConnection};
+    use std::path::Path;
+    use std::time::Duration;
+
+    const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+    /// Sets WAL mode (readers never block the writer) and a busy timeout on
+    /// every pooled connection.
+    #[derive(Debug)]
+    struct SqlitePragmas;
+
+    impl diesel::r2d2::CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+        fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+            conn.batch_execute(
+                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)
+        }
+    }
+
+    diesel_store!(
+        /// Watch log in an SQLite file (bundled SQLite, nothing to install),
+        /// in WAL mode with a 5 s busy timeout.
+        SqliteStore,
+        SqliteConnection,
+        Sqlite,
+        MIGRATIONS,
+        |conn: &mut SqliteConnection, chunk: &[NewWatchLog<'_>]| {
+            diesel::insert_or_ignore_into(watch_logs::table).values(chunk).execute(conn)
+        }
+    );
+
+    impl SqliteStore {
+        /// Opens (creating if needed) the database file at `path` and runs
+        /// its migrations.
+        pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+            let url = path.as_ref().to_string_lossy().into_owned();
+            let pool = Pool::builder()
+                .max_size(4)
+                .connection_timeout(Duration::from_secs(5))
+                .connection_customizer(Box::new(SqlitePragmas))
+                .build(ConnectionManager::<SqliteConnection>::new(url))
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            let store = Self::from_pool(pool);
+            store.migrate()?;
+            Ok(store)
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use diesel::pg::{Pg, PgConnection};
+    use std::time::Duration;
+
+    const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+    diesel_store!(
+        /// Watch log in PostgreSQL, so that many stream nodes share one log.
+        PgStore,
+        PgConnection,
+        Pg,
+        MIGRATIONS,
+        |conn: &mut PgConnection, chunk: &[NewWatchLog<'_>]| {
+            diesel::insert_into(watch_logs::table).values(chunk).on_conflict_do_nothing().execute(conn)
+        }
+    );
+
+    impl PgStore {
+        /// Connects to `url` (`postgres://...`). The pool is built without
+        /// waiting for the server, so a node can start while the database is
+        /// down; migrations run now if it is up, else on the first write.
+        pub fn connect(url: &str) -> Result<Self, StoreError> {
+            let pool = Pool::builder()
+                .max_size(8)
+                .min_idle(Some(0))
+                .connection_timeout(Duration::from_secs(2))
+                .build_unchecked(ConnectionManager::<PgConnection>::new(url));
+            let store = Self::from_pool(pool);
+            match store.migrate() {
+                Ok(()) | Err(StoreError::Unavailable(_)) => Ok(store),
+                Err(err) => Err(err),
+            }
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;

@@ -1,0 +1,82 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use http::{Response, StatusCode};
+use http_body::Body;
+use pin_project::{pin_project, pinned_drop};
+
+use super::body::{Active, LoggedBody, Pending};
+use crate::media::ServedFile;
+
+/// Response future of [`WatchLog`](super::WatchLog).
+#[pin_project(PinnedDrop)]
+#[derive(Debug)]
+pub struct ResponseFuture<F> {
+    #[pin]
+    inner: F,
+    pending: Option<Pending>,
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn new(inner: F, pending: Option<Pending>) -> Self {
+        Self { inner, pending }
+    }
+}
+
+/// nginx's code for "client closed the request before the response".
+const CLIENT_CLOSED: u16 = 499;
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    type Output = Result<Response<LoggedBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let Some(pending) = this.pending.take() else {
+            return Poll::Ready(result.map(|r| r.map(|b| LoggedBody::new(b, None))));
+        };
+        let response = match result {
+            Ok(response) => response,
+            Err(err) => {
+                pending.finish(None, StatusCode::INTERNAL_SERVER_ERROR.as_u16(), 0, false);
+                return Poll::Ready(Err(err));
+            }
+        };
+        let status = response.status();
+        let skip = (status == StatusCode::NOT_MODIFIED && !pending.log_not_modified)
+            || (status.is_client_error() && !pending.log_refusals);
+        if skip {
+            return Poll::Ready(Ok(response.map(|b| LoggedBody::new(b, None))));
+        }
+        let path = response
+            .extensions()
+            .get::<ServedFile>()
+            .map(|f| f.path.clone());
+        let expected = if pending.is_head || status == StatusCode::NOT_MODIFIED {
+            Some(0)
+        } else {
+            response.body().size_hint().exact()
+        };
+        let active = Active {
+            pending,
+            path,
+            status: status.as_u16(),
+            expected,
+        };
+        Poll::Ready(Ok(response.map(|b| LoggedBody::new(b, Some(active)))))
+    }
+}
+
+#[pinned_drop]
+impl<F> PinnedDrop for ResponseFuture<F> {
+    fn drop(self: Pin<&mut Self>) {
+        if let Some(pending) = self.project().pending.take() {
+            pending.finish(None, CLIENT_CLOSED, 0, false);
+        }
+    }
+}

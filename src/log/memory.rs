@@ -1,0 +1,152 @@
+//! [`MemoryStore`]: an in-memory store for tests, with a switch that makes it
+//! fail like a database that went down.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use super::record::{Cursor, LogFilter, Page, PathStats, WatchLogEntry, WatchRecord};
+use super::store::{StoreError, WatchLogStore};
+
+/// Rows kept in memory; nothing survives the process.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    rows: Mutex<Rows>,
+    down: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Rows {
+    entries: Vec<WatchLogEntry>,
+    ids: HashSet<String>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes every call fail with [`StoreError::Unavailable`] while `down`.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Every stored row, oldest first.
+    pub fn entries(&self) -> Vec<WatchLogEntry> {
+        self.lock().entries.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Rows> {
+        // A panic in another test thread must not hide the rows.
+        self.rows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable("memory store is down".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl WatchLogStore for MemoryStore {
+    fn migrate(&self) -> Result<(), StoreError> {
+        self.check()
+    }
+
+    fn insert_batch(&self, records: &[WatchRecord]) -> Result<usize, StoreError> {
+        self.check()?;
+        let mut rows = self.lock();
+        let mut inserted = 0;
+        for record in records {
+            if !rows.ids.insert(record.record_id.clone()) {
+                continue;
+            }
+            let id = rows.entries.len() as i64 + 1;
+            rows.entries.push(entry(id, record));
+            inserted += 1;
+        }
+        Ok(inserted)
+    }
+
+    fn query(
+        &self,
+        filter: &LogFilter,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.check()?;
+        let rows = self.lock();
+        let mut matching: Vec<&WatchLogEntry> = rows
+            .entries
+            .iter()
+            .filter(|e| filter.matches(e))
+            .filter(|e| after.is_none_or(|c| (e.created_at, e.id) < (c.created_at, c.id)))
+            .collect();
+        matching.sort_by_key(|e| std::cmp::Reverse((e.created_at, e.id)));
+        let more = matching.len() > limit;
+        let entries: Vec<WatchLogEntry> = matching.into_iter().take(limit).cloned().collect();
+        let next = if more {
+            entries.last().map(Cursor::after)
+        } else {
+            None
+        };
+        Ok(Page { entries, next })
+    }
+
+    fn count(&self, filter: &LogFilter) -> Result<u64, StoreError> {
+        self.check()?;
+        Ok(self
+            .lock()
+            .entries
+            .iter()
+            .filter(|e| filter.matches(e))
+            .count() as u64)
+    }
+
+    fn path_stats(&self, filter: &LogFilter, limit: usize) -> Result<Vec<PathStats>, StoreError> {
+        self.check()?;
+        let rows = self.lock();
+        let mut by_path: HashMap<&str, (i64, HashSet<&str>, i64)> = HashMap::new();
+        for e in rows.entries.iter().filter(|e| filter.matches(e)) {
+            let slot = by_path.entry(&e.path).or_default();
+            slot.0 += 1;
+            slot.1.insert(&e.viewer_key);
+            slot.2 += e.bytes_sent;
+        }
+        let mut stats: Vec<PathStats> = by_path
+            .into_iter()
+            .map(|(path, (views, viewers, bytes))| PathStats {
+                path: path.to_owned(),
+                views,
+                unique_viewers: viewers.len() as i64,
+                bytes_sent: bytes,
+            })
+            .collect();
+        stats.sort_by(|a, b| b.views.cmp(&a.views).then_with(|| a.path.cmp(&b.path)));
+        stats.truncate(limit);
+        Ok(stats)
+    }
+}
+
+pub(crate) fn entry(id: i64, r: &WatchRecord) -> WatchLogEntry {
+    WatchLogEntry {
+        id,
+        record_id: r.record_id.clone(),
+        created_at: r.created_at.naive_utc(),
+        path: r.path.clone(),
+        user_id: r.user_id.clone(),
+        is_authenticated: r.is_authenticated,
+        viewer_key: r.viewer_key(),
+        ip: r.ip.clone(),
+        method: r.method.clone(),
+        status: i32::from(r.status),
+        range_header: r.range_header.clone(),
+        bytes_sent: i64::try_from(r.bytes_sent).unwrap_or(i64::MAX),
+        duration_ms: i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
+        user_agent: r.user_agent.clone(),
+        completed: r.completed,
+    }
+}

@@ -1,0 +1,101 @@
+//! The watch log: who watched what, how much, and when.
+//!
+//! [`WatchLogLayer`] works alone around any `Service<http::Request<B>>` —
+//! the stream endpoint, tower-http's `ServeDir`, an axum handler — and
+//! writes one row per response: time (UTC), media path relative to the root,
+//! user id and authenticated flag from the [`Viewer`](crate::viewer::Viewer),
+//! client IP, method, status, the requested `Range`, the **bytes actually
+//! sent** (counted in [`LoggedBody`]), duration, user agent, and whether the
+//! body completed or the client went away. The row is written when the body
+//! ends or is dropped.
+//!
+//! Rows never slow or fail a stream: the layer hands them to a
+//! [`WatchLogSink`], and a [`WatchLogWriter`] thread batches them into the
+//! [`WatchLogStore`] — [`SqliteStore`] (default feature `sqlite`),
+//! [`PgStore`] (feature `postgres`) or [`MemoryStore`] — retrying with
+//! backoff and spooling to a local file while the database is down. See
+//! [`WatchLogWriter`] for the guarantees.
+//!
+//! Which responses count: GET, whatever the status (refusals show who tried);
+//! HEAD not (players probe with it); `304` yes. Each is configurable.
+//!
+//! The client IP is the TCP peer ([`PeerAddr`](crate::server::PeerAddr) or
+//! axum's `ConnectInfo`); `Forwarded` / `X-Forwarded-For` are believed only
+//! when the peer is one of [`WatchLogLayer::trusted_proxies`], and an invalid
+//! forwarded value is stored as null.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use http::Request;
+//! use sage_stream::log::{MemoryStore, WatchLogLayer, WatchLogStore, WatchLogWriter, WriterConfig, LogFilter};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use std::convert::Infallible;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let store = Arc::new(MemoryStore::new());
+//! let (sink, writer) = WatchLogWriter::spawn(store.clone(), WriterConfig::default()).unwrap();
+//! let svc = ServiceBuilder::new()
+//!     .layer(WatchLogLayer::new(sink))
+//!     .service(service_fn(|_req: Request<()>| async {
+//!         Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from("hello"))))
+//!     }));
+//! let res = svc.oneshot(Request::get("/?path=a.mp4").body(()).unwrap()).await.unwrap();
+//! http_body_util::BodyExt::collect(res.into_body()).await.unwrap();
+//! writer.shutdown_async().await;
+//! let rows = store.query(&LogFilter::default(), None, 10).unwrap().entries;
+//! assert_eq!((rows[0].path.as_str(), rows[0].bytes_sent, rows[0].completed), ("a.mp4", 5, true));
+//! # }
+//! ```
+
+mod body;
+mod client_ip;
+mod diesel_store;
+mod future;
+mod layer;
+mod memory;
+mod record;
+/// The diesel schema of the watch log (as `diesel print-schema` writes it).
+pub mod schema;
+mod service;
+mod store;
+mod writer;
+
+pub use body::LoggedBody;
+pub use client_ip::IpNet;
+#[cfg(feature = "postgres")]
+pub use diesel_store::PgStore;
+#[cfg(feature = "sqlite")]
+pub use diesel_store::SqliteStore;
+pub use future::ResponseFuture;
+pub use layer::WatchLogLayer;
+pub use memory::MemoryStore;
+pub use record::{Cursor, LogFilter, Page, PathStats, WatchLogEntry, WatchRecord};
+pub use service::WatchLog;
+pub use store::{StoreError, WatchLogStore};
+pub use writer::{WatchLogSink, WatchLogWriter, WriterConfig, WriterHandle, WriterStats};
+
+/// Opens the store a URL names: `sqlite://PATH` (or a bare path ending in
+/// `.db`/`.sqlite`) with feature `sqlite`, `postgres://...` or
+/// `postgresql://...` with feature `postgres`. Runs migrations. Blocking.
+pub fn open_store(url: &str) -> Result<std::sync::Arc<dyn WatchLogStore>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        #[cfg(feature = "sqlite")]
+        return Ok(std::sync::Arc::new(SqliteStore::open(path)?));
+        #[cfg(not(feature = "sqlite"))]
+        return Err(StoreError::Url(format!(
+            "{path}: built without the sqlite feature"
+        )));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        return Ok(std::sync::Arc::new(PgStore::connect(url)?));
+        #[cfg(not(feature = "postgres"))]
+        return Err(StoreError::Url(
+            "built without the postgres feature".to_owned(),
+        ));
+    }
+    Err(StoreError::Url(url.to_owned()))
+}

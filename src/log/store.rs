@@ -1,0 +1,73 @@
+//! The [`WatchLogStore`] trait: all the logging layer and the tools know.
+
+use super::record::{Cursor, LogFilter, Page, PathStats, WatchRecord};
+
+/// An error of a store; the writer retries and spools on any of them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be had (database down, pool exhausted).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Query(String),
+    /// Migrations could not be run.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// The database URL is not understood.
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
+    Url(String),
+}
+
+/// Storage for watch-log rows.
+///
+/// Methods **block** (they do database I/O): call them from a blocking
+/// thread, as the [writer](super::WatchLogWriter) does, or through
+/// `tokio::task::spawn_blocking`.
+pub trait WatchLogStore: Send + Sync + 'static {
+    /// Runs pending migrations.
+    fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Inserts `records` in one transaction. Records whose `record_id` is
+    /// already stored are skipped, so retrying a batch never duplicates rows.
+    /// Returns how many rows were new.
+    fn insert_batch(&self, records: &[WatchRecord]) -> Result<usize, StoreError>;
+
+    /// Rows matching `filter`, newest first (`created_at`, then `id`),
+    /// starting after `after`, at most `limit`.
+    fn query(
+        &self,
+        filter: &LogFilter,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page, StoreError>;
+
+    /// How many rows match `filter`.
+    fn count(&self, filter: &LogFilter) -> Result<u64, StoreError>;
+
+    /// Totals per path for rows matching `filter`, most viewed first.
+    fn path_stats(&self, filter: &LogFilter, limit: usize) -> Result<Vec<PathStats>, StoreError>;
+}
+
+impl<T: WatchLogStore + ?Sized> WatchLogStore for std::sync::Arc<T> {
+    fn migrate(&self) -> Result<(), StoreError> {
+        (**self).migrate()
+    }
+    fn insert_batch(&self, records: &[WatchRecord]) -> Result<usize, StoreError> {
+        (**self).insert_batch(records)
+    }
+    fn query(
+        &self,
+        filter: &LogFilter,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        (**self).query(filter, after, limit)
+    }
+    fn count(&self, filter: &LogFilter) -> Result<u64, StoreError> {
+        (**self).count(filter)
+    }
+    fn path_stats(&self, filter: &LogFilter, limit: usize) -> Result<Vec<PathStats>, StoreError> {
+        (**self).path_stats(filter, limit)
+    }
+}

@@ -1,0 +1,498 @@
+//! [`WatchLogWriter`]: takes rows off the request path and into the store.
+//!
+//! Requests hand rows to a [`WatchLogSink`] (a short, non-blocking push onto
+//! an in-memory queue). A writer thread takes batches (size- and
+//! time-bounded) and inserts each in one transaction; when the store fails it
+//! keeps the rows and retries with exponential backoff. A spool thread keeps
+//! the queue under its memory bound by appending the excess to a local
+//! append-only spool file (JSON lines), which the writer replays once the
+//! store answers again. Inserts are idempotent by `record_id`, so a replay or
+//! a retry after an ambiguous commit never duplicates a row.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::record::WatchRecord;
+use super::store::WatchLogStore;
+
+/// Tuning of a [`WatchLogWriter`].
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    /// Rows per transaction (default 500).
+    pub batch_size: usize,
+    /// Longest a row waits before its batch is written (default 200 ms).
+    pub flush_interval: Duration,
+    /// Rows kept in memory before the excess goes to the spool (default 50 000).
+    pub memory_limit: usize,
+    /// Spool file; `None` keeps every row in memory instead (default `None`).
+    pub spool_path: Option<PathBuf>,
+    /// Longest pause between retries while the store fails (default 5 s).
+    pub max_backoff: Duration,
+    /// How long [`WriterHandle::shutdown`] keeps trying the store before it
+    /// spools what is left (default 10 s).
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            flush_interval: Duration::from_millis(200),
+            memory_limit: 50_000,
+            spool_path: None,
+            max_backoff: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counters of a writer, for monitoring and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Rows handed to the sink.
+    pub recorded: u64,
+    /// Rows the store confirmed (new rows only).
+    pub written: u64,
+    /// Rows appended to the spool file so far.
+    pub spooled: u64,
+    /// Rows replayed from the spool into the store.
+    pub replayed: u64,
+    /// Failed store calls.
+    pub failures: u64,
+    /// Rows waiting in memory now.
+    pub queued: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    recorded: AtomicU64,
+    written: AtomicU64,
+    spooled: AtomicU64,
+    replayed: AtomicU64,
+    failures: AtomicU64,
+}
+
+struct Queue {
+    rows: VecDeque<WatchRecord>,
+    closing: bool,
+    // Set when the spool file holds rows not yet replayed.
+    spool_dirty: bool,
+    // Rows taken off the queue by the writer or the spooler and not yet
+    // stored, spooled or put back.
+    in_flight: usize,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    // Wakes the writer: rows arrived, or shutdown.
+    writer_wake: Condvar,
+    // Wakes the spooler: the queue is over its bound, or shutdown.
+    spool_wake: Condvar,
+    spool: Option<Mutex<PathBuf>>,
+    counters: Counters,
+    config: WriterConfig,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // The queue stays usable even if a thread panicked holding it.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Where the logging layer puts rows; cheap to clone, never blocks on I/O.
+#[derive(Clone)]
+pub struct WatchLogSink {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WatchLogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchLogSink").finish_non_exhaustive()
+    }
+}
+
+impl WatchLogSink {
+    /// Queues one row. Rows recorded after shutdown began are still queued
+    /// and written by the final drain.
+    pub fn record(&self, record: WatchRecord) {
+        self.shared
+            .counters
+            .recorded
+            .fetch_add(1, Ordering::Relaxed);
+        let mut queue = self.shared.lock();
+        queue.rows.push_back(record);
+        let len = queue.rows.len();
+        drop(queue);
+        if len >= self.shared.config.batch_size {
+            self.shared.writer_wake.notify_one();
+        }
+        if len > self.shared.config.memory_limit {
+            self.shared.spool_wake.notify_one();
+        }
+    }
+}
+
+/// Starts the background threads; see the [module docs](self).
+#[derive(Debug)]
+pub struct WatchLogWriter;
+
+impl WatchLogWriter {
+    /// Spawns the writer (and spooler) threads for `store`.
+    pub fn spawn<S: WatchLogStore>(
+        store: S,
+        config: WriterConfig,
+    ) -> std::io::Result<(WatchLogSink, WriterHandle)> {
+        let spool_dirty = config
+            .spool_path
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .is_some_and(|m| m.len() > 0);
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                rows: VecDeque::new(),
+                closing: false,
+                spool_dirty,
+                in_flight: 0,
+            }),
+            writer_wake: Condvar::new(),
+            spool_wake: Condvar::new(),
+            spool: config.spool_path.clone().map(Mutex::new),
+            counters: Counters::default(),
+            config,
+        });
+        let writer = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("sage-stream-log-writer".into())
+                .spawn(move || run_writer(&shared, &store))?
+        };
+        let spooler = if shared.spool.is_some() {
+            let shared = Arc::clone(&shared);
+            Some(
+                std::thread::Builder::new()
+                    .name("sage-stream-log-spool".into())
+                    .spawn(move || run_spooler(&shared))?,
+            )
+        } else {
+            None
+        };
+        Ok((
+            WatchLogSink {
+                shared: Arc::clone(&shared),
+            },
+            WriterHandle {
+                shared,
+                writer: Some(writer),
+                spooler,
+            },
+        ))
+    }
+}
+
+/// Controls a running writer: statistics and shutdown.
+pub struct WriterHandle {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+    spooler: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for WriterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterHandle")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl WriterHandle {
+    /// Current counters.
+    pub fn stats(&self) -> WriterStats {
+        let c = &self.shared.counters;
+        WriterStats {
+            recorded: c.recorded.load(Ordering::Relaxed),
+            written: c.written.load(Ordering::Relaxed),
+            spooled: c.spooled.load(Ordering::Relaxed),
+            replayed: c.replayed.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            queued: self.shared.lock().rows.len() as u64,
+        }
+    }
+
+    /// Blocks until every recorded row is in the store (queue, batch in
+    /// flight and spool all empty) or `timeout` passes; returns whether it
+    /// got there.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let queue = self.shared.lock();
+                if queue.rows.is_empty() && !queue.spool_dirty && queue.in_flight == 0 {
+                    return true;
+                }
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            self.shared.writer_wake.notify_one();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the writer: writes what is queued (trying the store for up to
+    /// [`WriterConfig::shutdown_timeout`]), spools whatever the store would
+    /// not take, and returns the final counters. Blocking.
+    pub fn shutdown(mut self) -> WriterStats {
+        self.shared.lock().closing = true;
+        self.shared.writer_wake.notify_all();
+        self.shared.spool_wake.notify_all();
+        for thread in [self.writer.take(), self.spooler.take()]
+            .into_iter()
+            .flatten()
+        {
+            if thread.join().is_err() {
+                tracing::error!("watch-log thread panicked");
+            }
+        }
+        self.stats()
+    }
+
+    /// [`WriterHandle::shutdown`] on a blocking thread.
+    pub async fn shutdown_async(self) -> WriterStats {
+        tokio::task::spawn_blocking(move || self.shutdown())
+            .await
+            .unwrap_or_default()
+    }
+}
+
+fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
+    let config = &shared.config;
+    let mut backoff = Duration::ZERO;
+    let mut closing_since: Option<Instant> = None;
+    loop {
+        // Wait for a full batch, the flush interval, or shutdown.
+        let (batch, closing, spool_dirty) = {
+            let mut queue = shared.lock();
+            let wait_until = Instant::now() + config.flush_interval.max(backoff);
+            while !queue.closing && (queue.rows.len() < config.batch_size || !backoff.is_zero()) {
+                let now = Instant::now();
+                if now >= wait_until {
+                    break;
+                }
+                queue = shared
+                    .writer_wake
+                    .wait_timeout(queue, wait_until - now)
+                    .map(|(q, _)| q)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+            let take = queue.rows.len().min(config.batch_size);
+            let batch: Vec<WatchRecord> = queue.rows.drain(..take).collect();
+            queue.in_flight += batch.len();
+            (batch, queue.closing, queue.spool_dirty)
+        };
+        if closing && closing_since.is_none() {
+            closing_since = Some(Instant::now());
+        }
+        let give_up = closing_since.is_some_and(|t| t.elapsed() >= config.shutdown_timeout);
+
+        let mut ok = true;
+        if spool_dirty && !give_up {
+            ok = replay_spool(shared, store);
+        }
+        if ok && !batch.is_empty() && !give_up {
+            match store.insert_batch(&batch) {
+                Ok(n) => {
+                    shared
+                        .counters
+                        .written
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(err) => {
+                    ok = false;
+                    shared.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%err, rows = batch.len(), "watch log write failed; will retry");
+                }
+            }
+        }
+        let taken = batch.len();
+        let failed_batch = if ok { Vec::new() } else { batch };
+        if give_up {
+            // Out of time: everything left goes to the spool (or back into
+            // memory, loudly, when there is none).
+            let mut rest = failed_batch;
+            {
+                let mut queue = shared.lock();
+                rest.extend(queue.rows.drain(..));
+                queue.in_flight = queue.in_flight - taken + rest.len();
+            }
+            let spilled = rest.len();
+            if !rest.is_empty() {
+                spill(shared, rest);
+            }
+            shared.lock().in_flight -= spilled;
+            return;
+        }
+        {
+            let mut queue = shared.lock();
+            for record in failed_batch.into_iter().rev() {
+                queue.rows.push_front(record);
+            }
+            queue.in_flight -= taken;
+        }
+        backoff = if ok {
+            Duration::ZERO
+        } else {
+            (backoff * 2).clamp(Duration::from_millis(50), config.max_backoff)
+        };
+        if closing && ok {
+            let queue = shared.lock();
+            if queue.rows.is_empty() && !queue.spool_dirty {
+                return;
+            }
+        }
+    }
+}
+
+fn run_spooler(shared: &Shared) {
+    let limit = shared.config.memory_limit;
+    loop {
+        let excess = {
+            let mut queue = shared.lock();
+            while queue.rows.len() <= limit && !queue.closing {
+                queue = shared
+                    .spool_wake
+                    .wait(queue)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            if queue.closing {
+                return;
+            }
+            // Spill the newest rows down to half the bound, so spills are rare.
+            let keep = limit / 2;
+            let excess: Vec<WatchRecord> = queue.rows.drain(keep..).collect();
+            queue.in_flight += excess.len();
+            excess
+        };
+        let spilled = excess.len();
+        spill(shared, excess);
+        shared.lock().in_flight -= spilled;
+    }
+}
+
+/// Appends rows to the spool; without one, puts them back in memory.
+fn spill(shared: &Shared, rows: Vec<WatchRecord>) {
+    let Some(spool) = &shared.spool else {
+        tracing::error!(
+            rows = rows.len(),
+            "watch log store unavailable and no spool file configured; rows kept in memory"
+        );
+        shared.lock().rows.extend(rows);
+        return;
+    };
+    let path = spool.lock().unwrap_or_else(|e| e.into_inner());
+    let written = (|| -> std::io::Result<()> {
+        let mut file = OpenOptions::new().create(true).append(true).open(&*path)?;
+        let mut buf = Vec::with_capacity(rows.len() * 256);
+        for row in &rows {
+            serde_json::to_writer(&mut buf, row).map_err(std::io::Error::other)?;
+            buf.push(b'\n');
+        }
+        file.write_all(&buf)?;
+        file.sync_data()
+    })();
+    match written {
+        Ok(()) => {
+            shared
+                .counters
+                .spooled
+                .fetch_add(rows.len() as u64, Ordering::Relaxed);
+            shared.lock().spool_dirty = true;
+        }
+        Err(err) => {
+            tracing::error!(%err, path = %path.display(), "cannot write the watch-log spool; rows kept in memory");
+            drop(path);
+            shared.lock().rows.extend(rows);
+        }
+    }
+}
+
+/// Inserts every spooled row, then empties the spool. Returns false if the
+/// store failed (the spool is kept and replayed later).
+fn replay_spool<S: WatchLogStore>(shared: &Shared, store: &S) -> bool {
+    let Some(spool) = &shared.spool else {
+        shared.lock().spool_dirty = false;
+        return true;
+    };
+    let path = spool.lock().unwrap_or_else(|e| e.into_inner());
+    let file = match File::open(&*path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            shared.lock().spool_dirty = false;
+            return true;
+        }
+        Err(err) => {
+            tracing::error!(%err, "cannot read the watch-log spool");
+            return false;
+        }
+    };
+    let mut batch = Vec::with_capacity(shared.config.batch_size);
+    let mut replayed = 0u64;
+    for line in BufReader::new(file).lines() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str::<WatchRecord>(&line) {
+            Ok(record) => batch.push(record),
+            // A line cut by a crash mid-append: skip it.
+            Err(_) => continue,
+        }
+        if batch.len() == shared.config.batch_size {
+            if !insert_replayed(shared, store, &batch) {
+                return false;
+            }
+            replayed += batch.len() as u64;
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        if !insert_replayed(shared, store, &batch) {
+            return false;
+        }
+        replayed += batch.len() as u64;
+    }
+    if let Err(err) = OpenOptions::new()
+        .write(true)
+        .open(&*path)
+        .and_then(|f| f.set_len(0))
+    {
+        tracing::error!(%err, "cannot empty the watch-log spool; it will be replayed again (harmless)");
+    }
+    shared
+        .counters
+        .replayed
+        .fetch_add(replayed, Ordering::Relaxed);
+    shared.lock().spool_dirty = false;
+    tracing::info!(rows = replayed, "watch-log spool replayed");
+    true
+}
+
+fn insert_replayed<S: WatchLogStore>(shared: &Shared, store: &S, batch: &[WatchRecord]) -> bool {
+    match store.insert_batch(batch) {
+        Ok(n) => {
+            shared
+                .counters
+                .written
+                .fetch_add(n as u64, Ordering::Relaxed);
+            true
+        }
+        Err(err) => {
+            shared.counters.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%err, "watch-log spool replay failed; will retry");
+            false
+        }
+    }
+}

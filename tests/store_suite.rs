@@ -1,0 +1,328 @@
+//! One suite run against every store backend: SQLite in a temp file,
+//! PostgreSQL on the live server (a database per test), and the memory store.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use sage_stream::log::{Cursor, LogFilter, MemoryStore, WatchLogStore, WatchRecord};
+
+fn record(
+    i: u32,
+    at: DateTime<Utc>,
+    path: &str,
+    user: Option<&str>,
+    ip: &str,
+    status: u16,
+    bytes: u64,
+) -> WatchRecord {
+    WatchRecord {
+        record_id: format!("rec-{i}-{}", uuid::Uuid::new_v4()),
+        created_at: at,
+        path: path.to_owned(),
+        user_id: user.map(str::to_owned),
+        is_authenticated: user.is_some(),
+        ip: Some(ip.to_owned()),
+        method: "GET".into(),
+        status,
+        range_header: Some(format!("bytes={i}-")),
+        bytes_sent: bytes,
+        duration_ms: u64::from(i),
+        user_agent: Some("test-agent/1.0".into()),
+        completed: i % 2 == 0,
+    }
+}
+
+fn base() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap()
+}
+
+/// 30 rows over three paths, two users and anonymous IPs; rows 10..15 share
+/// one timestamp so pagination must break ties by id.
+fn sample() -> Vec<WatchRecord> {
+    (0..30u32)
+        .map(|i| {
+            let at = if (10..15).contains(&i) {
+                base() + Duration::seconds(10)
+            } else {
+                base() + Duration::seconds(i64::from(i)) + Duration::microseconds(123)
+            };
+            let path = ["a.mp4", "dir/b.webm", "100%_c.mp4"][(i % 3) as usize];
+            let user = match i % 4 {
+                0 => Some("alice"),
+                1 => Some("bob"),
+                _ => None,
+            };
+            let ip = if i % 5 == 0 {
+                "2001:db8::7"
+            } else {
+                "10.1.2.3"
+            };
+            let status = if i == 7 {
+                403
+            } else if i % 6 == 0 {
+                200
+            } else {
+                206
+            };
+            record(i, at, path, user, ip, status, u64::from(i) * 1000)
+        })
+        .collect()
+}
+
+fn round_trip_and_idempotence(store: &dyn WatchLogStore) {
+    store.migrate().unwrap();
+    let rows = sample();
+    assert_eq!(store.insert_batch(&rows[..20]).unwrap(), 20);
+    // The same rows again plus new ones: only the new ones are stored.
+    assert_eq!(store.insert_batch(&rows).unwrap(), 10);
+    assert_eq!(store.insert_batch(&[]).unwrap(), 0);
+    assert_eq!(store.count(&LogFilter::default()).unwrap(), 30);
+    let all = store.query(&LogFilter::default(), None, 100).unwrap();
+    assert_eq!(all.entries.len(), 30);
+    assert!(all.next.is_none());
+    for entry in &all.entries {
+        let original = rows
+            .iter()
+            .find(|r| r.record_id == entry.record_id)
+            .expect("stored row");
+        assert_eq!(entry.created_at, original.created_at.naive_utc());
+        assert_eq!(entry.path, original.path);
+        assert_eq!(entry.user_id, original.user_id);
+        assert_eq!(entry.is_authenticated, original.is_authenticated);
+        assert_eq!(entry.viewer_key, original.viewer_key());
+        assert_eq!(entry.ip, original.ip);
+        assert_eq!(entry.method, "GET");
+        assert_eq!(entry.status, i32::from(original.status));
+        assert_eq!(entry.range_header, original.range_header);
+        assert_eq!(entry.bytes_sent as u64, original.bytes_sent);
+        assert_eq!(entry.duration_ms as u64, original.duration_ms);
+        assert_eq!(entry.user_agent, original.user_agent);
+        assert_eq!(entry.completed, original.completed);
+    }
+}
+
+fn keyset_pagination_newest_first(store: &dyn WatchLogStore) {
+    store.insert_batch(&sample()).unwrap();
+    let full = store
+        .query(&LogFilter::default(), None, 100)
+        .unwrap()
+        .entries;
+    for pair in full.windows(2) {
+        assert!(
+            (pair[0].created_at, pair[0].id) > (pair[1].created_at, pair[1].id),
+            "newest first"
+        );
+    }
+    let mut paged = Vec::new();
+    let mut after: Option<Cursor> = None;
+    loop {
+        let page = store.query(&LogFilter::default(), after, 7).unwrap();
+        assert!(page.entries.len() <= 7);
+        paged.extend(page.entries);
+        match page.next {
+            Some(next) => after = Some(Cursor::decode(&next.encode()).unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        paged, full,
+        "pages concatenate to the full list, no gap, no repeat"
+    );
+}
+
+fn filters(store: &dyn WatchLogStore) {
+    let rows = sample();
+    store.insert_batch(&rows).unwrap();
+    let expect = |filter: LogFilter| {
+        let want = rows
+            .iter()
+            .filter(|r| {
+                filter.path.as_deref().is_none_or(|p| r.path == p)
+                    && filter
+                        .user_id
+                        .as_deref()
+                        .is_none_or(|u| r.user_id.as_deref() == Some(u))
+                    && filter.authenticated.is_none_or(|a| r.is_authenticated == a)
+                    && filter
+                        .ip
+                        .as_deref()
+                        .is_none_or(|ip| r.ip.as_deref() == Some(ip))
+                    && filter.status.is_none_or(|s| i32::from(r.status) == s)
+                    && filter.since.is_none_or(|t| r.created_at.naive_utc() >= t)
+                    && filter.until.is_none_or(|t| r.created_at.naive_utc() < t)
+                    && filter.search.as_deref().is_none_or(|q| {
+                        r.path.contains(q)
+                            || r.user_id.as_deref().is_some_and(|u| u.contains(q))
+                            || r.ip.as_deref().is_some_and(|i| i.contains(q))
+                    })
+            })
+            .count() as u64;
+        assert!(want > 0, "filter {filter:?} should match something");
+        assert_eq!(store.count(&filter).unwrap(), want, "{filter:?}");
+        let page = store.query(&filter, None, 1000).unwrap();
+        assert_eq!(page.entries.len() as u64, want, "{filter:?}");
+        assert!(page.entries.iter().all(|e| filter.matches(e)));
+    };
+    expect(LogFilter {
+        path: Some("dir/b.webm".into()),
+        ..Default::default()
+    });
+    expect(LogFilter {
+        user_id: Some("alice".into()),
+        ..Default::default()
+    });
+    expect(LogFilter {
+        authenticated: Some(false),
+        ..Default::default()
+    });
+    expect(LogFilter {
+        authenticated: Some(true),
+        ..Default::default()
+    });
+    expect(LogFilter {
+        ip: Some("2001:db8::7".into()),
+        ..Default::default()
+    });
+    expect(LogFilter {
+        status: Some(403),
+        ..Default::default()
+    });
+    expect(LogFilter {
+        since: Some((base() + Duration::seconds(10)).naive_utc()),
+        until: Some((base() + Duration::seconds(20)).naive_utc()),
+        ..Default::default()
+    });
+    expect(LogFilter {
+        search: Some("b.we".into()),
+        ..Default::default()
+    });
+    expect(LogFilter {
+        search: Some("bo".into()),
+        ..Default::default()
+    });
+    expect(LogFilter {
+        search: Some("db8".into()),
+        ..Default::default()
+    });
+    // LIKE metacharacters are matched literally.
+    expect(LogFilter {
+        search: Some("100%_".into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        store
+            .count(&LogFilter {
+                search: Some("%".into()),
+                path: Some("a.mp4".into()),
+                ..Default::default()
+            })
+            .unwrap(),
+        0
+    );
+    expect(LogFilter {
+        path: Some("a.mp4".into()),
+        user_id: Some("alice".into()),
+        status: Some(200),
+        ..Default::default()
+    });
+}
+
+fn path_aggregates(store: &dyn WatchLogStore) {
+    let rows = sample();
+    store.insert_batch(&rows).unwrap();
+    let stats = store.path_stats(&LogFilter::default(), 10).unwrap();
+    assert_eq!(stats.len(), 3);
+    for s in &stats {
+        let of_path: Vec<&WatchRecord> = rows.iter().filter(|r| r.path == s.path).collect();
+        assert_eq!(s.views as usize, of_path.len());
+        let viewers: std::collections::HashSet<String> =
+            of_path.iter().map(|r| r.viewer_key()).collect();
+        assert_eq!(s.unique_viewers as usize, viewers.len(), "{}", s.path);
+        assert_eq!(
+            s.bytes_sent as u64,
+            of_path.iter().map(|r| r.bytes_sent).sum::<u64>()
+        );
+    }
+    let one = store
+        .path_stats(
+            &LogFilter {
+                user_id: Some("bob".into()),
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap();
+    assert_eq!(one.len(), 1);
+}
+
+macro_rules! store_suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[test]
+            fn round_trip_and_idempotence() {
+                let Some((store, _guard)) = $make("round_trip") else {
+                    return;
+                };
+                super::round_trip_and_idempotence(&*store);
+            }
+
+            #[test]
+            fn keyset_pagination_newest_first() {
+                let Some((store, _guard)) = $make("pagination") else {
+                    return;
+                };
+                super::keyset_pagination_newest_first(&*store);
+            }
+
+            #[test]
+            fn filters() {
+                let Some((store, _guard)) = $make("filters") else {
+                    return;
+                };
+                super::filters(&*store);
+            }
+
+            #[test]
+            fn path_aggregates() {
+                let Some((store, _guard)) = $make("aggregates") else {
+                    return;
+                };
+                super::path_aggregates(&*store);
+            }
+        }
+    };
+}
+
+type Made = Option<(Arc<dyn WatchLogStore>, Box<dyn std::any::Any>)>;
+
+store_suite!(memory, |_: &str| -> Made {
+    Some((Arc::new(MemoryStore::new()), Box::new(())))
+});
+
+#[cfg(feature = "sqlite")]
+store_suite!(sqlite, |_: &str| -> Made {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sage_stream::log::SqliteStore::open(dir.path().join("log.db")).unwrap();
+    Some((Arc::new(store), Box::new(dir)))
+});
+
+#[cfg(feature = "postgres")]
+store_suite!(postgres, |test: &str| -> Made {
+    let db = common::pg::TestDb::create(test)?;
+    let store = sage_stream::log::PgStore::connect(&db.url).unwrap();
+    Some((Arc::new(store), Box::new(db)))
+});
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn open_store_by_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("x.db").display());
+    let store = sage_stream::log::open_store(&url).unwrap();
+    assert_eq!(store.count(&LogFilter::default()).unwrap(), 0);
+    assert!(sage_stream::log::open_store("mysql://nope").is_err());
+}
