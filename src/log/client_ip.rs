@@ -81,7 +81,11 @@ pub(crate) fn client_ip(
     if !trusted.iter().any(|net| net.contains(peer)) {
         return Some(peer);
     }
-    let hops = forwarded_for(headers).or_else(|| x_forwarded_for(headers))?;
+    // A trusted peer that forwards nothing is itself the client (a health
+    // check from the proxy host, say).
+    let Some(hops) = forwarded_for(headers).or_else(|| x_forwarded_for(headers)) else {
+        return Some(peer);
+    };
     // Walk from the proxy nearest to us outwards; the first untrusted hop is
     // the client. Any invalid hop ends the walk with no answer.
     for hop in hops.iter().rev() {
@@ -176,7 +180,10 @@ mod tests {
             ),
             None
         );
-        assert_eq!(ip("10.0.0.1:5", &[], &["10.0.0.0/8"]), None);
+        assert_eq!(
+            ip("10.0.0.1:5", &[], &["10.0.0.0/8"]).as_deref(),
+            Some("10.0.0.1")
+        );
         assert_eq!(
             ip(
                 "[::1]:5",

@@ -60,7 +60,15 @@ where
         let expected = if pending.is_head || status == StatusCode::NOT_MODIFIED {
             Some(0)
         } else {
-            response.body().size_hint().exact()
+            // Servers stop polling once Content-Length bytes are out, so the
+            // header is as good a measure as an exact size hint.
+            response.body().size_hint().exact().or_else(|| {
+                response
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+            })
         };
         let active = Active {
             pending,

@@ -279,10 +279,19 @@ fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
         // Wait for a full batch, the flush interval, or shutdown.
         let (batch, closing, spool_dirty) = {
             let mut queue = shared.lock();
-            let wait_until = Instant::now() + config.flush_interval.max(backoff);
-            while !queue.closing && (queue.rows.len() < config.batch_size || !backoff.is_zero()) {
+            // While backing off, wait the pause out even on shutdown, so a
+            // dead store is not hammered; otherwise stop at a full batch.
+            let pause = if backoff.is_zero() {
+                config.flush_interval
+            } else {
+                backoff
+            };
+            let wait_until = Instant::now() + pause;
+            loop {
+                let ready =
+                    backoff.is_zero() && (queue.closing || queue.rows.len() >= config.batch_size);
                 let now = Instant::now();
-                if now >= wait_until {
+                if ready || now >= wait_until {
                     break;
                 }
                 queue = shared
@@ -305,13 +314,16 @@ fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
         if spool_dirty && !give_up {
             ok = replay_spool(shared, store);
         }
-        if ok && !batch.is_empty() && !give_up {
+        // The batch counts as handled only once the store has taken it.
+        let mut stored = batch.is_empty();
+        if ok && !stored && !give_up {
             match store.insert_batch(&batch) {
                 Ok(n) => {
                     shared
                         .counters
                         .written
                         .fetch_add(n as u64, Ordering::Relaxed);
+                    stored = true;
                 }
                 Err(err) => {
                     ok = false;
@@ -321,7 +333,7 @@ fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
             }
         }
         let taken = batch.len();
-        let failed_batch = if ok { Vec::new() } else { batch };
+        let failed_batch = if stored { Vec::new() } else { batch };
         if give_up {
             // Out of time: everything left goes to the spool (or back into
             // memory, loudly, when there is none).
@@ -345,12 +357,12 @@ fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
             }
             queue.in_flight -= taken;
         }
-        backoff = if ok {
+        backoff = if ok && stored {
             Duration::ZERO
         } else {
             (backoff * 2).clamp(Duration::from_millis(50), config.max_backoff)
         };
-        if closing && ok {
+        if closing && ok && stored {
             let queue = shared.lock();
             if queue.rows.is_empty() && !queue.spool_dirty {
                 return;

@@ -143,3 +143,6 @@ pub fn exists(path: &Path) -> bool {
 
 #[cfg(feature = "postgres")]
 pub mod pg;
+
+#[cfg(feature = "postgres")]
+pub mod own_pg;

@@ -1,0 +1,201 @@
+//! `sage-stream logs`: read the watch log from the terminal.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use sage_stream::log::{Cursor, LogFilter, PathStats, WatchLogEntry, WatchLogStore};
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct LogsArgs {
+    #[command(flatten)]
+    pub(crate) database: super::DatabaseArgs,
+    /// Only this media path.
+    #[arg(long)]
+    path: Option<String>,
+    /// Only this user id.
+    #[arg(long)]
+    user: Option<String>,
+    /// Only authenticated (true) or anonymous (false) requests.
+    #[arg(long)]
+    authenticated: Option<bool>,
+    /// Only this client IP.
+    #[arg(long)]
+    ip: Option<String>,
+    /// Only rows at or after this UTC time (2026-11-24 or 2026-11-24T10:00:00Z).
+    #[arg(long, value_parser = parse_time)]
+    since: Option<NaiveDateTime>,
+    /// Only rows before this UTC time.
+    #[arg(long, value_parser = parse_time)]
+    until: Option<NaiveDateTime>,
+    /// Only this status.
+    #[arg(long)]
+    status: Option<i32>,
+    /// Substring of path, user id or IP.
+    #[arg(long)]
+    search: Option<String>,
+    /// Rows to print (newest first).
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Start after this cursor (printed by the previous page in table format).
+    #[arg(long)]
+    after: Option<String>,
+    /// Per-path totals instead of rows.
+    #[arg(long)]
+    stats: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+fn parse_time(text: &str) -> Result<NaiveDateTime, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.naive_utc());
+    }
+    if let Ok(t) = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S") {
+        return Ok(t);
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| d.and_time(chrono::NaiveTime::MIN))
+        .map_err(|_| {
+            format!("bad time {text:?}: use 2026-11-24, \"2026-11-24 10:00:00\" or RFC 3339")
+        })
+}
+
+pub(crate) fn run(args: LogsArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let store = sage_stream::log::open_store(&args.database.url())?;
+    let filter = LogFilter {
+        path: args.path,
+        user_id: args.user,
+        authenticated: args.authenticated,
+        ip: args.ip,
+        since: args.since,
+        until: args.until,
+        status: args.status,
+        search: args.search,
+    };
+    if args.stats {
+        let stats = store.path_stats(&filter, args.limit)?;
+        print_stats(&stats, args.format)?;
+        return Ok(());
+    }
+    let after = match args.after.as_deref() {
+        Some(text) => Some(Cursor::decode(text).ok_or("bad --after cursor")?),
+        None => None,
+    };
+    let page = store.query(&filter, after, args.limit)?;
+    let out = render(&page.entries, args.format)?;
+    print!("{out}");
+    if let (Format::Table, Some(next)) = (args.format, page.next) {
+        println!("more: --after {}", next.encode());
+    }
+    Ok(())
+}
+
+pub(crate) fn render(
+    entries: &[WatchLogEntry],
+    format: Format,
+) -> Result<String, serde_json::Error> {
+    Ok(match format {
+        Format::Json => serde_json::to_string_pretty(entries)? + "\n",
+        Format::Csv => to_csv(entries),
+        Format::Table => {
+            let mut out = format!(
+                "{:<26} {:<28} {:<10} {:<5} {:<39} {:>6} {:>11} {:<4} {}\n",
+                "created (UTC)", "path", "user", "auth", "ip", "status", "bytes", "done", "range"
+            );
+            for e in entries {
+                out.push_str(&format!(
+                    "{:<26} {:<28} {:<10} {:<5} {:<39} {:>6} {:>11} {:<4} {}\n",
+                    e.created_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+                    e.path,
+                    e.user_id.as_deref().unwrap_or("-"),
+                    if e.is_authenticated { "yes" } else { "no" },
+                    e.ip.as_deref().unwrap_or("-"),
+                    e.status,
+                    e.bytes_sent,
+                    if e.completed { "yes" } else { "no" },
+                    e.range_header.as_deref().unwrap_or("-"),
+                ));
+            }
+            out
+        }
+    })
+}
+
+/// RFC 4180 CSV of rows, header first.
+pub(crate) fn to_csv(entries: &[WatchLogEntry]) -> String {
+    let mut out = String::from(
+        "id,created_at,path,user_id,is_authenticated,ip,method,status,range,bytes_sent,duration_ms,completed,user_agent\r\n",
+    );
+    for e in entries {
+        let fields = [
+            e.id.to_string(),
+            e.created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            e.path.clone(),
+            e.user_id.clone().unwrap_or_default(),
+            e.is_authenticated.to_string(),
+            e.ip.clone().unwrap_or_default(),
+            e.method.clone(),
+            e.status.to_string(),
+            e.range_header.clone().unwrap_or_default(),
+            e.bytes_sent.to_string(),
+            e.duration_ms.to_string(),
+            e.completed.to_string(),
+            e.user_agent.clone().unwrap_or_default(),
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+fn csv_field(field: &str) -> String {
+    // A leading = + - @ would run as a formula in spreadsheets.
+    let defused = if field.starts_with(['=', '+', '-', '@']) && field.parse::<f64>().is_err() {
+        format!("'{field}")
+    } else {
+        field.to_owned()
+    };
+    if defused.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", defused.replace('"', "\"\""))
+    } else {
+        defused
+    }
+}
+
+fn print_stats(stats: &[PathStats], format: Format) -> Result<(), serde_json::Error> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(stats)?),
+        Format::Csv => {
+            print!("path,views,unique_viewers,bytes_sent\r\n");
+            for s in stats {
+                print!(
+                    "{},{},{},{}\r\n",
+                    csv_field(&s.path),
+                    s.views,
+                    s.unique_viewers,
+                    s.bytes_sent
+                );
+            }
+        }
+        Format::Table => {
+            println!(
+                "{:<40} {:>8} {:>8} {:>14}",
+                "path", "views", "viewers", "bytes"
+            );
+            for s in stats {
+                println!(
+                    "{:<40} {:>8} {:>8} {:>14}",
+                    s.path, s.views, s.unique_viewers, s.bytes_sent
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! Command-line interface of the `sage-stream` binary.
+
+pub(crate) mod logs;
+pub(crate) mod serve;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// The SQLite file used when no database is named.
+pub(crate) const DEFAULT_DATABASE: &str = "sqlite://sage_stream.db";
+
+#[derive(Parser)]
+#[command(
+    name = "sage-stream",
+    version,
+    about = "Stream video files over HTTP with byte ranges, permissions and a watch log"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Serve the media root at /api/stream?path=FILE and log who watched.
+    Serve(serve::ServeArgs),
+    /// Create or update the watch-log tables, then exit.
+    Migrate(DatabaseArgs),
+    /// Print watch-log rows or per-path totals.
+    Logs(logs::LogsArgs),
+    /// Print a signed URL for PATH (needs STREAM_SIGNING_KEY or --key).
+    Sign(SignArgs),
+}
+
+#[derive(clap::Args, Clone)]
+pub(crate) struct DatabaseArgs {
+    /// Watch-log database: sqlite://PATH or postgres://USER@HOST/DB.
+    #[arg(long = "database", env = "STREAM_DATABASE_URL", default_value = DEFAULT_DATABASE)]
+    pub(crate) database: String,
+}
+
+impl DatabaseArgs {
+    pub(crate) fn url(&self) -> String {
+        self.database.clone()
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SignArgs {
+    /// Media path relative to the root, e.g. sample.mp4.
+    path: String,
+    /// How long the link stays valid: 90s, 30m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    expires: Duration,
+    /// Signing key [default: STREAM_SIGNING_KEY]
+    #[arg(long, env = "STREAM_SIGNING_KEY", hide_env_values = true)]
+    key: String,
+    /// Base URL of the stream endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:8000/api/stream")]
+    base: String,
+}
+
+pub(crate) fn sign(args: SignArgs) {
+    let signer = sage_stream::permission::SignedUrl::new(args.key);
+    println!(
+        "{}?{}",
+        args.base,
+        signer.signed_query(&args.path, args.expires)
+    );
+}
+
+pub(crate) fn migrate(args: DatabaseArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let store = sage_stream::log::open_store(&args.url())?;
+    store.migrate()?;
+    println!(
+        "sage-stream: watch-log tables are up to date in {}",
+        redact(&args.url())
+    );
+    Ok(())
+}
+
+/// The URL without a password, for printing.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("bad duration {value:?}"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("bad duration unit in {value:?}; use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(number.saturating_mul(seconds)))
+}

@@ -1,0 +1,284 @@
+//! The watch log end to end: a real server on 127.0.0.1, a real client, and
+//! real databases (SQLite; PostgreSQL on the shared server and on a server
+//! of the test's own that is stopped mid-run).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Fixture;
+use sage_stream::log::{
+    LogFilter, WatchLogLayer, WatchLogStore, WatchLogWriter, WriterConfig, WriterHandle,
+};
+use sage_stream::server::{serve, ServerConfig};
+use sage_stream::StreamEndpoint;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tower::ServiceBuilder;
+
+struct Node {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    writer: WriterHandle,
+}
+
+impl Node {
+    async fn start(fx: &Fixture, store: Arc<dyn WatchLogStore>, config: WriterConfig) -> Self {
+        let (sink, writer) = WatchLogWriter::spawn(store, config).unwrap();
+        let svc = ServiceBuilder::new()
+            .layer(WatchLogLayer::new(sink))
+            .service(StreamEndpoint::new(&fx.root).into_service());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, svc, ServerConfig::default(), async {
+            let _ = stopped.await;
+        }));
+        Node {
+            addr,
+            stop,
+            task,
+            writer,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}/api/stream?path={path}", self.addr)
+    }
+
+    /// Graceful shutdown: server first, then the writer drains.
+    async fn stop(self) -> sage_stream::log::WriterStats {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+        self.writer.shutdown_async().await
+    }
+}
+
+fn quick() -> WriterConfig {
+    WriterConfig {
+        flush_interval: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        ..WriterConfig::default()
+    }
+}
+
+/// `n` ranged GETs of `size`-byte slices, `parallel` at a time; checks the
+/// bytes and returns the total.
+async fn ranged_requests(node: &Node, file: &str, data: &[u8], n: usize, size: usize) -> u64 {
+    let client = reqwest::Client::new();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let client = client.clone();
+        let url = node.url(file);
+        let start = (i * 7919) % (data.len() - size);
+        let want = data[start..start + size].to_vec();
+        set.spawn(async move {
+            let res = client
+                .get(url)
+                .header("range", format!("bytes={}-{}", start, start + size - 1))
+                .send()
+                .await
+                .expect("the stream never fails");
+            assert_eq!(res.status(), 206);
+            assert_eq!(res.bytes().await.unwrap().as_ref(), want.as_slice());
+        });
+        if set.len() >= 8 {
+            set.join_next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(done) = set.join_next().await {
+        done.unwrap();
+    }
+    (n * size) as u64
+}
+
+async fn exact_rows_for_ranged_requests(store: Arc<dyn WatchLogStore>) {
+    let fx = Fixture::new();
+    let data = fx.file("clip.mp4", 2 << 20);
+    let node = Node::start(&fx, store.clone(), quick()).await;
+    let total = ranged_requests(&node, "clip.mp4", &data, 40, 10_000).await;
+    let stats = node.stop().await;
+    assert_eq!(stats.recorded, 40);
+    let filter = LogFilter {
+        path: Some("clip.mp4".into()),
+        ..Default::default()
+    };
+    assert_eq!(store.count(&filter).unwrap(), 40);
+    let agg = store.path_stats(&filter, 1).unwrap();
+    assert_eq!(agg[0].bytes_sent as u64, total);
+    let rows = store.query(&filter, None, 100).unwrap().entries;
+    assert!(rows.iter().all(|r| r.status == 206
+        && r.completed
+        && r.bytes_sent == 10_000
+        && r.ip.as_deref() == Some("127.0.0.1")));
+}
+
+async fn hang_up_is_logged_with_bytes_really_sent(store: Arc<dyn WatchLogStore>) {
+    let fx = Fixture::new();
+    fx.file("big.mp4", 32 << 20);
+    let node = Node::start(&fx, store.clone(), quick()).await;
+    let mut stream = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    stream
+        .write_all(b"GET /api/stream?path=big.mp4 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    while received < 512 * 1024 {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        received += n;
+    }
+    drop(stream);
+    // The server notices the hang-up on its next write.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    node.stop().await;
+    let rows = store
+        .query(&LogFilter::default(), None, 10)
+        .unwrap()
+        .entries;
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert!(!row.completed);
+    assert_eq!(row.status, 200);
+    // Headers came out of `received` too; socket buffers hold the rest.
+    assert!(
+        row.bytes_sent as usize >= received - 1024,
+        "{} < {received}",
+        row.bytes_sent
+    );
+    assert!((row.bytes_sent as usize) < 32 << 20);
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+
+    fn store(fx: &tempfile::TempDir) -> Arc<dyn WatchLogStore> {
+        Arc::new(sage_stream::log::SqliteStore::open(fx.path().join("log.db")).unwrap())
+    }
+
+    #[tokio::test]
+    async fn exact_rows_for_ranged_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        super::exact_rows_for_ranged_requests(store(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn hang_up_is_logged_with_bytes_really_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        super::hang_up_is_logged_with_bytes_really_sent(store(&dir)).await;
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use common::own_pg::OwnPostgres;
+    use common::pg::TestDb;
+    use sage_stream::log::PgStore;
+
+    #[tokio::test]
+    async fn exact_rows_for_ranged_requests() {
+        let Some(db) = TestDb::create("exact_rows_for_ranged_requests") else {
+            return;
+        };
+        super::exact_rows_for_ranged_requests(Arc::new(PgStore::connect(&db.url).unwrap())).await;
+    }
+
+    #[tokio::test]
+    async fn hang_up_is_logged_with_bytes_really_sent() {
+        let Some(db) = TestDb::create("hang_up") else {
+            return;
+        };
+        super::hang_up_is_logged_with_bytes_really_sent(Arc::new(
+            PgStore::connect(&db.url).unwrap(),
+        ))
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_with_separate_pools_share_one_log() {
+        let Some(db) = TestDb::create("two_nodes") else {
+            return;
+        };
+        let fx = Fixture::new();
+        let data = fx.file("clip.webm", 1 << 20);
+        let a = Node::start(&fx, Arc::new(PgStore::connect(&db.url).unwrap()), quick()).await;
+        let b = Node::start(&fx, Arc::new(PgStore::connect(&db.url).unwrap()), quick()).await;
+        let (ta, tb) = tokio::join!(
+            ranged_requests(&a, "clip.webm", &data, 100, 1000),
+            ranged_requests(&b, "clip.webm", &data, 100, 1000)
+        );
+        let (sa, sb) = tokio::join!(a.stop(), b.stop());
+        assert_eq!((sa.written, sb.written), (100, 100));
+        let store = PgStore::connect(&db.url).unwrap();
+        assert_eq!(store.count(&LogFilter::default()).unwrap(), 200);
+        let rows = store
+            .query(&LogFilter::default(), None, 1000)
+            .unwrap()
+            .entries;
+        let ids: std::collections::HashSet<&str> =
+            rows.iter().map(|r| r.record_id.as_str()).collect();
+        assert_eq!(ids.len(), 200, "no duplicates");
+        assert_eq!(
+            rows.iter().map(|r| r.bytes_sent as u64).sum::<u64>(),
+            ta + tb
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outage_loses_no_row_and_never_stops_streaming() {
+        let Some(pg) = OwnPostgres::start("outage") else {
+            return;
+        };
+        let fx = Fixture::new();
+        let data = fx.file("clip.mp4", 1 << 20);
+        let store: Arc<dyn WatchLogStore> = Arc::new(PgStore::connect(&pg.url()).unwrap());
+        let config = WriterConfig {
+            memory_limit: 20,
+            spool_path: Some(fx.dir.path().join("log.spool")),
+            ..quick()
+        };
+        let node = Node::start(&fx, store.clone(), config).await;
+
+        ranged_requests(&node, "clip.mp4", &data, 30, 4096).await;
+        assert!(node.writer.wait_idle(Duration::from_secs(10)));
+        pg.down();
+        // Streams keep working while the database is gone; rows pile up,
+        // past the memory bound into the spool.
+        ranged_requests(&node, "clip.mp4", &data, 60, 4096).await;
+        // The pool gives up on a connection after its 2 s timeout.
+        let mut during = node.writer.stats();
+        for _ in 0..100 {
+            if during.failures > 0 && during.spooled > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            during = node.writer.stats();
+        }
+        assert!(during.failures > 0, "{during:?}");
+        assert!(during.spooled > 0, "{during:?}");
+        pg.up();
+        ranged_requests(&node, "clip.mp4", &data, 30, 4096).await;
+        let waited = tokio::task::block_in_place(|| node.writer.wait_idle(Duration::from_secs(30)));
+        assert!(waited, "{:?}", node.writer.stats());
+        let stats = node.stop().await;
+        assert_eq!(stats.recorded, 120);
+        assert_eq!(
+            store.count(&LogFilter::default()).unwrap(),
+            120,
+            "{stats:?}"
+        );
+        let rows = store
+            .query(&LogFilter::default(), None, 1000)
+            .unwrap()
+            .entries;
+        let ids: std::collections::HashSet<&str> =
+            rows.iter().map(|r| r.record_id.as_str()).collect();
+        assert_eq!(ids.len(), 120);
+    }
+}

@@ -1,0 +1,386 @@
+//! The logging layer and the writer, with the memory store (which can be
+//! switched "down") and with SQLite.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::{body_bytes, Fixture};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use sage_stream::log::{
+    LogFilter, MemoryStore, WatchLogEntry, WatchLogLayer, WatchLogStore, WatchLogWriter,
+    WatchRecord, WriterConfig,
+};
+use sage_stream::permission::IsAuthenticated;
+use sage_stream::server::PeerAddr;
+use sage_stream::viewer::Viewer;
+use sage_stream::StreamEndpoint;
+use tower::{ServiceBuilder, ServiceExt};
+
+fn quick() -> WriterConfig {
+    WriterConfig {
+        flush_interval: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+        ..WriterConfig::default()
+    }
+}
+
+fn rows(store: &MemoryStore) -> Vec<WatchLogEntry> {
+    store.entries()
+}
+
+fn req(uri: &str, headers: &[(&str, &str)]) -> Request<()> {
+    let mut builder = Request::get(uri);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let mut req = builder.body(()).unwrap();
+    req.extensions_mut()
+        .insert(PeerAddr("192.0.2.10:5555".parse::<SocketAddr>().unwrap()));
+    req
+}
+
+#[tokio::test]
+async fn one_row_per_response_with_bytes_sent() {
+    let fx = Fixture::new();
+    fx.file("clip.mp4", 100_000);
+    let store = Arc::new(MemoryStore::new());
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), quick()).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(WatchLogLayer::new(sink))
+        .service(StreamEndpoint::new(&fx.root).into_service());
+
+    let mut full = req("/?path=./clip.mp4", &[("user-agent", &"x".repeat(1000))]);
+    full.extensions_mut().insert(Viewer::user("alice"));
+    body_bytes(svc.clone().oneshot(full).await.unwrap()).await;
+    body_bytes(
+        svc.clone()
+            .oneshot(req("/?path=clip.mp4", &[("range", "bytes=10-19")]))
+            .await
+            .unwrap(),
+    )
+    .await;
+    body_bytes(
+        svc.clone()
+            .oneshot(req("/?path=missing.mp4", &[]))
+            .await
+            .unwrap(),
+    )
+    .await;
+    // HEAD is not logged by default.
+    let mut head = req("/?path=clip.mp4", &[]);
+    *head.method_mut() = http::Method::HEAD;
+    body_bytes(svc.clone().oneshot(head).await.unwrap()).await;
+
+    assert!(writer.wait_idle(Duration::from_secs(5)));
+    let mut rows = rows(&store);
+    rows.sort_by_key(|r| r.id);
+    assert_eq!(rows.len(), 3);
+    let (full, ranged, missing) = (&rows[0], &rows[1], &rows[2]);
+    assert_eq!(full.path, "clip.mp4", "normalised path as served");
+    assert_eq!(full.user_id.as_deref(), Some("alice"));
+    assert!(full.is_authenticated);
+    assert_eq!(full.ip.as_deref(), Some("192.0.2.10"));
+    assert_eq!(
+        (full.status, full.bytes_sent, full.completed),
+        (200, 100_000, true)
+    );
+    assert_eq!(full.user_agent.as_ref().unwrap().len(), 256, "bounded");
+    assert_eq!(full.viewer_key, "u:alice");
+    assert_eq!(
+        (ranged.status, ranged.bytes_sent, ranged.completed),
+        (206, 10, true)
+    );
+    assert_eq!(ranged.range_header.as_deref(), Some("bytes=10-19"));
+    assert_eq!(ranged.viewer_key, "ip:192.0.2.10");
+    assert!(!ranged.is_authenticated && ranged.user_id.is_none());
+    assert_eq!(
+        (missing.status, missing.path.as_str(), missing.bytes_sent),
+        (404, "missing.mp4", 15)
+    );
+    let now = Utc::now().naive_utc();
+    assert!(rows
+        .iter()
+        .all(|r| r.created_at <= now && now - r.created_at < chrono::Duration::seconds(30)));
+    writer.shutdown_async().await;
+}
+
+#[tokio::test]
+async fn dropped_body_logs_the_bytes_really_sent() {
+    let fx = Fixture::new();
+    fx.file("big.mp4", 1 << 20);
+    let store = Arc::new(MemoryStore::new());
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), quick()).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(WatchLogLayer::new(sink))
+        .service(
+            StreamEndpoint::new(&fx.root)
+                .chunk_size(64 * 1024)
+                .into_service(),
+        );
+    let res = svc.oneshot(req("/?path=big.mp4", &[])).await.unwrap();
+    let mut body = res.into_body();
+    let mut got = 0;
+    for _ in 0..3 {
+        got += body
+            .frame()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_data()
+            .unwrap()
+            .len();
+    }
+    drop(body);
+    assert!(writer.wait_idle(Duration::from_secs(5)));
+    let rows = rows(&store);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].bytes_sent as usize, got);
+    assert!(!rows[0].completed);
+    writer.shutdown_async().await;
+}
+
+#[tokio::test]
+async fn refusals_304_forwarded_ips_and_options() {
+    let fx = Fixture::new();
+    fx.file("v.mp4", 50);
+    let store = Arc::new(MemoryStore::new());
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), quick()).unwrap();
+    let layer = WatchLogLayer::new(sink.clone()).trusted_proxies(["192.0.2.0/24".parse().unwrap()]);
+    let guarded = ServiceBuilder::new().layer(layer.clone()).service(
+        StreamEndpoint::new(&fx.root)
+            .permission(IsAuthenticated)
+            .into_service(),
+    );
+    let res = guarded
+        .clone()
+        .oneshot(req("/?path=v.mp4", &[("x-forwarded-for", "203.0.113.5")]))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    body_bytes(res).await;
+    let res = guarded
+        .oneshot(req("/?path=v.mp4", &[("x-forwarded-for", "not-an-ip")]))
+        .await
+        .unwrap();
+    body_bytes(res).await;
+
+    let open = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(StreamEndpoint::new(&fx.root).into_service());
+    let res = open
+        .clone()
+        .oneshot(req("/?path=v.mp4", &[]))
+        .await
+        .unwrap();
+    let etag = res.headers()["etag"].clone();
+    body_bytes(res).await;
+    let res = open
+        .clone()
+        .oneshot(req(
+            "/?path=v.mp4",
+            &[("if-none-match", etag.to_str().unwrap())],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    body_bytes(res).await;
+
+    // Off: nothing logged.
+    let off = ServiceBuilder::new()
+        .layer(layer.clone().enabled(false))
+        .service(StreamEndpoint::new(&fx.root).into_service());
+    body_bytes(off.oneshot(req("/?path=v.mp4", &[])).await.unwrap()).await;
+    // 304s and refusals can be left out.
+    let quiet = ServiceBuilder::new()
+        .layer(layer.log_not_modified(false).log_refusals(false))
+        .service(StreamEndpoint::new(&fx.root).into_service());
+    body_bytes(
+        quiet
+            .clone()
+            .oneshot(req(
+                "/?path=v.mp4",
+                &[("if-none-match", etag.to_str().unwrap())],
+            ))
+            .await
+            .unwrap(),
+    )
+    .await;
+    body_bytes(quiet.oneshot(req("/?path=nope.mp4", &[])).await.unwrap()).await;
+
+    assert!(writer.wait_idle(Duration::from_secs(5)));
+    let mut rows = rows(&store);
+    rows.sort_by_key(|r| r.id);
+    let summary: Vec<(i32, Option<&str>, i64, bool)> = rows
+        .iter()
+        .map(|r| (r.status, r.ip.as_deref(), r.bytes_sent, r.completed))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (401, Some("203.0.113.5"), 23, true),
+            (401, None, 23, true),
+            (200, Some("192.0.2.10"), 50, true),
+            (304, Some("192.0.2.10"), 0, true),
+        ]
+    );
+    writer.shutdown_async().await;
+}
+
+#[tokio::test]
+async fn logs_around_tower_http_serve_dir() {
+    use tower_http::services::ServeDir;
+    let fx = Fixture::new();
+    fx.file("clips/a.mp4", 1234);
+    let store = Arc::new(MemoryStore::new());
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), quick()).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(WatchLogLayer::new(sink).uri_path("/"))
+        .service(ServeDir::new(&fx.root));
+    let res = svc
+        .oneshot(req("/clips/a.mp4", &[("range", "bytes=0-99")]))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    body_bytes(res).await;
+    assert!(writer.wait_idle(Duration::from_secs(5)));
+    let rows = rows(&store);
+    assert_eq!(
+        (rows[0].path.as_str(), rows[0].bytes_sent, rows[0].status),
+        ("clips/a.mp4", 100, 206)
+    );
+    assert!(rows[0].completed);
+    writer.shutdown_async().await;
+}
+
+fn record(i: usize) -> WatchRecord {
+    WatchRecord {
+        record_id: format!("r{i}"),
+        created_at: Utc::now(),
+        path: format!("p{}", i % 7),
+        user_id: None,
+        is_authenticated: false,
+        ip: Some("127.0.0.1".into()),
+        method: "GET".into(),
+        status: 206,
+        range_header: None,
+        bytes_sent: i as u64,
+        duration_ms: 1,
+        user_agent: None,
+        completed: true,
+    }
+}
+
+#[test]
+fn writer_retries_spools_and_replays_without_loss_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("log.spool");
+    let store = Arc::new(MemoryStore::new());
+    store.set_down(true);
+    let config = WriterConfig {
+        memory_limit: 100,
+        batch_size: 50,
+        spool_path: Some(spool.clone()),
+        ..quick()
+    };
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), config).unwrap();
+    for i in 0..1000 {
+        sink.record(record(i));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = writer.stats();
+    assert!(stats.queued <= 150, "memory stays bounded: {stats:?}");
+    assert!(
+        stats.spooled >= 850,
+        "the excess went to the spool: {stats:?}"
+    );
+    assert!(std::fs::metadata(&spool).unwrap().len() > 0);
+    assert!(stats.failures > 0);
+    assert_eq!(store.count(&LogFilter::default()).unwrap_or(0), 0);
+
+    store.set_down(false);
+    assert!(
+        writer.wait_idle(Duration::from_secs(10)),
+        "{:?}",
+        writer.stats()
+    );
+    let stats = writer.shutdown();
+    assert_eq!(stats.recorded, 1000);
+    let entries = store.entries();
+    assert_eq!(entries.len(), 1000, "every row arrived");
+    let ids: std::collections::HashSet<&str> =
+        entries.iter().map(|e| e.record_id.as_str()).collect();
+    assert_eq!(ids.len(), 1000, "no duplicates");
+    assert_eq!(
+        std::fs::metadata(&spool).unwrap().len(),
+        0,
+        "spool emptied after replay"
+    );
+}
+
+#[test]
+fn shutdown_with_the_store_down_spools_and_the_next_writer_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("log.spool");
+    let store = Arc::new(MemoryStore::new());
+    store.set_down(true);
+    let config = WriterConfig {
+        spool_path: Some(spool.clone()),
+        shutdown_timeout: Duration::from_millis(300),
+        ..quick()
+    };
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), config.clone()).unwrap();
+    for i in 0..25 {
+        sink.record(record(i));
+    }
+    let stats = writer.shutdown();
+    assert_eq!(stats.spooled, 25, "{stats:?}");
+
+    // A restarted node with the database back replays the spool.
+    store.set_down(false);
+    let (_sink, writer) = WatchLogWriter::spawn(store.clone(), config).unwrap();
+    assert!(writer.wait_idle(Duration::from_secs(5)));
+    assert_eq!(store.entries().len(), 25);
+    writer.shutdown();
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_end_to_end_through_the_layer() {
+    let fx = Fixture::new();
+    let data = fx.file("clip.webm", 300_000);
+    let store =
+        Arc::new(sage_stream::log::SqliteStore::open(fx.dir.path().join("log.db")).unwrap());
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), quick()).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(WatchLogLayer::new(sink))
+        .service(StreamEndpoint::new(&fx.root).into_service());
+    let mut expected = 0;
+    for i in 0..20u64 {
+        let range = format!("bytes={}-{}", i * 1000, i * 1000 + 499);
+        let res = svc
+            .clone()
+            .oneshot(req("/?path=clip.webm", &[("range", &range)]))
+            .await
+            .unwrap();
+        let body = body_bytes(res).await;
+        assert_eq!(
+            body.as_ref(),
+            &data[(i * 1000) as usize..(i * 1000 + 500) as usize]
+        );
+        expected += 500;
+    }
+    let stats = writer.shutdown_async().await;
+    assert_eq!(stats.written, 20);
+    let filter = LogFilter {
+        path: Some("clip.webm".into()),
+        ..Default::default()
+    };
+    assert_eq!(store.count(&filter).unwrap(), 20);
+    let stats = store.path_stats(&filter, 1).unwrap();
+    assert_eq!(stats[0].bytes_sent, expected);
+}
