@@ -52,6 +52,7 @@
 
 mod body;
 mod client_ip;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod diesel_store;
 mod future;
 mod layer;

@@ -21,4 +21,3 @@ CREATE UNIQUE INDEX watch_logs_record_id ON watch_logs (record_id);
 CREATE INDEX watch_logs_created_at ON watch_logs (created_at, id);
 CREATE INDEX watch_logs_path ON watch_logs (path, created_at);
 CREATE INDEX watch_logs_user_id ON watch_logs (user_id, created_at);
-CREATE INDEX watch_logs_viewer_path ON watch_logs (viewer_key, path, created_at);
