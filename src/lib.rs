@@ -35,11 +35,13 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
+pub mod app;
 pub mod auth;
 pub mod body;
 pub mod cap;
 pub mod endpoint;
 pub mod error;
+pub mod limit;
 pub mod log;
 pub mod media;
 pub mod permission;

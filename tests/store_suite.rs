@@ -257,6 +257,28 @@ fn path_aggregates(store: &dyn WatchLogStore) {
     assert_eq!(one.len(), 1);
 }
 
+fn daily_counts(store: &dyn WatchLogStore) {
+    let mut rows = sample();
+    // Five rows two days later.
+    for (i, r) in rows.iter_mut().enumerate().take(5) {
+        r.created_at = base() + Duration::days(2) + Duration::minutes(i as i64);
+    }
+    store.insert_batch(&rows).unwrap();
+    let days = store.views_per_day(&LogFilter::default()).unwrap();
+    let got: Vec<(String, i64)> = days.iter().map(|d| (d.day.to_string(), d.views)).collect();
+    assert_eq!(
+        got,
+        vec![("2026-11-01".to_owned(), 25), ("2026-11-03".to_owned(), 5)]
+    );
+    let alice = store
+        .views_per_day(&LogFilter {
+            user_id: Some("alice".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(alice.iter().map(|d| d.views).sum::<i64>(), 8);
+}
+
 macro_rules! store_suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -284,6 +306,14 @@ macro_rules! store_suite {
                     return;
                 };
                 super::filters(&*store);
+            }
+
+            #[test]
+            fn daily_counts() {
+                let Some((store, _guard)) = $make("daily") else {
+                    return;
+                };
+                super::daily_counts(&*store);
             }
 
             #[test]

@@ -101,8 +101,8 @@ pub(crate) fn render(
     format: Format,
 ) -> Result<String, serde_json::Error> {
     Ok(match format {
-        Format::Json => serde_json::to_string_pretty(entries)? + "\n",
-        Format::Csv => to_csv(entries),
+        Format::Json => sage_stream::log::export::to_json(entries) + "\n",
+        Format::Csv => sage_stream::log::export::to_csv(entries),
         Format::Table => {
             let mut out = format!(
                 "{:<26} {:<28} {:<10} {:<5} {:<39} {:>6} {:>11} {:<4} {}\n",
@@ -127,48 +127,6 @@ pub(crate) fn render(
     })
 }
 
-/// RFC 4180 CSV of rows, header first.
-pub(crate) fn to_csv(entries: &[WatchLogEntry]) -> String {
-    let mut out = String::from(
-        "id,created_at,path,user_id,is_authenticated,ip,method,status,range,bytes_sent,duration_ms,completed,user_agent\r\n",
-    );
-    for e in entries {
-        let fields = [
-            e.id.to_string(),
-            e.created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-            e.path.clone(),
-            e.user_id.clone().unwrap_or_default(),
-            e.is_authenticated.to_string(),
-            e.ip.clone().unwrap_or_default(),
-            e.method.clone(),
-            e.status.to_string(),
-            e.range_header.clone().unwrap_or_default(),
-            e.bytes_sent.to_string(),
-            e.duration_ms.to_string(),
-            e.completed.to_string(),
-            e.user_agent.clone().unwrap_or_default(),
-        ];
-        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&line.join(","));
-        out.push_str("\r\n");
-    }
-    out
-}
-
-fn csv_field(field: &str) -> String {
-    // A leading = + - @ would run as a formula in spreadsheets.
-    let defused = if field.starts_with(['=', '+', '-', '@']) && field.parse::<f64>().is_err() {
-        format!("'{field}")
-    } else {
-        field.to_owned()
-    };
-    if defused.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", defused.replace('"', "\"\""))
-    } else {
-        defused
-    }
-}
-
 fn print_stats(stats: &[PathStats], format: Format) -> Result<(), serde_json::Error> {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(stats)?),
@@ -177,7 +135,7 @@ fn print_stats(stats: &[PathStats], format: Format) -> Result<(), serde_json::Er
             for s in stats {
                 print!(
                     "{},{},{},{}\r\n",
-                    csv_field(&s.path),
+                    sage_stream::log::export::csv_field(&s.path),
                     s.views,
                     s.unique_viewers,
                     s.bytes_sent

@@ -1,43 +1,100 @@
-//! `sage-stream serve`.
+//! `sage-stream serve`: configuration from flags, environment variables and
+//! a TOML file (in that order of precedence), then the app.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use axum::Router;
-use http::StatusCode;
-use sage_stream::auth::BearerAuthLayer;
-use sage_stream::log::{IpNet, WatchLogLayer, WatchLogWriter, WriterConfig};
+use sage_stream::app::{self, AppConfig};
+use sage_stream::log::{IpNet, WatchLogWriter, WriterConfig};
 use sage_stream::server::{self, ServerConfig};
-use sage_stream::settings::Settings;
-use sage_stream::StreamEndpoint;
-use tower::ServiceBuilder;
+use sage_stream::settings::{vars, Settings};
+use serde::Deserialize;
 use tower_http::trace::TraceLayer;
 
-use super::{redact, DatabaseArgs};
+use super::{parse_duration, redact, DEFAULT_DATABASE};
 
 /// The sample clips shipped with the crate.
 const SAMPLE_MEDIA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/media");
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub(crate) struct ServeArgs {
+    /// TOML configuration file (see README); flags and environment variables override it.
+    #[arg(long, env = "STREAM_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
     /// Directory whose files may be streamed [default: the bundled sample media]
     #[arg(long, env = "STREAM_MEDIA_ROOT")]
-    root: Option<PathBuf>,
-    /// Address to listen on.
-    #[arg(long, env = "STREAM_BIND", default_value = "127.0.0.1:8000")]
-    bind: SocketAddr,
-    #[command(flatten)]
-    database: DatabaseArgs,
-    /// Spool file for watch-log rows while the database is unreachable
-    /// [default: sage_stream.spool beside an SQLite file, else ./sage_stream.spool]
+    pub(crate) root: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8000]
+    #[arg(long, env = "STREAM_BIND")]
+    pub(crate) bind: Option<SocketAddr>,
+    /// Watch-log database: sqlite://PATH or postgres://... [default: sqlite://sage_stream.db]
+    #[arg(long, env = "STREAM_DATABASE_URL")]
+    pub(crate) database: Option<String>,
+    /// Spool file for rows while the database is unreachable [default: beside the SQLite file, else ./sage_stream.spool]
     #[arg(long, env = "STREAM_SPOOL")]
-    spool: Option<PathBuf>,
+    pub(crate) spool: Option<PathBuf>,
+    /// Turns the admin on at /admin/ with this token (bearer, or Basic password).
+    #[arg(long, env = "STREAM_ADMIN_TOKEN", hide_env_values = true)]
+    pub(crate) admin_token: Option<String>,
     /// Accept `Authorization: Bearer TOKEN` as user USER (repeatable).
     #[arg(long = "token", value_name = "TOKEN=USER", value_parser = parse_token)]
-    tokens: Vec<(String, String)>,
+    pub(crate) tokens: Vec<(String, String)>,
     /// Proxy (IP or CIDR) whose X-Forwarded-For / Forwarded is believed (repeatable).
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
-    trusted_proxies: Vec<IpNet>,
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    /// At most N concurrent streams per viewer (429 beyond) [default: no limit]
+    #[arg(long, env = "STREAM_MAX_STREAMS_PER_VIEWER")]
+    pub(crate) max_streams_per_viewer: Option<usize>,
+    /// A pause longer than this many minutes starts a new viewing session [default: 30]
+    #[arg(long, env = "STREAM_SESSION_GAP_MINUTES")]
+    pub(crate) session_gap_minutes: Option<u32>,
+    /// Longest wait for a request's headers, also on idle keep-alive connections [default: 30s]
+    #[arg(long, env = "STREAM_HEADER_TIMEOUT", value_parser = parse_duration)]
+    pub(crate) header_timeout: Option<Duration>,
+    /// Cap per ranged response in MiB (STREAM_MAX_LOAD_VOLUME).
+    #[arg(long)]
+    pub(crate) max_load_volume: Option<u64>,
+    /// Permission classes, comma-separated (STREAM_DEFAULT_PERMISSION_CLASSES).
+    #[arg(long)]
+    pub(crate) permission: Option<String>,
+    /// Query variable of the media path (STREAM_DEFAULT_VIDEO_PATH_URL_VAR).
+    #[arg(long)]
+    pub(crate) path_var: Option<String>,
+    /// Watch log on or off (STREAM_WATCH_LOG_ENABLED).
+    #[arg(long)]
+    pub(crate) watch_log: Option<bool>,
+}
+
+/// The TOML file. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConfigFile {
+    root: Option<PathBuf>,
+    bind: Option<SocketAddr>,
+    database: Option<String>,
+    spool: Option<PathBuf>,
+    admin_token: Option<String>,
+    max_streams_per_viewer: Option<usize>,
+    session_gap_minutes: Option<u32>,
+    header_timeout_secs: Option<u64>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    #[serde(default)]
+    tokens: BTreeMap<String, String>,
+    /// The `STREAM_*` settings, by their snake_case names.
+    stream: Option<Settings>,
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub(crate) app: AppConfig,
+    pub(crate) bind: SocketAddr,
+    pub(crate) database: String,
+    pub(crate) spool: PathBuf,
+    pub(crate) header_timeout: Duration,
 }
 
 fn parse_token(value: &str) -> Result<(String, String), String> {
@@ -56,67 +113,128 @@ fn default_spool(database: &str) -> PathBuf {
     }
 }
 
-pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let settings = Settings::from_env()?;
-    let root = args.root.unwrap_or_else(|| PathBuf::from(SAMPLE_MEDIA));
+/// Flags over environment over file over defaults. `env` is the process
+/// environment (a parameter so tests can give their own).
+pub(crate) fn resolve(
+    args: ServeArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Resolved, Box<dyn std::error::Error>> {
+    let file: ConfigFile = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => ConfigFile::default(),
+    };
+    let mut settings = file.stream.unwrap_or_default();
+    settings.apply_lookup(&env)?;
+    let flags = |name: &str| -> Option<String> {
+        match name {
+            vars::MAX_LOAD_VOLUME => args.max_load_volume.map(|v| v.to_string()),
+            vars::PERMISSION_CLASSES => args.permission.clone(),
+            vars::PATH_VAR => args.path_var.clone(),
+            vars::WATCH_LOG_ENABLED => args.watch_log.map(|v| v.to_string()),
+            _ => None,
+        }
+    };
+    settings.apply_lookup(flags)?;
+
+    let mut trusted_proxies = Vec::new();
+    for text in &file.trusted_proxies {
+        trusted_proxies.push(
+            text.parse::<IpNet>()
+                .map_err(|e| format!("trusted_proxies: {e}"))?,
+        );
+    }
+    trusted_proxies.extend(args.trusted_proxies);
+    let mut tokens: Vec<(String, String)> = file.tokens.into_iter().collect();
+    tokens.extend(args.tokens);
+
+    let root = args
+        .root
+        .or(file.root)
+        .unwrap_or_else(|| PathBuf::from(SAMPLE_MEDIA));
     if !root.is_dir() {
         return Err(format!("media root {} is not a directory", root.display()).into());
     }
-    let endpoint = StreamEndpoint::from_settings(&root, &settings)?;
-    let database = args.database.url();
-    let store = sage_stream::log::open_store(&database)?;
-    let spool = args.spool.unwrap_or_else(|| default_spool(&database));
+    let database = args
+        .database
+        .or(file.database)
+        .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+    let spool = args
+        .spool
+        .or(file.spool)
+        .unwrap_or_else(|| default_spool(&database));
+    Ok(Resolved {
+        app: AppConfig {
+            root,
+            settings,
+            tokens,
+            trusted_proxies,
+            admin_token: args
+                .admin_token
+                .or(file.admin_token)
+                .filter(|t| !t.is_empty()),
+            max_streams_per_viewer: args
+                .max_streams_per_viewer
+                .or(file.max_streams_per_viewer)
+                .filter(|n| *n > 0),
+            session_gap_minutes: args
+                .session_gap_minutes
+                .or(file.session_gap_minutes)
+                .unwrap_or(30),
+        },
+        bind: args
+            .bind
+            .or(file.bind)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
+        database,
+        spool,
+        header_timeout: args
+            .header_timeout
+            .or(file.header_timeout_secs.map(Duration::from_secs))
+            .unwrap_or(Duration::from_secs(30)),
+    })
+}
+
+pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let resolved = resolve(args, |name| std::env::var(name).ok())?;
+    let store = sage_stream::log::open_store(&resolved.database)?;
     let (sink, writer) = WatchLogWriter::spawn(
-        store,
+        store.clone(),
         WriterConfig {
-            spool_path: Some(spool),
+            spool_path: Some(resolved.spool.clone()),
             ..WriterConfig::default()
         },
     )?;
-    let watch_log = WatchLogLayer::new(sink)
-        .enabled(settings.watch_log_enabled)
-        .path_var(settings.default_video_path_url_var.clone())
-        .trusted_proxies(args.trusted_proxies);
-
-    // Authentication first, so the log and the permission see the viewer;
-    // the log wraps the permission, so refused attempts are logged too.
-    let stream = ServiceBuilder::new()
-        .layer(BearerAuthLayer::new(args.tokens))
-        .layer(watch_log)
-        .service(endpoint.into_service());
-    let app = Router::new()
-        .route_service("/api/stream", stream.clone())
-        .route_service("/api/stream/", stream)
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
-        .layer(TraceLayer::new_for_http());
-
+    let app = app::router(&resolved.app, store, sink)?.layer(TraceLayer::new_for_http());
+    let server_config = ServerConfig {
+        header_read_timeout: resolved.header_timeout,
+        ..ServerConfig::default()
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.bind).await?;
+        let listener = tokio::net::TcpListener::bind(resolved.bind).await?;
         let addr = listener.local_addr()?;
-        let example = first_file(&root).unwrap_or_else(|| "FILE".to_owned());
+        let root = &resolved.app.root;
+        println!("sage-stream: serving {}", root.display());
+        println!("  player:  http://{addr}/");
+        if let Some(file) = first_file(root) {
+            println!("  stream:  http://{addr}/api/stream?path={file}");
+        }
+        match &resolved.app.admin_token {
+            Some(_) => println!("  admin:   http://{addr}/admin/  (token: the configured admin token, as Basic password or bearer)"),
+            None => println!("  admin:   off (set --admin-token or STREAM_ADMIN_TOKEN to turn it on)"),
+        }
         println!(
-            "sage-stream: serving {} at http://{addr}/api/stream?path={example}",
-            root.display()
+            "  watch log {} in {}; Ctrl-C to stop",
+            if resolved.app.settings.watch_log_enabled { "on" } else { "off" },
+            redact(&resolved.database)
         );
-        println!(
-            "sage-stream: watch log {} in {} (Ctrl-C to stop)",
-            if settings.watch_log_enabled {
-                "on"
-            } else {
-                "off"
-            },
-            redact(&database)
-        );
-        server::serve(
-            listener,
-            app,
-            ServerConfig::default(),
-            server::shutdown_signal(),
-        )
-        .await?;
+        server::serve(listener, app, server_config, server::shutdown_signal()).await?;
         let stats = writer.shutdown_async().await;
         println!(
             "sage-stream: stopped; watch log: {} recorded, {} written, {} spooled",
@@ -126,7 +244,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     })
 }
 
-fn first_file(root: &std::path::Path) -> Option<String> {
+fn first_file(root: &Path) -> Option<String> {
     let mut names: Vec<String> = std::fs::read_dir(root)
         .ok()?
         .filter_map(|e| e.ok())
@@ -135,4 +253,75 @@ fn first_file(root: &std::path::Path) -> Option<String> {
         .collect();
     names.sort();
     names.into_iter().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_over_env_over_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("sage.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "root = {root:?}\nbind = \"127.0.0.1:9000\"\nadmin_token = \"from-file\"\nmax_streams_per_viewer = 3\n\
+                 trusted_proxies = [\"10.0.0.0/8\"]\n[tokens]\nt1 = \"alice\"\n[stream]\nmax_load_volume = 2\ndefault_video_path_url_var = \"video\"\n",
+                root = dir.path().display().to_string()
+            ),
+        )
+        .unwrap();
+        // File only.
+        let args = ServeArgs {
+            config: Some(config.clone()),
+            ..ServeArgs::default()
+        };
+        let r = resolve(args, |_| None).unwrap();
+        assert_eq!(r.bind.port(), 9000);
+        assert_eq!(r.app.admin_token.as_deref(), Some("from-file"));
+        assert_eq!(r.app.max_streams_per_viewer, Some(3));
+        assert_eq!(r.app.settings.max_load_volume, 2);
+        assert_eq!(r.app.settings.default_video_path_url_var, "video");
+        assert_eq!(r.app.tokens, vec![("t1".to_owned(), "alice".to_owned())]);
+        assert_eq!(r.app.trusted_proxies.len(), 1);
+        assert_eq!(r.database, "sqlite://sage_stream.db");
+        // Environment over file.
+        let env = |name: &str| (name == "STREAM_MAX_LOAD_VOLUME").then(|| "4".to_owned());
+        let args = ServeArgs {
+            config: Some(config.clone()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(resolve(args, env).unwrap().app.settings.max_load_volume, 4);
+        // Flags over environment.
+        let args = ServeArgs {
+            config: Some(config.clone()),
+            max_load_volume: Some(6),
+            admin_token: Some("flag".into()),
+            ..ServeArgs::default()
+        };
+        let r = resolve(args, env).unwrap();
+        assert_eq!(r.app.settings.max_load_volume, 6);
+        assert_eq!(r.app.admin_token.as_deref(), Some("flag"));
+        // Defaults.
+        let r = resolve(ServeArgs::default(), |_| None).unwrap();
+        assert_eq!(r.bind.to_string(), "127.0.0.1:8000");
+        assert!(r.app.admin_token.is_none());
+        assert_eq!(r.app.settings, Settings::default());
+        // Errors name what is wrong.
+        std::fs::write(&config, "nonsense = 1\n").unwrap();
+        let args = ServeArgs {
+            config: Some(config.clone()),
+            ..ServeArgs::default()
+        };
+        assert!(resolve(args, |_| None)
+            .unwrap_err()
+            .to_string()
+            .contains("nonsense"));
+        let bad_env = |name: &str| (name == "STREAM_MAX_LOAD_VOLUME").then(|| "lots".to_owned());
+        assert!(resolve(ServeArgs::default(), bad_env)
+            .unwrap_err()
+            .to_string()
+            .contains("STREAM_MAX_LOAD_VOLUME"));
+    }
 }

@@ -14,6 +14,7 @@ use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel::sql_types::Bool;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
+use super::analytics::DayCount;
 use super::record::{Cursor, LogFilter, Page, PathStats, WatchLogEntry, WatchRecord};
 use super::schema::watch_logs;
 use super::store::{StoreError, WatchLogStore};
@@ -243,6 +244,27 @@ macro_rules! diesel_store {
                 Ok(rows
                     .into_iter()
                     .map(|(path, views, unique_viewers, bytes_sent)| PathStats { path, views, unique_viewers, bytes_sent })
+                    .collect())
+            }
+
+            fn views_per_day(&self, filter: &LogFilter) -> Result<Vec<DayCount>, StoreError> {
+                use diesel::dsl::{count_star, sql};
+                use diesel::sql_types::Text;
+                // DATE() is SQLite's function and PostgreSQL's cast syntax;
+                // as text both read YYYY-MM-DD.
+                const DAY: &str = "CAST(DATE(created_at) AS TEXT)";
+                let rows: Vec<(String, i64)> = watch_logs::table
+                    .filter(Self::predicate(filter))
+                    .group_by(sql::<Text>(DAY))
+                    .select((sql::<Text>(DAY), count_star()))
+                    .order(sql::<Text>(DAY).asc())
+                    .load(&mut self.conn()?)
+                    .map_err(query_error)?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(day, views)| {
+                        chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").ok().map(|day| DayCount { day, views })
+                    })
                     .collect())
             }
         }

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use super::analytics::DayCount;
 use super::record::{Cursor, LogFilter, Page, PathStats, WatchLogEntry, WatchRecord};
 use super::store::{StoreError, WatchLogStore};
 
@@ -128,6 +129,18 @@ impl WatchLogStore for MemoryStore {
         stats.sort_by(|a, b| b.views.cmp(&a.views).then_with(|| a.path.cmp(&b.path)));
         stats.truncate(limit);
         Ok(stats)
+    }
+
+    fn views_per_day(&self, filter: &LogFilter) -> Result<Vec<DayCount>, StoreError> {
+        self.check()?;
+        let mut days = std::collections::BTreeMap::new();
+        for e in self.lock().entries.iter().filter(|e| filter.matches(e)) {
+            *days.entry(e.created_at.date()).or_insert(0i64) += 1;
+        }
+        Ok(days
+            .into_iter()
+            .map(|(day, views)| DayCount { day, views })
+            .collect())
     }
 }
 

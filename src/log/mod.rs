@@ -50,10 +50,12 @@
 //! # }
 //! ```
 
+pub mod analytics;
 mod body;
 mod client_ip;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod diesel_store;
+pub mod export;
 mod future;
 mod layer;
 mod memory;

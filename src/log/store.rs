@@ -1,5 +1,6 @@
 //! The [`WatchLogStore`] trait: all the logging layer and the tools know.
 
+use super::analytics::DayCount;
 use super::record::{Cursor, LogFilter, Page, PathStats, WatchRecord};
 
 /// An error of a store; the writer retries and spools on any of them.
@@ -47,6 +48,9 @@ pub trait WatchLogStore: Send + Sync + 'static {
 
     /// Totals per path for rows matching `filter`, most viewed first.
     fn path_stats(&self, filter: &LogFilter, limit: usize) -> Result<Vec<PathStats>, StoreError>;
+
+    /// Rows matching `filter` per UTC day, oldest first.
+    fn views_per_day(&self, filter: &LogFilter) -> Result<Vec<DayCount>, StoreError>;
 }
 
 impl<T: WatchLogStore + ?Sized> WatchLogStore for std::sync::Arc<T> {
@@ -69,5 +73,8 @@ impl<T: WatchLogStore + ?Sized> WatchLogStore for std::sync::Arc<T> {
     }
     fn path_stats(&self, filter: &LogFilter, limit: usize) -> Result<Vec<PathStats>, StoreError> {
         (**self).path_stats(filter, limit)
+    }
+    fn views_per_day(&self, filter: &LogFilter) -> Result<Vec<DayCount>, StoreError> {
+        (**self).views_per_day(filter)
     }
 }

@@ -69,3 +69,13 @@ pub struct ServedFile {
     /// Length of the file in bytes.
     pub len: u64,
 }
+
+/// The length of `relative` under `root` under the same confinement rules
+/// as [`ServeMedia`] (no escape, no symlink out of the root), or `None`.
+/// `root` should be canonical. Blocking.
+pub fn file_len_under(root: &std::path::Path, relative: &str) -> Option<u64> {
+    let relative = path::normalise(relative, DEFAULT_MAX_PATH_LEN).ok()?;
+    path::open_confined(root, &relative, false)
+        .ok()
+        .map(|(_, meta)| meta.len())
+}

@@ -1,0 +1,74 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use http::{header, HeaderValue, Response, StatusCode};
+use pin_project::pin_project;
+
+use super::layer::Slot;
+use super::SlotBody;
+use crate::body::ResponseBody;
+
+/// Response future of [`ViewerStreamLimit`](super::ViewerStreamLimit).
+#[pin_project]
+#[derive(Debug)]
+pub struct ResponseFuture<F> {
+    #[pin]
+    state: State<F>,
+}
+
+#[pin_project(project = StateProj)]
+#[derive(Debug)]
+enum State<F> {
+    Refused {
+        max: usize,
+    },
+    Called {
+        #[pin]
+        future: F,
+        slot: Option<Slot>,
+    },
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn new(future: F, slot: Option<Slot>) -> Self {
+        Self {
+            state: State::Called { future, slot },
+        }
+    }
+
+    pub(super) fn refused(max: usize) -> Self {
+        Self {
+            state: State::Refused { max },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<SlotBody<B>>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Refused { max } => {
+                let mut response = ResponseBody::refusal(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("too many concurrent streams (at most {max} per viewer)"),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                Poll::Ready(Ok(response))
+            }
+            StateProj::Called { future, slot } => {
+                let response = ready!(future.poll(cx))?;
+                let slot = slot.take();
+                Poll::Ready(Ok(
+                    response.map(|b| ResponseBody::Inner(SlotBody::new(b, slot)))
+                ))
+            }
+        }
+    }
+}
