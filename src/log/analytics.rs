@@ -121,7 +121,7 @@ pub fn sessions(
         }
         out.extend(current.take().map(|(s, r)| finish(s, r, len)));
     }
-    out.sort_by(|a, b| b.ended.cmp(&a.ended));
+    out.sort_by_key(|s| std::cmp::Reverse(s.ended));
     out
 }
 
