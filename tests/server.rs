@@ -235,3 +235,52 @@ async fn graceful_shutdown_finishes_open_responses() {
     // And new connections are refused.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn slow_and_idle_clients_are_cut_off() {
+    let fx = Fixture::new();
+    fx.file("a.mp4", 100);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = ServerConfig {
+        header_read_timeout: Duration::from_millis(400),
+        ..ServerConfig::default()
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, StreamEndpoint::new(&fx.root).into_service(), config, async {
+        let _ = stopped.await;
+    }));
+    let server = Running { addr, stop: Some(stop), task };
+
+    // Slowloris: headers that never finish.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /?path=a.mp4 HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "slow header client was not cut off");
+
+    // Idle keep-alive: one request, then silence.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /?path=a.mp4 HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match idle.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "idle keep-alive connection was not closed");
+    server.shutdown().await;
+}

@@ -386,7 +386,7 @@ pub(crate) async fn analytics(
         Err(err) => return err.into_response(),
     };
     let mut body = String::from("<h1>Analytics</h1><h2>Views per day</h2>");
-    body.push_str(&day_chart(&days));
+    body.push_str(&day_chart(&days, chrono::Utc::now().date_naive()));
     body.push_str(
         "<h2>Per video</h2><div class=\"scroll\"><table id=\"videos\"><thead><tr><th>Path</th><th class=\"num\">Views</th>\
          <th class=\"num\">Unique viewers</th><th class=\"num\">Bytes sent</th></tr></thead><tbody>",

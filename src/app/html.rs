@@ -53,14 +53,18 @@ pub(crate) fn page(title: &str, nav: &str, body: &str) -> String {
     )
 }
 
-/// Views per day as an SVG bar chart, one bar per day from the first to
-/// the last day given (missing days drawn as zero).
-pub(crate) fn day_chart(days: &[DayCount]) -> String {
+/// Views per day as an SVG bar chart: at least the 30 days up to `today`,
+/// back to the first day with views (at most a year), zero days included.
+pub(crate) fn day_chart(days: &[DayCount], today: chrono::NaiveDate) -> String {
     let (Some(first), Some(last)) = (days.first(), days.last()) else {
         return "<p class=\"muted\">No views yet.</p>".to_owned();
     };
-    let span = usize::try_from((last.day - first.day).num_days()).unwrap_or(0) + 1;
-    let span = span.min(366);
+    let end = last.day.max(today);
+    let start = first
+        .day
+        .min(end - chrono::Duration::days(29))
+        .max(end - chrono::Duration::days(365));
+    let span = usize::try_from((end - start).num_days()).unwrap_or(0) + 1;
     let max = days.iter().map(|d| d.views).max().unwrap_or(1).max(1);
     let (width, height, pad) = (720.0_f64, 220.0_f64, 28.0_f64);
     let slot = (width - pad) / span as f64;
@@ -79,7 +83,7 @@ pub(crate) fn day_chart(days: &[DayCount]) -> String {
         y = height - pad
     );
     for i in 0..span {
-        let day = first.day + chrono::Duration::days(i as i64);
+        let day = start + chrono::Duration::days(i as i64);
         let views = days.iter().find(|d| d.day == day).map_or(0, |d| d.views);
         let h = (height - pad - 10.0) * views as f64 / max as f64;
         let x = pad + i as f64 * slot + slot * 0.1;
