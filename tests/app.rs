@@ -14,7 +14,9 @@ use chrono::{TimeZone, Utc};
 use common::{body_bytes, Fixture};
 use http::{Request, StatusCode};
 use sage_stream::app::{router, AppConfig};
-use sage_stream::log::{LogFilter, SqliteStore, WatchLogStore, WatchLogWriter, WatchRecord, WriterConfig, WriterHandle};
+use sage_stream::log::{
+    LogFilter, SqliteStore, WatchLogStore, WatchLogWriter, WatchRecord, WriterConfig, WriterHandle,
+};
 use sage_stream::server::PeerAddr;
 use tower::ServiceExt;
 
@@ -29,16 +31,25 @@ struct App {
 
 fn app(configure: impl FnOnce(&mut AppConfig)) -> App {
     let fx = Fixture::new();
-    let store: Arc<dyn WatchLogStore> = Arc::new(SqliteStore::open(fx.dir.path().join("log.db")).unwrap());
+    let store: Arc<dyn WatchLogStore> =
+        Arc::new(SqliteStore::open(fx.dir.path().join("log.db")).unwrap());
     let (sink, writer) = WatchLogWriter::spawn(
         store.clone(),
-        WriterConfig { flush_interval: Duration::from_millis(10), ..WriterConfig::default() },
+        WriterConfig {
+            flush_interval: Duration::from_millis(10),
+            ..WriterConfig::default()
+        },
     )
     .unwrap();
     let mut config = AppConfig::new(&fx.root);
     config.admin_token = Some(TOKEN.to_owned());
     configure(&mut config);
-    App { router: router(&config, store.clone(), sink).unwrap(), store, writer, fx }
+    App {
+        router: router(&config, store.clone(), sink).unwrap(),
+        store,
+        writer,
+        fx,
+    }
 }
 
 async fn get(app: &App, uri: &str, auth: Option<&str>) -> (StatusCode, http::HeaderMap, String) {
@@ -47,20 +58,29 @@ async fn get(app: &App, uri: &str, auth: Option<&str>) -> (StatusCode, http::Hea
         builder = builder.header("authorization", auth);
     }
     let mut req = builder.body(Body::empty()).unwrap();
-    req.extensions_mut().insert(PeerAddr("127.0.0.1:40000".parse().unwrap()));
+    req.extensions_mut()
+        .insert(PeerAddr("127.0.0.1:40000".parse().unwrap()));
     let res = app.router.clone().oneshot(req).await.unwrap();
     let (status, headers) = (res.status(), res.headers().clone());
-    (status, headers, String::from_utf8_lossy(&body_bytes(res).await).into_owned())
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&body_bytes(res).await).into_owned(),
+    )
 }
 
 fn basic(password: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("admin:{password}")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{password}"))
+    )
 }
 
 fn row(i: u32, path: &str, user: Option<&str>, ip: &str, status: u16, minute: i64) -> WatchRecord {
     WatchRecord {
         record_id: format!("row-{i}"),
-        created_at: Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap() + chrono::Duration::minutes(minute),
+        created_at: Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap()
+            + chrono::Duration::minutes(minute),
         path: path.into(),
         user_id: user.map(Into::into),
         is_authenticated: user.is_some(),
@@ -86,17 +106,37 @@ fn table_rows(html: &str, id: &str) -> usize {
 #[tokio::test]
 async fn admin_is_off_without_a_token_and_needs_it_when_on() {
     let off = app(|c| c.admin_token = None);
-    assert_eq!(get(&off, "/admin/", Some(&basic(TOKEN))).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&off, "/admin/", Some(&basic(TOKEN))).await.0,
+        StatusCode::NOT_FOUND
+    );
 
     let on = app(|_| {});
     let (status, headers, body) = get(&on, "/admin/", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(headers["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    assert!(headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic"));
     assert_eq!(body, "admin token required");
-    assert_eq!(get(&on, "/admin/", Some(&basic("wrong"))).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(get(&on, "/admin/export.csv", Some("Bearer wrong")).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(get(&on, "/admin/", Some(&basic(TOKEN))).await.0, StatusCode::OK);
-    assert_eq!(get(&on, "/admin/analytics", Some(&format!("Bearer {TOKEN}"))).await.0, StatusCode::OK);
+    assert_eq!(
+        get(&on, "/admin/", Some(&basic("wrong"))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(&on, "/admin/export.csv", Some("Bearer wrong")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(&on, "/admin/", Some(&basic(TOKEN))).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&on, "/admin/analytics", Some(&format!("Bearer {TOKEN}")))
+            .await
+            .0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -106,7 +146,18 @@ async fn list_search_filters_and_pagination() {
     for i in 0..120 {
         let user = if i % 2 == 0 { Some("alice") } else { None };
         let status = if i % 10 == 0 { 403 } else { 206 };
-        rows.push(row(i, if i % 3 == 0 { "movies/<b>x</b>.mp4" } else { "clip.mp4" }, user, "10.0.0.9", status, i64::from(i)));
+        rows.push(row(
+            i,
+            if i % 3 == 0 {
+                "movies/<b>x</b>.mp4"
+            } else {
+                "clip.mp4"
+            },
+            user,
+            "10.0.0.9",
+            status,
+            i64::from(i),
+        ));
     }
     rows.push(row(500, "other.webm", None, "192.0.2.77", 200, 3 * 24 * 60));
     a.store.insert_batch(&rows).unwrap();
@@ -115,7 +166,10 @@ async fn list_search_filters_and_pagination() {
     let (_, _, html) = get(&a, "/admin/", Some(&auth)).await;
     assert!(html.contains("121 matching rows"));
     assert_eq!(table_rows(&html, "log"), 50);
-    assert!(html.contains("movies/&lt;b&gt;x&lt;/b&gt;.mp4"), "paths are escaped");
+    assert!(
+        html.contains("movies/&lt;b&gt;x&lt;/b&gt;.mp4"),
+        "paths are escaped"
+    );
     assert!(!html.contains("<b>x</b>"));
 
     // Follow "older" links to the end: every row once, newest first.
@@ -125,7 +179,9 @@ async fn list_search_filters_and_pagination() {
         let (status, _, html) = get(&a, &uri, Some(&auth)).await;
         assert_eq!(status, StatusCode::OK);
         seen += table_rows(&html, "log");
-        let Some(at) = html.find("id=\"older\" href=\"") else { break };
+        let Some(at) = html.find("id=\"older\" href=\"") else {
+            break;
+        };
         let rest = &html[at + 17..];
         uri = rest[..rest.find('"').unwrap()].replace("&amp;", "&");
     }
@@ -145,7 +201,13 @@ async fn list_search_filters_and_pagination() {
         assert_eq!(status, StatusCode::OK, "{uri}");
         assert_eq!(table_rows(&html, "log"), want, "{uri}");
     }
-    for bad in ["/admin/?status=abc", "/admin/?since=yesterday", "/admin/?authenticated=maybe", "/admin/?after=zzz", "/admin/analytics?gap=0"] {
+    for bad in [
+        "/admin/?status=abc",
+        "/admin/?since=yesterday",
+        "/admin/?authenticated=maybe",
+        "/admin/?after=zzz",
+        "/admin/analytics?gap=0",
+    ] {
         let (status, _, body) = get(&a, bad, Some(&auth)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(!body.is_empty());
@@ -155,13 +217,27 @@ async fn list_search_filters_and_pagination() {
 #[tokio::test]
 async fn exports_carry_the_filtered_set() {
     let a = app(|_| {});
-    let rows: Vec<WatchRecord> = (0..30).map(|i| row(i, "a,b.mp4", Some("bob"), "10.0.0.1", if i < 20 { 206 } else { 404 }, i64::from(i))).collect();
+    let rows: Vec<WatchRecord> = (0..30)
+        .map(|i| {
+            row(
+                i,
+                "a,b.mp4",
+                Some("bob"),
+                "10.0.0.1",
+                if i < 20 { 206 } else { 404 },
+                i64::from(i),
+            )
+        })
+        .collect();
     a.store.insert_batch(&rows).unwrap();
     let auth = basic(TOKEN);
     let (status, headers, csv) = get(&a, "/admin/export.csv?status=206", Some(&auth)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
-    assert!(headers["content-disposition"].to_str().unwrap().contains("watch-log.csv"));
+    assert!(headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("watch-log.csv"));
     let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
     assert_eq!(lines.len(), 21);
     assert!(lines[0].starts_with("id,created_at,path"));
@@ -169,7 +245,9 @@ async fn exports_carry_the_filtered_set() {
     let (_, _, json) = get(&a, "/admin/export.json?status=404", Some(&auth)).await;
     let parsed: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
     assert_eq!(parsed.len(), 10);
-    assert!(parsed.iter().all(|r| r["status"] == 404 && r["path"] == "a,b.mp4"));
+    assert!(parsed
+        .iter()
+        .all(|r| r["status"] == 404 && r["path"] == "a,b.mp4"));
 }
 
 #[tokio::test]
@@ -184,17 +262,27 @@ async fn streams_are_logged_and_analytics_show_sessions() {
     assert!(a.writer.wait_idle(Duration::from_secs(5)));
     assert_eq!(a.store.count(&LogFilter::default()).unwrap(), 3);
     let (_, _, html) = get(&a, "/admin/analytics", Some(&basic(TOKEN))).await;
-    assert!(html.contains("<svg") && html.contains("class=\"bar\""), "chart drawn");
+    assert!(
+        html.contains("<svg") && html.contains("class=\"bar\""),
+        "chart drawn"
+    );
     assert_eq!(table_rows(&html, "sessions"), 1);
     // 0..10000 was sent by the first request (no cap at 8 MiB): 100 %.
-    assert!(html.contains("<td class=\"num watched\">100.0 %</td>"), "{html}");
+    assert!(
+        html.contains("<td class=\"num watched\">100.0 %</td>"),
+        "{html}"
+    );
     assert_eq!(table_rows(&html, "videos"), 1);
     assert!(data.len() == 10_000);
 }
 
 async fn get_range(a: &App, uri: &str, range: &str) -> (StatusCode, http::HeaderMap, Vec<u8>) {
-    let mut req = Request::get(uri).header("range", range).body(Body::empty()).unwrap();
-    req.extensions_mut().insert(PeerAddr("127.0.0.1:40000".parse().unwrap()));
+    let mut req = Request::get(uri)
+        .header("range", range)
+        .body(Body::empty())
+        .unwrap();
+    req.extensions_mut()
+        .insert(PeerAddr("127.0.0.1:40000".parse().unwrap()));
     let res = a.router.clone().oneshot(req).await.unwrap();
     let (status, headers) = (res.status(), res.headers().clone());
     (status, headers, body_bytes(res).await.to_vec())
@@ -213,7 +301,10 @@ async fn player_lists_media_and_plays_the_chosen_file() {
     assert_eq!(html.matches("<li>").count(), 50);
     assert!(html.contains("2.0 KiB"));
     assert!(!html.contains(".hidden"));
-    assert!(!html.contains("/admin/"), "no admin link when the admin is off");
+    assert!(
+        !html.contains("/admin/"),
+        "no admin link when the admin is off"
+    );
     let (_, _, page2) = get(&a, "/?page=2", None).await;
     assert_eq!(page2.matches("<li>").count(), 10);
     let (_, _, playing) = get(&a, "/?play=clips%2Fc07.mp4", None).await;
@@ -227,31 +318,48 @@ async fn player_lists_media_and_plays_the_chosen_file() {
 #[tokio::test]
 async fn player_signs_links_when_the_permission_wants_it() {
     let a = app(|c| {
-        c.settings.default_permission_classes = vec![sage_stream::settings::PermissionClass::SignedUrl];
+        c.settings.default_permission_classes =
+            vec![sage_stream::settings::PermissionClass::SignedUrl];
         c.settings.signing_key = Some("k".into());
     });
     a.fx.file("s.mp4", 500);
     let (_, _, html) = get(&a, "/?play=s.mp4", None).await;
-    let at = html.find("<video id=\"player\" controls preload=\"metadata\" src=\"").unwrap();
+    let at = html
+        .find("<video id=\"player\" controls preload=\"metadata\" src=\"")
+        .unwrap();
     let rest = &html[at..];
-    let src = rest[rest.find("src=\"").unwrap() + 5..].split('"').next().unwrap().replace("&amp;", "&");
+    let src = rest[rest.find("src=\"").unwrap() + 5..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
     assert!(src.contains("signature="));
     let (status, _, body) = get_range(&a, &src, "bytes=0-").await;
     assert_eq!(status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(body.len(), 500);
-    assert_eq!(get_range(&a, "/api/stream?path=s.mp4", "bytes=0-").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        get_range(&a, "/api/stream?path=s.mp4", "bytes=0-").await.0,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]
 async fn concurrent_streams_per_viewer_are_limited() {
     let a = app(|c| {
         c.max_streams_per_viewer = Some(1);
-        c.tokens = vec![("t-alice".into(), "alice".into()), ("t-bob".into(), "bob".into())];
+        c.tokens = vec![
+            ("t-alice".into(), "alice".into()),
+            ("t-bob".into(), "bob".into()),
+        ];
     });
     a.fx.file("v.mp4", 1 << 20);
     let request = |token: &str| {
-        let mut req = Request::get("/api/stream?path=v.mp4").header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap();
-        req.extensions_mut().insert(PeerAddr("127.0.0.1:40000".parse().unwrap()));
+        let mut req = Request::get("/api/stream?path=v.mp4")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut()
+            .insert(PeerAddr("127.0.0.1:40000".parse().unwrap()));
         req
     };
     let held = a.router.clone().oneshot(request("t-alice")).await.unwrap();
@@ -259,14 +367,39 @@ async fn concurrent_streams_per_viewer_are_limited() {
     let refused = a.router.clone().oneshot(request("t-alice")).await.unwrap();
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(refused.headers()["retry-after"], "1");
-    assert_eq!(body_bytes(refused).await.as_ref(), b"too many concurrent streams (at most 1 per viewer)");
+    assert_eq!(
+        body_bytes(refused).await.as_ref(),
+        b"too many concurrent streams (at most 1 per viewer)"
+    );
     // Another viewer is not affected.
-    assert_eq!(a.router.clone().oneshot(request("t-bob")).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        a.router
+            .clone()
+            .oneshot(request("t-bob"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
     // The held stream ends: alice may stream again.
     body_bytes(held).await;
-    assert_eq!(a.router.clone().oneshot(request("t-alice")).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        a.router
+            .clone()
+            .oneshot(request("t-alice"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
     // The refusal is in the log.
     assert!(a.writer.wait_idle(Duration::from_secs(5)));
-    let refusals = a.store.count(&LogFilter { status: Some(429), ..Default::default() }).unwrap();
+    let refusals = a
+        .store
+        .count(&LogFilter {
+            status: Some(429),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(refusals, 1);
 }

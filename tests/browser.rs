@@ -13,7 +13,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use sage_stream::app::{router, AppConfig};
-use sage_stream::log::{LogFilter, SqliteStore, WatchLogStore, WatchLogWriter, WriterConfig, WriterHandle};
+use sage_stream::log::{
+    LogFilter, SqliteStore, WatchLogStore, WatchLogWriter, WriterConfig, WriterHandle,
+};
 use sage_stream::server::{serve, ServerConfig};
 use tokio::sync::oneshot;
 
@@ -25,10 +27,19 @@ fn required() -> bool {
 
 /// Whether `program --version` runs; otherwise skip (or fail when required).
 fn have(program: &str, test: &str) -> bool {
-    let ok = Command::new(program).arg("-version").output().is_ok_and(|o| o.status.success())
-        || Command::new(program).arg("--version").output().is_ok_and(|o| o.status.success());
+    let ok = Command::new(program)
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        || Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
     if !ok {
-        assert!(!required(), "SAGE_STREAM_REQUIRE_BROWSER=1 but {program} is not installed");
+        assert!(
+            !required(),
+            "SAGE_STREAM_REQUIRE_BROWSER=1 but {program} is not installed"
+        );
         eprintln!("SKIPPED {test}: {program} not installed");
     }
     ok
@@ -54,7 +65,13 @@ async fn start(root: &Path, db: &Path) -> Running {
     let task = tokio::spawn(serve(listener, app, ServerConfig::default(), async {
         let _ = stopped.await;
     }));
-    Running { addr, stop, task, writer, store }
+    Running {
+        addr,
+        stop,
+        task,
+        writer,
+        store,
+    }
 }
 
 impl Running {
@@ -76,11 +93,21 @@ fn assert_not_blank(path: &Path) {
     let channels = info.color_type.samples();
     let lumas: Vec<f64> = buf[..info.buffer_size()]
         .chunks(channels)
-        .map(|p| f64::from(p[0]) * 0.3 + f64::from(p[1.min(channels - 1)]) * 0.59 + f64::from(p[2.min(channels - 1)]) * 0.11)
+        .map(|p| {
+            f64::from(p[0]) * 0.3
+                + f64::from(p[1.min(channels - 1)]) * 0.59
+                + f64::from(p[2.min(channels - 1)]) * 0.11
+        })
         .collect();
     let mean = lumas.iter().sum::<f64>() / lumas.len() as f64;
     let sd = (lumas.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / lumas.len() as f64).sqrt();
-    assert!(info.width >= 800 && info.height >= 600, "{}: {}x{}", path.display(), info.width, info.height);
+    assert!(
+        info.width >= 800 && info.height >= 600,
+        "{}: {}x{}",
+        path.display(),
+        info.width,
+        info.height
+    );
     assert!(sd > 10.0, "{} looks blank (sd {sd:.1})", path.display());
 }
 
@@ -117,8 +144,13 @@ async fn chromium_plays_seeks_and_uses_the_admin() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "browser test failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let summary: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    assert!(
+        output.status.success(),
+        "browser test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
     eprintln!("browser summary: {summary}");
     assert!(summary["playback"]["afterSeek"].as_f64().unwrap() >= 8.0);
     assert!(summary["csvRows"].as_u64().unwrap() >= 1);
@@ -126,11 +158,18 @@ async fn chromium_plays_seeks_and_uses_the_admin() {
 
     let store = server.stop().await;
     // The playback is in the log: ranged requests of sample.mp4 with bytes.
-    let filter = LogFilter { path: Some("sample.mp4".into()), status: Some(206), ..Default::default() };
+    let filter = LogFilter {
+        path: Some("sample.mp4".into()),
+        status: Some(206),
+        ..Default::default()
+    };
     let rows = store.query(&filter, None, 1000).unwrap().entries;
     assert!(!rows.is_empty());
     assert!(rows.iter().map(|r| r.bytes_sent).sum::<i64>() > 0);
-    assert!(rows.iter().any(|r| r.user_agent.as_deref().is_some_and(|ua| ua.contains("Chrome"))));
+    assert!(rows.iter().any(|r| r
+        .user_agent
+        .as_deref()
+        .is_some_and(|ua| ua.contains("Chrome"))));
     for shot in ["player.png", "admin.png", "analytics.png"] {
         assert_not_blank(&out.join(shot));
     }
@@ -147,8 +186,26 @@ async fn ffmpeg_seeks_in_a_moov_at_end_mp4_over_http() {
     std::fs::create_dir(&media).unwrap();
     // The mp4 muxer writes moov at the end unless told +faststart.
     let made = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=10"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25:duration=10",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+        ])
         .arg(media.join("late.mp4"))
         .status()
         .unwrap();
@@ -161,26 +218,67 @@ async fn ffmpeg_seeks_in_a_moov_at_end_mp4_over_http() {
     let server = start(&media, &dir.path().join("log.db")).await;
     let url = format!("http://{}/api/stream?path=late.mp4", server.addr);
     let probe = tokio::process::Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", &url])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+            &url,
+        ])
         .output()
         .await
         .unwrap();
-    assert!(probe.status.success(), "{}", String::from_utf8_lossy(&probe.stderr));
-    let duration: f64 = String::from_utf8_lossy(&probe.stdout).trim().parse().unwrap();
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let duration: f64 = String::from_utf8_lossy(&probe.stdout)
+        .trim()
+        .parse()
+        .unwrap();
     assert!((duration - 10.0).abs() < 0.2, "{duration}");
     let frame = dir.path().join("frame.png");
     let seek = tokio::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-ss", "7.5", "-i", &url, "-frames:v", "1"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-ss",
+            "7.5",
+            "-i",
+            &url,
+            "-frames:v",
+            "1",
+        ])
         .arg(&frame)
         .output()
         .await
         .unwrap();
-    assert!(seek.status.success(), "{}", String::from_utf8_lossy(&seek.stderr));
+    assert!(
+        seek.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seek.stderr)
+    );
     assert!(std::fs::metadata(&frame).unwrap().len() > 1000);
     let store = server.stop().await;
     // ffmpeg had to jump to the end for moov: a range starting past the data.
-    let rows = store.query(&LogFilter::default(), None, 100).unwrap().entries;
-    assert!(rows.iter().any(|r| r.status == 206 && r.range_header.as_deref().is_some_and(|h| {
-        h.trim_start_matches("bytes=").split('-').next().and_then(|s| s.parse::<usize>().ok()).is_some_and(|s| s >= mdat)
-    })), "{rows:?}");
+    let rows = store
+        .query(&LogFilter::default(), None, 100)
+        .unwrap()
+        .entries;
+    assert!(
+        rows.iter().any(|r| r.status == 206
+            && r.range_header.as_deref().is_some_and(|h| {
+                h.trim_start_matches("bytes=")
+                    .split('-')
+                    .next()
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .is_some_and(|s| s >= mdat)
+            })),
+        "{rows:?}"
+    );
 }

@@ -247,14 +247,25 @@ async fn slow_and_idle_clients_are_cut_off() {
         ..ServerConfig::default()
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, StreamEndpoint::new(&fx.root).into_service(), config, async {
-        let _ = stopped.await;
-    }));
-    let server = Running { addr, stop: Some(stop), task };
+    let task = tokio::spawn(serve(
+        listener,
+        StreamEndpoint::new(&fx.root).into_service(),
+        config,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let server = Running {
+        addr,
+        stop: Some(stop),
+        task,
+    };
 
     // Slowloris: headers that never finish.
     let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"GET /?path=a.mp4 HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    slow.write_all(b"GET /?path=a.mp4 HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 4096];
     let closed = tokio::time::timeout(Duration::from_secs(3), async {
         loop {
@@ -269,7 +280,9 @@ async fn slow_and_idle_clients_are_cut_off() {
 
     // Idle keep-alive: one request, then silence.
     let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
-    idle.write_all(b"GET /?path=a.mp4 HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    idle.write_all(b"GET /?path=a.mp4 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
     let n = idle.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     let closed = tokio::time::timeout(Duration::from_secs(3), async {

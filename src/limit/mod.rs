@@ -28,11 +28,11 @@
 //!     req.extensions_mut().insert(Viewer::user("alice"));
 //!     req
 //! };
-//! let first = svc.ready().await.unwrap().call(request()).await.unwrap();
-//! let second = svc.ready().await.unwrap().call(request()).await.unwrap();
+//! let first = ServiceExt::<Request<()>>::ready(&mut svc).await.unwrap().call(request()).await.unwrap();
+//! let second = ServiceExt::<Request<()>>::ready(&mut svc).await.unwrap().call(request()).await.unwrap();
 //! assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
 //! drop(first); // the first stream ends: its slot is free again
-//! let third = svc.ready().await.unwrap().call(request()).await.unwrap();
+//! let third = ServiceExt::<Request<()>>::ready(&mut svc).await.unwrap().call(request()).await.unwrap();
 //! assert_eq!(third.status(), StatusCode::OK);
 //! # }
 //! ```
