@@ -37,6 +37,10 @@ pub struct WriterConfig {
     /// How long [`WriterHandle::shutdown`] keeps trying the store before it
     /// spools what is left (default 10 s).
     pub shutdown_timeout: Duration,
+    /// Runs the writer and spool threads at the lowest CPU priority (default
+    /// true): when the CPU is saturated, streams come first and rows wait in
+    /// the queue (bounded by the spool) instead.
+    pub low_priority: bool,
 }
 
 impl Default for WriterConfig {
@@ -48,6 +52,7 @@ impl Default for WriterConfig {
             spool_path: None,
             max_backoff: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
+            low_priority: true,
         }
     }
 }
@@ -130,10 +135,12 @@ impl WatchLogSink {
         queue.rows.push_back(record);
         let len = queue.rows.len();
         drop(queue);
-        if len >= self.shared.config.batch_size {
+        // Wake a thread only on the transition: a wake-up per request would
+        // cost a system call each while the writer is busy.
+        if len == self.shared.config.batch_size {
             self.shared.writer_wake.notify_one();
         }
-        if len > self.shared.config.memory_limit {
+        if len == self.shared.config.memory_limit + 1 {
             self.shared.spool_wake.notify_one();
         }
     }
@@ -171,14 +178,20 @@ impl WatchLogWriter {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("sage-stream-log-writer".into())
-                .spawn(move || run_writer(&shared, &store))?
+                .spawn(move || {
+                    lower_priority(&shared.config);
+                    run_writer(&shared, &store)
+                })?
         };
         let spooler = if shared.spool.is_some() {
             let shared = Arc::clone(&shared);
             Some(
                 std::thread::Builder::new()
                     .name("sage-stream-log-spool".into())
-                    .spawn(move || run_spooler(&shared))?,
+                    .spawn(move || {
+                        lower_priority(&shared.config);
+                        run_spooler(&shared)
+                    })?,
             )
         } else {
             None
@@ -268,6 +281,16 @@ impl WriterHandle {
         tokio::task::spawn_blocking(move || self.shutdown())
             .await
             .unwrap_or_default()
+    }
+}
+
+fn lower_priority(config: &WriterConfig) {
+    if config.low_priority {
+        if let Err(err) =
+            thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+        {
+            tracing::debug!(?err, "could not lower the watch-log thread's priority");
+        }
     }
 }
 
