@@ -7,11 +7,6 @@ mod cli;
 
 use std::process::ExitCode;
 
-// Threads allocate and free each other's buffers (chunks, log rows);
-// mimalloc handles that without the arena contention of glibc's malloc.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::Parser;
 use cli::{Cli, Command};
 
