@@ -13,6 +13,11 @@
 //! | [`permission::RequirePermissionLayer`] | `AllowAny`, `IsAuthenticated`, `SignedUrl`, closures, combinators |
 //! | [`auth::BearerAuthLayer`] | maps bearer tokens to a [`viewer::Viewer`] |
 //! | [`StreamEndpoint`] | all of the above with django-sage-streaming's defaults |
+//! | [`log::WatchLogLayer`] | one watch-log row per response, usable alone around any service |
+//! | [`log::WatchLogStore`] | the log's storage: [`log::MemoryStore`], and with features `sqlite` / `postgres` the diesel stores |
+//! | [`limit::ViewerStreamLimitLayer`] | at most N concurrent streams per viewer |
+//! | [`app::router`] | the whole server: endpoint, player page and admin |
+//! | [`server::serve`] | a hyper server loop with timeouts and graceful shutdown |
 //!
 //! ```
 //! use http::{Request, StatusCode};

@@ -309,44 +309,48 @@ async fn export_rows(
     .await
 }
 
-pub(crate) async fn export_csv(
-    State(state): State<Arc<AppState>>,
-    Query(query): Query<AdminQuery>,
+/// The filtered rows as a download in one of the export formats.
+async fn export(
+    state: &AppState,
+    query: &AdminQuery,
+    content_type: &'static str,
+    disposition: &'static str,
+    render: fn(&[WatchLogEntry]) -> String,
 ) -> Response {
-    match export_rows(&state, &query).await {
+    match export_rows(state, query).await {
         Ok(rows) => (
             [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"watch-log.csv\"",
-                ),
+                (header::CONTENT_TYPE, content_type),
+                (header::CONTENT_DISPOSITION, disposition),
             ],
-            to_csv(&rows),
+            render(&rows),
         )
             .into_response(),
         Err(err) => err.into_response(),
     }
 }
 
+pub(crate) async fn export_csv(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<AdminQuery>,
+) -> Response {
+    let disposition = "attachment; filename=\"watch-log.csv\"";
+    export(
+        &state,
+        &query,
+        "text/csv; charset=utf-8",
+        disposition,
+        to_csv,
+    )
+    .await
+}
+
 pub(crate) async fn export_json(
     State(state): State<Arc<AppState>>,
     Query(query): Query<AdminQuery>,
 ) -> Response {
-    match export_rows(&state, &query).await {
-        Ok(rows) => (
-            [
-                (header::CONTENT_TYPE, "application/json"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"watch-log.json\"",
-                ),
-            ],
-            to_json(&rows),
-        )
-            .into_response(),
-        Err(err) => err.into_response(),
-    }
+    let disposition = "attachment; filename=\"watch-log.json\"";
+    export(&state, &query, "application/json", disposition, to_json).await
 }
 
 pub(crate) async fn analytics(
