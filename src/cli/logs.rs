@@ -88,7 +88,7 @@ pub(crate) fn run(args: LogsArgs) -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     let page = store.query(&filter, after, args.limit)?;
-    let out = render(&page.entries, args.format)?;
+    let out = render(&page.entries, args.format);
     print!("{out}");
     if let (Format::Table, Some(next)) = (args.format, page.next) {
         println!("more: --after {}", next.encode());
@@ -96,11 +96,8 @@ pub(crate) fn run(args: LogsArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-pub(crate) fn render(
-    entries: &[WatchLogEntry],
-    format: Format,
-) -> Result<String, serde_json::Error> {
-    Ok(match format {
+fn render(entries: &[WatchLogEntry], format: Format) -> String {
+    match format {
         Format::Json => sage_stream::log::export::to_json(entries) + "\n",
         Format::Csv => sage_stream::log::export::to_csv(entries),
         Format::Table => {
@@ -124,7 +121,7 @@ pub(crate) fn render(
             }
             out
         }
-    })
+    }
 }
 
 fn print_stats(stats: &[PathStats], format: Format) -> Result<(), serde_json::Error> {

@@ -1,0 +1,284 @@
+//! The `sage-stream` binary itself: serve (with a graceful stop that loses
+//! no row), migrate, logs in every format, sign, and start-up errors.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::Fixture;
+use sage_stream::log::{LogFilter, SqliteStore, WatchLogStore};
+use sage_stream::permission::{Permission, RequestHead, SignedUrl};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sage-stream");
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn serve_logs_every_request_and_a_graceful_stop_loses_none() {
+    let fx = Fixture::new();
+    let data = fx.file("clip.mp4", 200_000);
+    let db = format!("sqlite://{}", fx.dir.path().join("log.db").display());
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--root",
+            fx.root.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+            "--database",
+            &db,
+            "--admin-token",
+            "t",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    let mut base = None;
+    // The banner ends with the watch-log line.
+    while !banner.contains("watch log") {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            panic!("serve exited early: {banner}");
+        }
+        banner.push_str(&line);
+        if let Some(url) = line.trim().strip_prefix("player:") {
+            base = Some(url.trim().trim_end_matches('/').to_owned());
+        }
+    }
+    let base = base.unwrap_or_else(|| panic!("no player URL in {banner}"));
+    assert!(banner.contains("/admin/"), "{banner}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        for i in 0..25u64 {
+            let res = client
+                .get(format!("{base}/api/stream?path=clip.mp4"))
+                .header("range", format!("bytes={}-{}", i * 1000, i * 1000 + 999))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                res.bytes().await.unwrap().as_ref(),
+                &data[(i * 1000) as usize..(i * 1000 + 1000) as usize]
+            );
+        }
+    });
+    // SIGTERM right away: the rows are still in the writer's queue.
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(rest.contains("25 recorded, 25 written"), "{rest}");
+    let store = SqliteStore::open(fx.dir.path().join("log.db")).unwrap();
+    assert_eq!(store.count(&LogFilter::default()).unwrap(), 25);
+}
+
+#[test]
+fn migrate_logs_and_their_formats() {
+    let fx = Fixture::new();
+    let path = fx.dir.path().join("cli.db");
+    let db = format!("sqlite://{}", path.display());
+    let (ok, out, _) = run(&["migrate", "--database", &db], &[]);
+    assert!(ok && out.contains("up to date"), "{out}");
+    let store = SqliteStore::open(&path).unwrap();
+    let rows: Vec<_> = (0..3)
+        .map(|i| sage_stream::log::WatchRecord {
+            record_id: format!("cli-{i}"),
+            created_at: chrono::Utc::now() - chrono::Duration::minutes(i),
+            path: if i == 0 {
+                "a,b.mp4".into()
+            } else {
+                "c.webm".into()
+            },
+            user_id: Some("alice".into()),
+            is_authenticated: true,
+            ip: Some("127.0.0.1".into()),
+            method: "GET".into(),
+            status: 206,
+            range_header: Some("bytes=0-".into()),
+            bytes_sent: 1000,
+            duration_ms: 5,
+            user_agent: None,
+            completed: true,
+        })
+        .collect();
+    store.insert_batch(&rows).unwrap();
+
+    let (ok, table, _) = run(&["logs", "--database", &db], &[]);
+    assert!(ok);
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert!(table.lines().next().unwrap().starts_with("created (UTC)"));
+
+    let (ok, csv, _) = run(
+        &[
+            "logs",
+            "--database",
+            &db,
+            "--format",
+            "csv",
+            "--path",
+            "a,b.mp4",
+        ],
+        &[],
+    );
+    assert!(ok);
+    let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[1].contains("\"a,b.mp4\",alice,true"));
+
+    let (ok, json, _) = run(
+        &[
+            "logs",
+            "--database",
+            &db,
+            "--format",
+            "json",
+            "--search",
+            "webm",
+        ],
+        &[],
+    );
+    assert!(ok);
+    let parsed: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(parsed.len(), 2);
+
+    let (ok, stats, _) = run(
+        &["logs", "--database", &db, "--stats", "--format", "csv"],
+        &[],
+    );
+    assert!(ok);
+    assert!(stats.contains("c.webm,2,1,2000"), "{stats}");
+
+    let (ok, page, _) = run(&["logs", "--database", &db, "--limit", "2"], &[]);
+    assert!(ok);
+    let cursor = page
+        .lines()
+        .last()
+        .unwrap()
+        .strip_prefix("more: --after ")
+        .unwrap()
+        .to_owned();
+    let (ok, next, _) = run(
+        &[
+            "logs",
+            "--database",
+            &db,
+            "--limit",
+            "2",
+            "--after",
+            &cursor,
+        ],
+        &[],
+    );
+    assert!(ok);
+    assert_eq!(next.lines().count(), 2, "{next}");
+
+    let (ok, _, err) = run(&["logs", "--database", &db, "--since", "last tuesday"], &[]);
+    assert!(!ok && err.contains("bad time"), "{err}");
+}
+
+#[test]
+fn sign_prints_a_url_the_permission_accepts() {
+    let (ok, out, _) = run(
+        &[
+            "sign",
+            "dir/clip one.mp4",
+            "--expires",
+            "10m",
+            "--key",
+            "k3y",
+        ],
+        &[],
+    );
+    assert!(ok);
+    let url: http::Uri = out.trim().parse().unwrap();
+    assert_eq!(url.path(), "/api/stream");
+    let req = http::Request::get(url).body(()).unwrap();
+    assert_eq!(SignedUrl::new("k3y").check(&RequestHead::of(&req)), Ok(()));
+    assert!(SignedUrl::new("other")
+        .check(&RequestHead::of(&req))
+        .is_err());
+    // The key may come from the environment instead.
+    let (ok, from_env, _) = run(&["sign", "a.mp4"], &[("STREAM_SIGNING_KEY", "k3y")]);
+    assert!(ok && from_env.contains("signature="));
+}
+
+#[test]
+fn bad_configuration_stops_start_up_with_a_clear_message() {
+    let fx = Fixture::new();
+    let root = fx.root.to_str().unwrap();
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (
+            &["serve", "--root", root, "--bind", "127.0.0.1:0"],
+            &[("STREAM_MAX_LOAD_VOLUME", "lots")],
+            "STREAM_MAX_LOAD_VOLUME",
+        ),
+        (
+            &["serve", "--root", root, "--bind", "127.0.0.1:0"],
+            &[("STREAM_WATCH_LOG_ENABLED", "maybe")],
+            "STREAM_WATCH_LOG_ENABLED",
+        ),
+        (
+            &[
+                "serve",
+                "--root",
+                "/nonexistent/media",
+                "--bind",
+                "127.0.0.1:0",
+            ],
+            &[],
+            "not a directory",
+        ),
+        (
+            &[
+                "serve",
+                "--root",
+                root,
+                "--bind",
+                "127.0.0.1:0",
+                "--database",
+                "mysql://x",
+            ],
+            &[],
+            "unsupported database URL",
+        ),
+        (
+            &[
+                "serve",
+                "--root",
+                root,
+                "--bind",
+                "127.0.0.1:0",
+                "--config",
+                "/nonexistent.toml",
+            ],
+            &[],
+            "cannot read",
+        ),
+    ];
+    for (args, env, want) in cases {
+        let (ok, _, err) = run(args, env);
+        assert!(!ok, "{args:?} should fail");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
