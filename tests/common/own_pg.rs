@@ -124,20 +124,19 @@ impl OwnPostgres {
         );
     }
 
-    pub fn down(&self) {
+    /// Stops the server at once, as a crash or a pulled plug would.
+    fn stop(&self) -> std::process::Output {
         let data = self.dir.path().join("data");
-        let out = pg_tool(
+        let data = data.to_str().unwrap();
+        pg_tool(
             &self.bin,
             "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-        );
+            &["-D", data, "-m", "immediate", "-w", "stop"],
+        )
+    }
+
+    pub fn down(&self) {
+        let out = self.stop();
         assert!(
             out.status.success(),
             "pg_ctl stop: {}",
@@ -148,18 +147,6 @@ impl OwnPostgres {
 
 impl Drop for OwnPostgres {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        let _ = pg_tool(
-            &self.bin,
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-        );
+        let _ = self.stop();
     }
 }
