@@ -223,11 +223,14 @@ fn sign_prints_a_url_the_permission_accepts() {
     assert!(ok && from_env.contains("signature="));
 }
 
+/// Arguments, environment, and a piece of the expected error message.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn bad_configuration_stops_start_up_with_a_clear_message() {
     let fx = Fixture::new();
     let root = fx.root.to_str().unwrap();
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[Case<'_>] = &[
         (
             &["serve", "--root", root, "--bind", "127.0.0.1:0"],
             &[("STREAM_MAX_LOAD_VOLUME", "lots")],
