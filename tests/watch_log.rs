@@ -384,3 +384,51 @@ async fn sqlite_end_to_end_through_the_layer() {
     let stats = store.path_stats(&filter, 1).unwrap();
     assert_eq!(stats[0].bytes_sent, expected);
 }
+
+#[tokio::test]
+async fn a_file_deleted_mid_stream_still_streams_and_is_logged() {
+    let fx = Fixture::new();
+    let data = fx.file("gone.mp4", 1 << 20);
+    let store = Arc::new(MemoryStore::new());
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), quick()).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(WatchLogLayer::new(sink))
+        .service(
+            StreamEndpoint::new(&fx.root)
+                .chunk_size(64 * 1024)
+                .into_service(),
+        );
+    let res = svc
+        .clone()
+        .oneshot(req("/?path=gone.mp4", &[]))
+        .await
+        .unwrap();
+    let mut body = res.into_body();
+    let mut got = body
+        .frame()
+        .await
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap()
+        .to_vec();
+    // Deleted while open: the open handle keeps reading the same bytes.
+    std::fs::remove_file(fx.path("gone.mp4")).unwrap();
+    while let Some(frame) = body.frame().await {
+        got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+    }
+    assert_eq!(got, data);
+    // New requests find nothing, with a clear 404, also logged.
+    let res = svc.oneshot(req("/?path=gone.mp4", &[])).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    body_bytes(res).await;
+    assert!(writer.wait_idle(Duration::from_secs(5)));
+    let mut rows = store.entries();
+    rows.sort_by_key(|r| r.id);
+    let summary: Vec<(i32, i64, bool)> = rows
+        .iter()
+        .map(|r| (r.status, r.bytes_sent, r.completed))
+        .collect();
+    assert_eq!(summary, vec![(200, 1 << 20, true), (404, 15, true)]);
+    writer.shutdown_async().await;
+}
