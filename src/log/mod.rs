@@ -11,8 +11,8 @@
 //!
 //! Rows never slow or fail a stream: the layer hands them to a
 //! [`WatchLogSink`], and a [`WatchLogWriter`] thread batches them into the
-//! [`WatchLogStore`] — [`SqliteStore`] (default feature `sqlite`),
-//! [`PgStore`] (feature `postgres`) or [`MemoryStore`] — retrying with
+//! [`WatchLogStore`] — `SqliteStore` (default feature `sqlite`),
+//! `PgStore` (feature `postgres`) or [`MemoryStore`] — retrying with
 //! backoff and spooling to a local file while the database is down. See
 //! [`WatchLogWriter`] for the guarantees.
 //!

@@ -146,7 +146,17 @@ impl WatchLogSink {
     }
 }
 
-/// Starts the background threads; see the [module docs](self).
+/// Takes rows off the request path and into a [`WatchLogStore`].
+///
+/// Requests hand rows to a [`WatchLogSink`] (a short, non-blocking push onto
+/// an in-memory queue). A writer thread takes batches (size- and
+/// time-bounded) and inserts each in one transaction; when the store fails
+/// it keeps the rows and retries with exponential backoff. A spool thread
+/// keeps the queue under its memory bound by appending the excess to a local
+/// append-only spool file (JSON lines), which the writer replays once the
+/// store answers again — also after a restart. Inserts are idempotent by
+/// `record_id`, so a replay or a retry after an ambiguous commit never
+/// duplicates a row. [`WriterHandle::shutdown`] drains everything.
 #[derive(Debug)]
 pub struct WatchLogWriter;
 
