@@ -1,6 +1,6 @@
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use http_body::{Body, Frame, SizeHint};
 use pin_project::{pin_project, pinned_drop};
 
+use super::layer::LogConfig;
 use super::record::WatchRecord;
+use super::service::requested_path;
 use super::writer::WatchLogSink;
 
 /// A unique record id without a system call per request: a random 64-bit
@@ -30,15 +32,15 @@ pub(super) struct Pending {
     pub(super) sink: WatchLogSink,
     pub(super) started: Instant,
     pub(super) created_at: DateTime<Utc>,
-    pub(super) requested_path: String,
+    // Decoded only if the inner service does not report the path itself.
+    pub(super) uri: http::Uri,
+    pub(super) config: Arc<LogConfig>,
     pub(super) user_id: Option<String>,
     pub(super) is_authenticated: bool,
     pub(super) ip: Option<String>,
     pub(super) method: String,
     pub(super) range_header: Option<String>,
     pub(super) user_agent: Option<String>,
-    pub(super) log_not_modified: bool,
-    pub(super) log_refusals: bool,
     pub(super) is_head: bool,
 }
 
@@ -54,7 +56,7 @@ impl Pending {
         self.sink.record(WatchRecord {
             record_id: next_record_id(),
             created_at: self.created_at,
-            path: path.unwrap_or(self.requested_path),
+            path: path.unwrap_or_else(|| requested_path(&self.uri, &self.config.path)),
             user_id: self.user_id,
             is_authenticated: self.is_authenticated,
             ip: self.ip,

@@ -48,8 +48,8 @@ where
             }
         };
         let status = response.status();
-        let skip = (status == StatusCode::NOT_MODIFIED && !pending.log_not_modified)
-            || (status.is_client_error() && !pending.log_refusals);
+        let skip = (status == StatusCode::NOT_MODIFIED && !pending.config.log_not_modified)
+            || (status.is_client_error() && !pending.config.log_refusals);
         if skip {
             return Poll::Ready(Ok(response.map(|b| LoggedBody::new(b, None))));
         }

@@ -77,15 +77,14 @@ impl<S> WatchLog<S> {
             started: Instant::now(),
             // Microseconds: what both databases store.
             created_at: Utc::now().trunc_subsecs(6),
-            requested_path: requested_path(req, &config.path),
+            uri: req.uri().clone(),
+            config: Arc::clone(config),
             user_id: viewer.user_id,
             is_authenticated: viewer.authenticated,
             ip: client_ip(peer, req.headers(), &config.trusted_proxies).map(|ip| ip.to_string()),
             method: method.as_str().to_owned(),
             range_header: bounded(header::RANGE),
             user_agent: bounded(header::USER_AGENT),
-            log_not_modified: config.log_not_modified,
-            log_refusals: config.log_refusals,
             is_head: *method == Method::HEAD,
         })
     }
@@ -93,18 +92,19 @@ impl<S> WatchLog<S> {
 
 const MAX_PATH_LEN: usize = 1024;
 
-fn requested_path<B>(req: &Request<B>, source: &PathSource) -> String {
+/// The media path as the request names it, for services that do not report
+/// a [`ServedFile`](crate::media::ServedFile).
+pub(super) fn requested_path(uri: &http::Uri, source: &PathSource) -> String {
     let raw = match source {
-        PathSource::Query(var) => match query_value(req.uri().query(), var) {
+        PathSource::Query(var) => match query_value(uri.query(), var) {
             Some(Ok(value)) => value,
             _ => String::new(),
         },
         PathSource::UriPath(prefix) => {
-            let rest = req
-                .uri()
+            let rest = uri
                 .path()
                 .strip_prefix(prefix.as_str())
-                .unwrap_or(req.uri().path());
+                .unwrap_or(uri.path());
             percent_decode_str(rest.trim_start_matches('/'))
                 .decode_utf8_lossy()
                 .into_owned()
