@@ -355,4 +355,6 @@ fn open_store_by_url() {
     let store = sage_stream::log::open_store(&url).unwrap();
     assert_eq!(store.count(&LogFilter::default()).unwrap(), 0);
     assert!(sage_stream::log::open_store("mysql://nope").is_err());
+    let memory = sage_stream::log::open_store("memory://").unwrap();
+    assert_eq!(memory.insert_batch(&sample()).unwrap(), 30);
 }

@@ -80,10 +80,14 @@ pub use service::WatchLog;
 pub use store::{StoreError, WatchLogStore};
 pub use writer::{WatchLogSink, WatchLogWriter, WriterConfig, WriterHandle, WriterStats};
 
-/// Opens the store a URL names: `sqlite://PATH` (or a bare path ending in
-/// `.db`/`.sqlite`) with feature `sqlite`, `postgres://...` or
-/// `postgresql://...` with feature `postgres`. Runs migrations. Blocking.
+/// Opens the store a URL names: `sqlite://PATH` with feature `sqlite`,
+/// `postgres://...` or `postgresql://...` with feature `postgres`, or
+/// `memory://` (a [`MemoryStore`]: nothing survives a restart). Runs
+/// migrations. Blocking.
 pub fn open_store(url: &str) -> Result<std::sync::Arc<dyn WatchLogStore>, StoreError> {
+    if url == "memory://" {
+        return Ok(std::sync::Arc::new(MemoryStore::new()));
+    }
     if let Some(path) = url.strip_prefix("sqlite://") {
         #[cfg(feature = "sqlite")]
         return Ok(std::sync::Arc::new(SqliteStore::open(path)?));
