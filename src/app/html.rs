@@ -93,10 +93,15 @@ pub(crate) fn day_chart(days: &[DayCount], today: chrono::NaiveDate) -> String {
             y = height - pad - h,
             w = (slot * 0.8).max(1.0),
         );
-        if span <= 14 || i == 0 || i == span - 1 || i % (span / 7).max(1) == 0 {
+        // About seven labels, counted back from the last day so that one
+        // always names the newest bar.
+        let step = (span / 7).max(1);
+        if (span - 1 - i) % step == 0 {
             let _ = write!(
                 svg,
-                "<text x=\"{x:.1}\" y=\"{y}\">{label}</text>",
+                "<text x=\"{x:.1}\" y=\"{y}\" text-anchor=\"middle\">{label}</text>",
+                // Centred under the bar, kept inside the picture.
+                x = (x + slot * 0.4).clamp(pad + 14.0, width - 16.0),
                 y = height - 10.0,
                 label = day.format("%m-%d")
             );
@@ -104,6 +109,29 @@ pub(crate) fn day_chart(days: &[DayCount], today: chrono::NaiveDate) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chart_covers_a_month_and_names_the_last_day() {
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+        let days = [DayCount {
+            day: today,
+            views: 3,
+        }];
+        let svg = day_chart(&days, today);
+        assert_eq!(svg.matches("<rect class=\"bar\"").count(), 30);
+        assert!(svg.contains("<title>2026-11-24: 3 views</title>"));
+        assert!(svg.contains(">11-24</text>"));
+        assert!(svg.matches("</text>").count() <= 2 + 8);
+        assert_eq!(
+            day_chart(&[], today),
+            "<p class=\"muted\">No views yet.</p>"
+        );
+    }
 }
 
 /// Bytes as B, KiB, MiB or GiB.
