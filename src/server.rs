@@ -36,6 +36,18 @@ use tower_service::Service;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
+impl PeerAddr {
+    /// The peer address of a request: this extension, set by [`serve`], or
+    /// axum's `ConnectInfo<SocketAddr>`, so layers work under either server.
+    pub fn of(extensions: &http::Extensions) -> Option<SocketAddr> {
+        extensions.get::<PeerAddr>().map(|p| p.0).or_else(|| {
+            extensions
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|c| c.0)
+        })
+    }
+}
+
 /// Timeouts of [`serve`].
 #[derive(Clone, Debug)]
 pub struct ServerConfig {

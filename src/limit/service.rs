@@ -1,4 +1,3 @@
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -43,15 +42,7 @@ fn viewer_key<B>(req: &Request<B>) -> Option<String> {
     {
         return Some(format!("u:{user}"));
     }
-    let peer = req
-        .extensions()
-        .get::<PeerAddr>()
-        .map(|p| p.0)
-        .or_else(|| {
-            req.extensions()
-                .get::<axum::extract::ConnectInfo<SocketAddr>>()
-                .map(|c| c.0)
-        })?;
+    let peer = PeerAddr::of(req.extensions())?;
     Some(format!("ip:{}", peer.ip()))
 }
 

@@ -62,11 +62,7 @@ impl<S> WatchLog<S> {
             .get::<Viewer>()
             .cloned()
             .unwrap_or_default();
-        let peer = req.extensions().get::<PeerAddr>().map(|p| p.0).or_else(|| {
-            req.extensions()
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0)
-        });
+        let peer = PeerAddr::of(req.extensions());
         let bounded = |name: header::HeaderName| {
             req.headers()
                 .get(name)
