@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Duration, TimeZone, Utc};
-use sage_stream::log::{LogFilter, WatchLogStore, WatchRecord};
+use sage_stream::log::{LogFilter, WatchBatch, WatchLogStore, WatchRecord};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -34,7 +34,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut batch = Vec::with_capacity(5000);
     for i in 0..rows {
         batch.push(WatchRecord {
-            record_id: format!("bench-{i}"),
             created_at: start + Duration::seconds(i as i64 * 20),
             path: format!("videos/v{:03}.mp4", i % 500),
             user_id: (i % 3 == 0).then(|| format!("user{}", i % 2000)),
@@ -49,11 +48,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             completed: true,
         });
         if batch.len() == 5000 {
-            store.insert_batch(&batch)?;
-            batch.clear();
+            store.insert_batch(&WatchBatch::new(std::mem::take(&mut batch)))?;
         }
     }
-    store.insert_batch(&batch)?;
+    store.insert_batch(&WatchBatch::new(batch))?;
     println!(
         "filled {rows} rows in {:.1} s",
         filled.elapsed().as_secs_f64()

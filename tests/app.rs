@@ -15,7 +15,8 @@ use common::{body_bytes, Fixture};
 use http::{Request, StatusCode};
 use sage_stream::app::{router, AppConfig};
 use sage_stream::log::{
-    LogFilter, SqliteStore, WatchLogStore, WatchLogWriter, WatchRecord, WriterConfig, WriterHandle,
+    LogFilter, SqliteStore, WatchBatch, WatchLogStore, WatchLogWriter, WatchRecord, WriterConfig,
+    WriterHandle,
 };
 use sage_stream::server::PeerAddr;
 use tower::ServiceExt;
@@ -78,7 +79,6 @@ fn basic(password: &str) -> String {
 
 fn row(i: u32, path: &str, user: Option<&str>, ip: &str, status: u16, minute: i64) -> WatchRecord {
     WatchRecord {
-        record_id: format!("row-{i}"),
         created_at: Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap()
             + chrono::Duration::minutes(minute),
         path: path.into(),
@@ -160,7 +160,7 @@ async fn list_search_filters_and_pagination() {
         ));
     }
     rows.push(row(500, "other.webm", None, "192.0.2.77", 200, 3 * 24 * 60));
-    a.store.insert_batch(&rows).unwrap();
+    a.store.insert_batch(&WatchBatch::new(rows)).unwrap();
     let auth = basic(TOKEN);
 
     let (_, _, html) = get(&a, "/admin/", Some(&auth)).await;
@@ -229,7 +229,7 @@ async fn exports_carry_the_filtered_set() {
             )
         })
         .collect();
-    a.store.insert_batch(&rows).unwrap();
+    a.store.insert_batch(&WatchBatch::new(rows)).unwrap();
     let auth = basic(TOKEN);
     let (status, headers, csv) = get(&a, "/admin/export.csv?status=206", Some(&auth)).await;
     assert_eq!(status, StatusCode::OK);

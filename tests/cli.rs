@@ -103,7 +103,6 @@ fn migrate_logs_and_their_formats() {
     let store = SqliteStore::open(&path).unwrap();
     let rows: Vec<_> = (0..3)
         .map(|i| sage_stream::log::WatchRecord {
-            record_id: format!("cli-{i}"),
             created_at: chrono::Utc::now() - chrono::Duration::minutes(i),
             path: if i == 0 {
                 "a,b.mp4".into()
@@ -122,7 +121,9 @@ fn migrate_logs_and_their_formats() {
             completed: true,
         })
         .collect();
-    store.insert_batch(&rows).unwrap();
+    store
+        .insert_batch(&sage_stream::log::WatchBatch::new(rows))
+        .unwrap();
 
     let (ok, table, _) = run(&["logs", "--database", &db], &[]);
     assert!(ok);

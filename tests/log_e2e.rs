@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use common::Fixture;
 use sage_stream::log::{
-    LogFilter, WatchLogLayer, WatchLogStore, WatchLogWriter, WriterConfig, WriterHandle,
+    LogFilter, WatchLogEntry, WatchLogLayer, WatchLogStore, WatchLogWriter, WriterConfig,
+    WriterHandle,
 };
 use sage_stream::server::{serve, ServerConfig};
 use sage_stream::StreamEndpoint;
@@ -67,7 +68,16 @@ fn quick() -> WriterConfig {
 
 /// `n` ranged GETs of `size`-byte slices, `parallel` at a time; checks the
 /// bytes and returns the total.
-async fn ranged_requests(node: &Node, file: &str, data: &[u8], n: usize, size: usize) -> u64 {
+/// `n` ranged GETs, each with the User-Agent `<tag>-<i>` so that its row can
+/// be told apart (a duplicate row shows as a repeated agent).
+async fn ranged_requests(
+    node: &Node,
+    tag: &str,
+    file: &str,
+    data: &[u8],
+    n: usize,
+    size: usize,
+) -> u64 {
     let client = reqwest::Client::new();
     let mut set = tokio::task::JoinSet::new();
     for i in 0..n {
@@ -75,10 +85,12 @@ async fn ranged_requests(node: &Node, file: &str, data: &[u8], n: usize, size: u
         let url = node.url(file);
         let start = (i * 7919) % (data.len() - size);
         let want = data[start..start + size].to_vec();
+        let agent = format!("{tag}-{i}");
         set.spawn(async move {
             let res = client
                 .get(url)
                 .header("range", format!("bytes={}-{}", start, start + size - 1))
+                .header("user-agent", agent)
                 .send()
                 .await
                 .expect("the stream never fails");
@@ -95,11 +107,28 @@ async fn ranged_requests(node: &Node, file: &str, data: &[u8], n: usize, size: u
     (n * size) as u64
 }
 
+/// The User-Agents of `rows`, sorted (duplicates kept).
+fn agents(rows: &[WatchLogEntry]) -> Vec<String> {
+    let mut agents: Vec<String> = rows.iter().filter_map(|r| r.user_agent.clone()).collect();
+    agents.sort();
+    agents
+}
+
+/// The agents `ranged_requests` sends for each `(tag, n)`, sorted.
+fn expected_agents(runs: &[(&str, usize)]) -> Vec<String> {
+    let mut agents: Vec<String> = runs
+        .iter()
+        .flat_map(|(tag, n)| (0..*n).map(move |i| format!("{tag}-{i}")))
+        .collect();
+    agents.sort();
+    agents
+}
+
 async fn exact_rows_for_ranged_requests(store: Arc<dyn WatchLogStore>) {
     let fx = Fixture::new();
     let data = fx.file("clip.mp4", 2 << 20);
     let node = Node::start(&fx, store.clone(), quick()).await;
-    let total = ranged_requests(&node, "clip.mp4", &data, 40, 10_000).await;
+    let total = ranged_requests(&node, "r", "clip.mp4", &data, 40, 10_000).await;
     let stats = node.stop().await;
     assert_eq!(stats.recorded, 40);
     let filter = LogFilter {
@@ -114,6 +143,7 @@ async fn exact_rows_for_ranged_requests(store: Arc<dyn WatchLogStore>) {
         && r.completed
         && r.bytes_sent == 10_000
         && r.ip.as_deref() == Some("127.0.0.1")));
+    assert_eq!(agents(&rows), expected_agents(&[("r", 40)]));
 }
 
 async fn hang_up_is_logged_with_bytes_really_sent(store: Arc<dyn WatchLogStore>) {
@@ -210,8 +240,8 @@ mod postgres {
         let a = Node::start(&fx, Arc::new(PgStore::connect(&db.url).unwrap()), quick()).await;
         let b = Node::start(&fx, Arc::new(PgStore::connect(&db.url).unwrap()), quick()).await;
         let (ta, tb) = tokio::join!(
-            ranged_requests(&a, "clip.webm", &data, 100, 1000),
-            ranged_requests(&b, "clip.webm", &data, 100, 1000)
+            ranged_requests(&a, "a", "clip.webm", &data, 100, 1000),
+            ranged_requests(&b, "b", "clip.webm", &data, 100, 1000)
         );
         let (sa, sb) = tokio::join!(a.stop(), b.stop());
         assert_eq!((sa.written, sb.written), (100, 100));
@@ -221,9 +251,11 @@ mod postgres {
             .query(&LogFilter::default(), None, 1000)
             .unwrap()
             .entries;
-        let ids: std::collections::HashSet<&str> =
-            rows.iter().map(|r| r.record_id.as_str()).collect();
-        assert_eq!(ids.len(), 200, "no duplicates");
+        assert_eq!(
+            agents(&rows),
+            expected_agents(&[("a", 100), ("b", 100)]),
+            "every request once, no duplicates"
+        );
         assert_eq!(
             rows.iter().map(|r| r.bytes_sent as u64).sum::<u64>(),
             ta + tb
@@ -245,12 +277,12 @@ mod postgres {
         };
         let node = Node::start(&fx, store.clone(), config).await;
 
-        ranged_requests(&node, "clip.mp4", &data, 30, 4096).await;
+        ranged_requests(&node, "before", "clip.mp4", &data, 30, 4096).await;
         assert!(node.writer.wait_idle(Duration::from_secs(10)));
         pg.down();
         // Streams keep working while the database is gone; rows pile up,
         // past the memory bound into the spool.
-        ranged_requests(&node, "clip.mp4", &data, 60, 4096).await;
+        ranged_requests(&node, "during", "clip.mp4", &data, 60, 4096).await;
         // The pool gives up on a connection after its 2 s timeout.
         let mut during = node.writer.stats();
         for _ in 0..100 {
@@ -263,7 +295,7 @@ mod postgres {
         assert!(during.failures > 0, "{during:?}");
         assert!(during.spooled > 0, "{during:?}");
         pg.up();
-        ranged_requests(&node, "clip.mp4", &data, 30, 4096).await;
+        ranged_requests(&node, "after", "clip.mp4", &data, 30, 4096).await;
         let waited = tokio::task::block_in_place(|| node.writer.wait_idle(Duration::from_secs(30)));
         assert!(waited, "{:?}", node.writer.stats());
         let stats = node.stop().await;
@@ -277,8 +309,10 @@ mod postgres {
             .query(&LogFilter::default(), None, 1000)
             .unwrap()
             .entries;
-        let ids: std::collections::HashSet<&str> =
-            rows.iter().map(|r| r.record_id.as_str()).collect();
-        assert_eq!(ids.len(), 120);
+        assert_eq!(
+            agents(&rows),
+            expected_agents(&[("before", 30), ("during", 60), ("after", 30)]),
+            "every request once, no duplicates"
+        );
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use sage_stream::log::{Cursor, LogFilter, MemoryStore, WatchLogStore, WatchRecord};
+use sage_stream::log::{Cursor, LogFilter, MemoryStore, WatchBatch, WatchLogStore, WatchRecord};
 
 fn record(
     i: u32,
@@ -18,7 +18,6 @@ fn record(
     bytes: u64,
 ) -> WatchRecord {
     WatchRecord {
-        record_id: format!("rec-{i}-{}", uuid::Uuid::new_v4()),
         created_at: at,
         path: path.to_owned(),
         user_id: user.map(str::to_owned),
@@ -71,21 +70,21 @@ fn sample() -> Vec<WatchRecord> {
         .collect()
 }
 
-fn round_trip_and_idempotence(store: &dyn WatchLogStore) {
-    store.migrate().unwrap();
-    let rows = sample();
-    assert_eq!(store.insert_batch(&rows[..20]).unwrap(), 20);
-    // The same rows again plus new ones: only the new ones are stored.
-    assert_eq!(store.insert_batch(&rows).unwrap(), 10);
-    assert_eq!(store.insert_batch(&[]).unwrap(), 0);
-    assert_eq!(store.count(&LogFilter::default()).unwrap(), 30);
-    let all = store.query(&LogFilter::default(), None, 100).unwrap();
-    assert_eq!(all.entries.len(), 30);
+/// Stores `rows` as one new batch.
+fn insert(store: &dyn WatchLogStore, rows: &[WatchRecord]) -> usize {
+    store.insert_batch(&WatchBatch::new(rows.to_vec())).unwrap()
+}
+
+/// Every stored field equals the recorded one; rows are matched by their
+/// Range header, unique per row in these tests.
+fn assert_stored(store: &dyn WatchLogStore, rows: &[WatchRecord]) {
+    let all = store.query(&LogFilter::default(), None, 10_000).unwrap();
+    assert_eq!(all.entries.len(), rows.len());
     assert!(all.next.is_none());
     for entry in &all.entries {
         let original = rows
             .iter()
-            .find(|r| r.record_id == entry.record_id)
+            .find(|r| r.range_header == entry.range_header)
             .expect("stored row");
         assert_eq!(entry.created_at, original.created_at.naive_utc());
         assert_eq!(entry.path, original.path);
@@ -93,7 +92,7 @@ fn round_trip_and_idempotence(store: &dyn WatchLogStore) {
         assert_eq!(entry.is_authenticated, original.is_authenticated);
         assert_eq!(entry.viewer_key, original.viewer_key());
         assert_eq!(entry.ip, original.ip);
-        assert_eq!(entry.method, "GET");
+        assert_eq!(entry.method, original.method);
         assert_eq!(entry.status, i32::from(original.status));
         assert_eq!(entry.range_header, original.range_header);
         assert_eq!(entry.bytes_sent as u64, original.bytes_sent);
@@ -103,8 +102,56 @@ fn round_trip_and_idempotence(store: &dyn WatchLogStore) {
     }
 }
 
+fn round_trip_and_idempotence(store: &dyn WatchLogStore) {
+    store.migrate().unwrap();
+    let rows = sample();
+    let first = WatchBatch::new(rows[..20].to_vec());
+    assert_eq!(store.insert_batch(&first).unwrap(), 20);
+    // The same batch again (a retry after an ambiguous commit, a replayed
+    // spool line): nothing new is stored.
+    assert_eq!(store.insert_batch(&first).unwrap(), 0);
+    let second = WatchBatch::new(rows[20..].to_vec());
+    assert_eq!(store.insert_batch(&second).unwrap(), 10);
+    assert_eq!(store.insert_batch(&second).unwrap(), 0);
+    assert_eq!(store.insert_batch(&WatchBatch::new(Vec::new())).unwrap(), 0);
+    assert_eq!(store.count(&LogFilter::default()).unwrap(), 30);
+    assert_stored(store, &rows);
+}
+
+/// Batches of every size around the stores' statement sizes (SQLite binds
+/// 32 rows per statement, then single rows) keep every value, NULLs,
+/// non-ASCII text, quotes and extreme numbers included.
+fn batches_of_every_size_round_trip(store: &dyn WatchLogStore) {
+    let mut rows = Vec::new();
+    let mut stored = 0;
+    for (batch, size) in [1usize, 31, 32, 33, 64, 70, 1000].into_iter().enumerate() {
+        let batch_rows: Vec<WatchRecord> = (0..size)
+            .map(|i| {
+                let n = (batch * 10_000 + i) as u32;
+                let mut r = record(
+                    n,
+                    base() + Duration::microseconds(i64::from(n) * 37),
+                    ["a.mp4", "vidéo 'quoted'.mp4", "dir/b.webm"][i % 3],
+                    [None, Some("alice"), Some("bøb \"x\"")][i % 3],
+                    ["10.0.0.1", "2001:db8::1"][i % 2],
+                    [200u16, 206, 304, 403][i % 4],
+                    [0u64, 1, i64::MAX as u64][i % 3],
+                );
+                r.user_agent = (i % 5 != 0).then(|| format!("agent/{n} ✓"));
+                r.ip = (i % 7 != 0).then_some(r.ip.unwrap_or_default());
+                r.method = ["GET", "HEAD"][i % 2].into();
+                r
+            })
+            .collect();
+        stored += insert(store, &batch_rows);
+        rows.extend(batch_rows);
+    }
+    assert_eq!(stored, rows.len());
+    assert_stored(store, &rows);
+}
+
 fn keyset_pagination_newest_first(store: &dyn WatchLogStore) {
-    store.insert_batch(&sample()).unwrap();
+    insert(store, &sample());
     let full = store
         .query(&LogFilter::default(), None, 100)
         .unwrap()
@@ -134,7 +181,7 @@ fn keyset_pagination_newest_first(store: &dyn WatchLogStore) {
 
 fn filters(store: &dyn WatchLogStore) {
     let rows = sample();
-    store.insert_batch(&rows).unwrap();
+    insert(store, &rows);
     let expect = |filter: LogFilter| {
         let want = rows
             .iter()
@@ -231,7 +278,7 @@ fn filters(store: &dyn WatchLogStore) {
 
 fn path_aggregates(store: &dyn WatchLogStore) {
     let rows = sample();
-    store.insert_batch(&rows).unwrap();
+    insert(store, &rows);
     let stats = store.path_stats(&LogFilter::default(), 10).unwrap();
     assert_eq!(stats.len(), 3);
     for s in &stats {
@@ -263,7 +310,7 @@ fn daily_counts(store: &dyn WatchLogStore) {
     for (i, r) in rows.iter_mut().enumerate().take(5) {
         r.created_at = base() + Duration::days(2) + Duration::minutes(i as i64);
     }
-    store.insert_batch(&rows).unwrap();
+    insert(store, &rows);
     let days = store.views_per_day(&LogFilter::default()).unwrap();
     let got: Vec<(String, i64)> = days.iter().map(|d| (d.day.to_string(), d.views)).collect();
     assert_eq!(
@@ -290,6 +337,14 @@ macro_rules! store_suite {
                     return;
                 };
                 super::round_trip_and_idempotence(&*store);
+            }
+
+            #[test]
+            fn batches_of_every_size_round_trip() {
+                let Some((store, _guard)) = $make("batch_sizes") else {
+                    return;
+                };
+                super::batches_of_every_size_round_trip(&*store);
             }
 
             #[test]
@@ -356,5 +411,76 @@ fn open_store_by_url() {
     assert_eq!(store.count(&LogFilter::default()).unwrap(), 0);
     assert!(sage_stream::log::open_store("mysql://nope").is_err());
     let memory = sage_stream::log::open_store("memory://").unwrap();
-    assert_eq!(memory.insert_batch(&sample()).unwrap(), 30);
+    assert_eq!(insert(&memory, &sample()), 30);
+}
+
+/// A log written under the first schema (a unique `record_id` per row)
+/// keeps every row through the migration to batch ids, and then takes new
+/// batches.
+fn upgrade_keeps_rows<C>(mut conn: C, dir: &str, store: impl FnOnce() -> Arc<dyn WatchLogStore>)
+where
+    C: diesel::Connection + diesel_migrations::MigrationHarness<C::Backend>,
+{
+    use diesel_migrations::FileBasedMigrations;
+    let migrations = FileBasedMigrations::from_path(dir).unwrap();
+    conn.run_next_migration(migrations).unwrap();
+    conn.batch_execute(
+        "INSERT INTO watch_logs (record_id, created_at, path, user_id, is_authenticated, viewer_key, \
+         ip, method, status, range_header, bytes_sent, duration_ms, user_agent, completed) VALUES \
+         ('old-1', '2026-11-01 12:00:00.5', 'old.mp4', 'alice', TRUE, 'u:alice', '10.0.0.1', 'GET', \
+          206, 'bytes=0-', 4096, 7, 'agent', TRUE)",
+    )
+    .unwrap();
+    let store = store();
+    store.migrate().unwrap();
+    let page = store.query(&LogFilter::default(), None, 10).unwrap();
+    assert_eq!(page.entries.len(), 1);
+    let old = &page.entries[0];
+    assert_eq!(
+        (
+            old.path.as_str(),
+            old.user_id.as_deref(),
+            old.bytes_sent,
+            old.status
+        ),
+        ("old.mp4", Some("alice"), 4096, 206)
+    );
+    assert_eq!(
+        old.created_at,
+        base().naive_utc() + Duration::milliseconds(500)
+    );
+    assert_eq!(insert(&*store, &sample()), 30);
+    assert_eq!(store.count(&LogFilter::default()).unwrap(), 31);
+    // down.sql goes back to the first schema with every row, and up again.
+    let migrations = || FileBasedMigrations::from_path(dir).unwrap();
+    conn.revert_last_migration(migrations()).unwrap();
+    assert_eq!(store.count(&LogFilter::default()).unwrap(), 31);
+    conn.run_pending_migrations(migrations()).unwrap();
+    assert_eq!(store.count(&LogFilter::default()).unwrap(), 31);
+    assert_eq!(insert(&*store, &sample()), 30);
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn sqlite_upgrade_keeps_rows() {
+    use diesel::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let conn = diesel::SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+    upgrade_keeps_rows(conn, "migrations/sqlite", || {
+        Arc::new(sage_stream::log::SqliteStore::open(&path).unwrap())
+    });
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_upgrade_keeps_rows() {
+    use diesel::Connection;
+    let Some(db) = common::pg::TestDb::create("upgrade") else {
+        return;
+    };
+    let conn = diesel::PgConnection::establish(&db.url).unwrap();
+    upgrade_keeps_rows(conn, "migrations/postgres", || {
+        Arc::new(sage_stream::log::PgStore::connect(&db.url).unwrap())
+    });
 }

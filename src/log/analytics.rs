@@ -171,7 +171,6 @@ mod tests {
     ) -> WatchLogEntry {
         WatchLogEntry {
             id,
-            record_id: id.to_string(),
             created_at: NaiveDate::from_ymd_opt(2026, 11, 24)
                 .unwrap()
                 .and_hms_opt(10, 0, 0)

@@ -1,6 +1,5 @@
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -13,18 +12,6 @@ use super::layer::LogConfig;
 use super::record::WatchRecord;
 use super::service::requested_path;
 use super::writer::WatchLogSink;
-
-/// A unique record id without a system call per request: a random 64-bit
-/// prefix drawn once per process (so nodes do not collide) and a counter.
-fn next_record_id() -> String {
-    static PREFIX: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
-    format!(
-        "{prefix:016x}-{:016x}",
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// What is known of a logged request before its response ends.
 #[derive(Debug)]
@@ -54,7 +41,6 @@ impl Pending {
     ) {
         let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.sink.record(WatchRecord {
-            record_id: next_record_id(),
             created_at: self.created_at,
             path: path.unwrap_or_else(|| requested_path(&self.uri, &self.config.path)),
             user_id: self.user_id,

@@ -2,11 +2,11 @@
 //! fail like a database that went down.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::analytics::DayCount;
-use super::record::{Cursor, LogFilter, Page, PathStats, WatchLogEntry, WatchRecord};
+use super::record::{Cursor, LogFilter, Page, PathStats, WatchBatch, WatchLogEntry, WatchRecord};
 use super::store::{StoreError, WatchLogStore};
 
 /// Rows kept in memory; nothing survives the process.
@@ -14,12 +14,13 @@ use super::store::{StoreError, WatchLogStore};
 pub struct MemoryStore {
     rows: Mutex<Rows>,
     down: AtomicBool,
+    lost_commits: AtomicU32,
 }
 
 #[derive(Debug, Default)]
 struct Rows {
     entries: Vec<WatchLogEntry>,
-    ids: HashSet<String>,
+    batches: HashSet<String>,
 }
 
 impl MemoryStore {
@@ -31,6 +32,13 @@ impl MemoryStore {
     /// Makes every call fail with [`StoreError::Unavailable`] while `down`.
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes the next `n` inserts store their batch and then fail anyway,
+    /// like a database whose connection dies during `COMMIT`: the caller
+    /// cannot tell that the rows were stored.
+    pub fn fail_after_commit(&self, n: u32) {
+        self.lost_commits.store(n, Ordering::SeqCst);
     }
 
     /// Every stored row, oldest first.
@@ -57,19 +65,25 @@ impl WatchLogStore for MemoryStore {
         self.check()
     }
 
-    fn insert_batch(&self, records: &[WatchRecord]) -> Result<usize, StoreError> {
+    fn insert_batch(&self, batch: &WatchBatch) -> Result<usize, StoreError> {
         self.check()?;
         let mut rows = self.lock();
-        let mut inserted = 0;
-        for record in records {
-            if !rows.ids.insert(record.record_id.clone()) {
-                continue;
-            }
+        if !rows.batches.insert(batch.id.clone()) {
+            return Ok(0);
+        }
+        for record in &batch.records {
             let id = rows.entries.len() as i64 + 1;
             rows.entries.push(entry(id, record));
-            inserted += 1;
         }
-        Ok(inserted)
+        let lost = self
+            .lost_commits
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if lost.is_ok() {
+            return Err(StoreError::Unavailable(
+                "connection lost during COMMIT".into(),
+            ));
+        }
+        Ok(batch.records.len())
     }
 
     fn query(
@@ -147,7 +161,6 @@ impl WatchLogStore for MemoryStore {
 pub(crate) fn entry(id: i64, r: &WatchRecord) -> WatchLogEntry {
     WatchLogEntry {
         id,
-        record_id: r.record_id.clone(),
         created_at: r.created_at.naive_utc(),
         path: r.path.clone(),
         user_id: r.user_id.clone(),

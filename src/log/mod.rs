@@ -75,7 +75,7 @@ pub use diesel_store::SqliteStore;
 pub use future::ResponseFuture;
 pub use layer::WatchLogLayer;
 pub use memory::MemoryStore;
-pub use record::{Cursor, LogFilter, Page, PathStats, WatchLogEntry, WatchRecord};
+pub use record::{Cursor, LogFilter, Page, PathStats, WatchBatch, WatchLogEntry, WatchRecord};
 pub use service::WatchLog;
 pub use store::{StoreError, WatchLogStore};
 pub use writer::{WatchLogSink, WatchLogWriter, WriterConfig, WriterHandle, WriterStats};

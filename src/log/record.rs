@@ -6,8 +6,6 @@ use serde::{Deserialize, Serialize};
 /// One logged response, as the layer produces it (the write model).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchRecord {
-    /// Unique id of this record; inserting it twice stores one row.
-    pub record_id: String,
     /// When the request arrived.
     pub created_at: DateTime<Utc>,
     /// Media path relative to the root (never a server path).
@@ -46,6 +44,32 @@ impl WatchRecord {
     }
 }
 
+/// Rows stored together in one transaction, under an id that makes storing
+/// them idempotent.
+///
+/// A store records the id of every batch it commits and skips a batch whose
+/// id it has already committed, so retrying after an ambiguous commit (the
+/// connection died during `COMMIT`) or replaying a spool file never stores a
+/// row twice. One id per batch instead of one per row keeps that guarantee
+/// off the per-row cost of a write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchBatch {
+    /// Unique id of the batch (a random UUID by default).
+    pub id: String,
+    /// The rows, in the order they were recorded.
+    pub records: Vec<WatchRecord>,
+}
+
+impl WatchBatch {
+    /// A batch of `records` under a fresh random id.
+    pub fn new(records: Vec<WatchRecord>) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            records,
+        }
+    }
+}
+
 /// A stored row (the read model).
 #[derive(
     Clone, Debug, PartialEq, Eq, Serialize, Deserialize, diesel::Queryable, diesel::Selectable,
@@ -54,8 +78,6 @@ impl WatchRecord {
 pub struct WatchLogEntry {
     /// Row id.
     pub id: i64,
-    /// Unique id of the record.
-    pub record_id: String,
     /// When the request arrived, UTC.
     pub created_at: NaiveDateTime,
     /// Media path relative to the root.

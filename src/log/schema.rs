@@ -5,8 +5,6 @@ diesel::table! {
     watch_logs (id) {
         /// Row id, assigned by the database.
         id -> BigInt,
-        /// Unique id assigned when the response was logged; makes retries idempotent.
-        record_id -> Text,
         /// When the request arrived, UTC.
         created_at -> Timestamp,
         /// Media path relative to the root.
@@ -35,3 +33,17 @@ diesel::table! {
         completed -> Bool,
     }
 }
+
+diesel::table! {
+    /// One row per stored batch: makes retries and spool replays idempotent.
+    watch_log_batches (batch_id) {
+        /// The batch's unique id.
+        batch_id -> Text,
+        /// Rows the batch stored.
+        row_count -> Integer,
+        /// When it was stored, UTC.
+        stored_at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(watch_logs, watch_log_batches);

@@ -1,7 +1,7 @@
 //! The [`WatchLogStore`] trait: all the logging layer and the tools know.
 
 use super::analytics::DayCount;
-use super::record::{Cursor, LogFilter, Page, PathStats, WatchRecord};
+use super::record::{Cursor, LogFilter, Page, PathStats, WatchBatch};
 
 /// An error of a store; the writer retries and spools on any of them.
 #[derive(Debug, thiserror::Error)]
@@ -29,10 +29,10 @@ pub trait WatchLogStore: Send + Sync + 'static {
     /// Runs pending migrations.
     fn migrate(&self) -> Result<(), StoreError>;
 
-    /// Inserts `records` in one transaction. Records whose `record_id` is
-    /// already stored are skipped, so retrying a batch never duplicates rows.
-    /// Returns how many rows were new.
-    fn insert_batch(&self, records: &[WatchRecord]) -> Result<usize, StoreError>;
+    /// Stores the batch's rows and its id in one transaction. A batch whose
+    /// id is already stored is skipped, so retrying a batch never duplicates
+    /// rows. Returns how many rows this call stored (0 for a repeat).
+    fn insert_batch(&self, batch: &WatchBatch) -> Result<usize, StoreError>;
 
     /// Rows matching `filter`, newest first (`created_at`, then `id`),
     /// starting after `after`, at most `limit`.
@@ -57,8 +57,8 @@ impl<T: WatchLogStore + ?Sized> WatchLogStore for std::sync::Arc<T> {
     fn migrate(&self) -> Result<(), StoreError> {
         (**self).migrate()
     }
-    fn insert_batch(&self, records: &[WatchRecord]) -> Result<usize, StoreError> {
-        (**self).insert_batch(records)
+    fn insert_batch(&self, batch: &WatchBatch) -> Result<usize, StoreError> {
+        (**self).insert_batch(batch)
     }
     fn query(
         &self,

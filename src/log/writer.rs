@@ -5,9 +5,11 @@
 //! time-bounded) and inserts each in one transaction; when the store fails it
 //! keeps the rows and retries with exponential backoff. A spool thread keeps
 //! the queue under its memory bound by appending the excess to a local
-//! append-only spool file (JSON lines), which the writer replays once the
-//! store answers again. Inserts are idempotent by `record_id`, so a replay or
-//! a retry after an ambiguous commit never duplicates a row.
+//! append-only spool file (JSON lines, one batch per line), which the writer
+//! replays once the store answers again. Every batch carries an id the store
+//! commits with its rows, and a batch keeps its id through retries and the
+//! spool, so a replay or a retry after an ambiguous commit never duplicates a
+//! row.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -18,13 +20,16 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::record::WatchRecord;
+use super::record::{WatchBatch, WatchRecord};
 use super::store::WatchLogStore;
 
 /// Tuning of a [`WatchLogWriter`].
 #[derive(Clone, Debug)]
 pub struct WriterConfig {
-    /// Rows per transaction (default 500).
+    /// Most rows per transaction (default 5 000). The writer also flushes
+    /// every `flush_interval`, so under load a transaction carries what
+    /// arrived in that time: fewer, larger transactions write each index
+    /// page once for many rows.
     pub batch_size: usize,
     /// Longest a row waits before its batch is written (default 200 ms).
     pub flush_interval: Duration,
@@ -46,7 +51,7 @@ pub struct WriterConfig {
 impl Default for WriterConfig {
     fn default() -> Self {
         Self {
-            batch_size: 500,
+            batch_size: 5_000,
             flush_interval: Duration::from_millis(200),
             memory_limit: 50_000,
             spool_path: None,
@@ -85,12 +90,22 @@ struct Counters {
 
 struct Queue {
     rows: VecDeque<WatchRecord>,
+    // Batches that already have an id (a store call failed, perhaps after
+    // committing): retried as they are, so the id keeps them idempotent.
+    retry: VecDeque<WatchBatch>,
     closing: bool,
     // Set when the spool file holds rows not yet replayed.
     spool_dirty: bool,
     // Rows taken off the queue by the writer or the spooler and not yet
     // stored, spooled or put back.
     in_flight: usize,
+}
+
+impl Queue {
+    /// Rows waiting in memory, new or to retry.
+    fn queued(&self) -> usize {
+        self.rows.len() + self.retry.iter().map(|b| b.records.len()).sum::<usize>()
+    }
 }
 
 struct Shared {
@@ -154,9 +169,10 @@ impl WatchLogSink {
 /// it keeps the rows and retries with exponential backoff. A spool thread
 /// keeps the queue under its memory bound by appending the excess to a local
 /// append-only spool file (JSON lines), which the writer replays once the
-/// store answers again — also after a restart. Inserts are idempotent by
-/// `record_id`, so a replay or a retry after an ambiguous commit never
-/// duplicates a row. [`WriterHandle::shutdown`] drains everything.
+/// store answers again — also after a restart. Each batch is stored under an
+/// id it keeps through retries and the spool ([`WatchBatch`]), so a replay or
+/// a retry after an ambiguous commit never duplicates a row.
+/// [`WriterHandle::shutdown`] drains everything.
 #[derive(Debug)]
 pub struct WatchLogWriter;
 
@@ -174,6 +190,7 @@ impl WatchLogWriter {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 rows: VecDeque::new(),
+                retry: VecDeque::new(),
                 closing: false,
                 spool_dirty,
                 in_flight: 0,
@@ -244,7 +261,7 @@ impl WriterHandle {
             spooled: c.spooled.load(Ordering::Relaxed),
             replayed: c.replayed.load(Ordering::Relaxed),
             failures: c.failures.load(Ordering::Relaxed),
-            queued: self.shared.lock().rows.len() as u64,
+            queued: self.shared.lock().queued() as u64,
         }
     }
 
@@ -256,7 +273,7 @@ impl WriterHandle {
         loop {
             {
                 let queue = self.shared.lock();
-                if queue.rows.is_empty() && !queue.spool_dirty && queue.in_flight == 0 {
+                if queue.queued() == 0 && !queue.spool_dirty && queue.in_flight == 0 {
                     return true;
                 }
             }
@@ -304,12 +321,23 @@ fn lower_priority(config: &WriterConfig) {
     }
 }
 
+/// Cuts rows into batches of at most `size` under fresh ids.
+fn into_batches(rows: Vec<WatchRecord>, size: usize) -> Vec<WatchBatch> {
+    let mut batches = Vec::with_capacity(rows.len().div_ceil(size.max(1)));
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        batches.push(WatchBatch::new(rows.by_ref().take(size.max(1)).collect()));
+    }
+    batches
+}
+
 fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
     let config = &shared.config;
     let mut backoff = Duration::ZERO;
     let mut closing_since: Option<Instant> = None;
     loop {
-        // Wait for a full batch, the flush interval, or shutdown.
+        // Wait for a full batch, the flush interval, or shutdown; then take
+        // a batch to retry, else a new one.
         let (batch, closing, spool_dirty) = {
             let mut queue = shared.lock();
             // While backing off, wait the pause out even on shutdown, so a
@@ -333,9 +361,15 @@ fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
                     .map(|(q, _)| q)
                     .unwrap_or_else(|e| e.into_inner().0);
             }
-            let take = queue.rows.len().min(config.batch_size);
-            let batch: Vec<WatchRecord> = queue.rows.drain(..take).collect();
-            queue.in_flight += batch.len();
+            let batch = match queue.retry.pop_front() {
+                Some(batch) => Some(batch),
+                None if queue.rows.is_empty() => None,
+                None => {
+                    let take = queue.rows.len().min(config.batch_size.max(1));
+                    Some(WatchBatch::new(queue.rows.drain(..take).collect()))
+                }
+            };
+            queue.in_flight += batch.as_ref().map_or(0, |b| b.records.len());
             (batch, queue.closing, queue.spool_dirty)
         };
         if closing && closing_since.is_none() {
@@ -348,47 +382,53 @@ fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
             ok = replay_spool(shared, store);
         }
         // The batch counts as handled only once the store has taken it.
-        let mut stored = batch.is_empty();
-        if ok && !stored && !give_up {
-            match store.insert_batch(&batch) {
-                Ok(n) => {
-                    shared
-                        .counters
-                        .written
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                    stored = true;
-                }
-                Err(err) => {
-                    ok = false;
-                    shared.counters.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%err, rows = batch.len(), "watch log write failed; will retry");
+        let mut failed = None;
+        if let Some(batch) = batch {
+            if !ok || give_up {
+                failed = Some(batch);
+            } else {
+                match store.insert_batch(&batch) {
+                    Ok(n) => {
+                        shared
+                            .counters
+                            .written
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                        shared.lock().in_flight -= batch.records.len();
+                    }
+                    Err(err) => {
+                        ok = false;
+                        shared.counters.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%err, rows = batch.records.len(), "watch log write failed; will retry");
+                        failed = Some(batch);
+                    }
                 }
             }
         }
-        let taken = batch.len();
-        let failed_batch = if stored { Vec::new() } else { batch };
         if give_up {
             // Out of time: everything left goes to the spool (or back into
             // memory, loudly, when there is none).
-            let mut rest = failed_batch;
-            {
+            let (batches, spilled) = {
                 let mut queue = shared.lock();
-                rest.extend(queue.rows.drain(..));
-                queue.in_flight = queue.in_flight - taken + rest.len();
-            }
-            let spilled = rest.len();
-            if !rest.is_empty() {
-                spill(shared, rest);
+                let taken = failed.as_ref().map_or(0, |b| b.records.len());
+                let mut batches: Vec<WatchBatch> = failed.into_iter().collect();
+                batches.extend(queue.retry.drain(..));
+                let rows: Vec<WatchRecord> = queue.rows.drain(..).collect();
+                batches.extend(into_batches(rows, config.batch_size));
+                let total: usize = batches.iter().map(|b| b.records.len()).sum();
+                queue.in_flight = queue.in_flight - taken + total;
+                (batches, total)
+            };
+            if !batches.is_empty() {
+                spill(shared, batches);
             }
             shared.lock().in_flight -= spilled;
             return;
         }
-        {
+        let stored = failed.is_none();
+        if let Some(batch) = failed {
             let mut queue = shared.lock();
-            for record in failed_batch.into_iter().rev() {
-                queue.rows.push_front(record);
-            }
-            queue.in_flight -= taken;
+            queue.in_flight -= batch.records.len();
+            queue.retry.push_front(batch);
         }
         backoff = if ok && stored {
             Duration::ZERO
@@ -397,7 +437,7 @@ fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
         };
         if closing && ok && stored {
             let queue = shared.lock();
-            if queue.rows.is_empty() && !queue.spool_dirty {
+            if queue.queued() == 0 && !queue.spool_dirty {
                 return;
             }
         }
@@ -425,27 +465,29 @@ fn run_spooler(shared: &Shared) {
             excess
         };
         let spilled = excess.len();
-        spill(shared, excess);
+        spill(shared, into_batches(excess, shared.config.batch_size));
         shared.lock().in_flight -= spilled;
     }
 }
 
-/// Appends rows to the spool; without one, puts them back in memory.
-fn spill(shared: &Shared, rows: Vec<WatchRecord>) {
+/// Appends batches to the spool, one JSON line each; without a spool (or if
+/// it cannot be written), keeps them in memory to retry.
+fn spill(shared: &Shared, batches: Vec<WatchBatch>) {
+    let rows: usize = batches.iter().map(|b| b.records.len()).sum();
     let Some(spool) = &shared.spool else {
         tracing::error!(
-            rows = rows.len(),
+            rows,
             "watch log store unavailable and no spool file configured; rows kept in memory"
         );
-        shared.lock().rows.extend(rows);
+        shared.lock().retry.extend(batches);
         return;
     };
     let path = spool.lock().unwrap_or_else(|e| e.into_inner());
     let written = (|| -> std::io::Result<()> {
         let mut file = OpenOptions::new().create(true).append(true).open(&*path)?;
-        let mut buf = Vec::with_capacity(rows.len() * 256);
-        for row in &rows {
-            serde_json::to_writer(&mut buf, row).map_err(std::io::Error::other)?;
+        let mut buf = Vec::with_capacity(rows * 256);
+        for batch in &batches {
+            serde_json::to_writer(&mut buf, batch).map_err(std::io::Error::other)?;
             buf.push(b'\n');
         }
         file.write_all(&buf)?;
@@ -456,19 +498,20 @@ fn spill(shared: &Shared, rows: Vec<WatchRecord>) {
             shared
                 .counters
                 .spooled
-                .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                .fetch_add(rows as u64, Ordering::Relaxed);
             shared.lock().spool_dirty = true;
         }
         Err(err) => {
             tracing::error!(%err, path = %path.display(), "cannot write the watch-log spool; rows kept in memory");
             drop(path);
-            shared.lock().rows.extend(rows);
+            shared.lock().retry.extend(batches);
         }
     }
 }
 
-/// Inserts every spooled row, then empties the spool. Returns false if the
-/// store failed (the spool is kept and replayed later).
+/// Inserts every spooled batch, then empties the spool. Returns false if
+/// the store failed (the spool is kept and replayed later; batches already
+/// stored are then skipped by their ids).
 fn replay_spool<S: WatchLogStore>(shared: &Shared, store: &S) -> bool {
     let Some(spool) = &shared.spool else {
         shared.lock().spool_dirty = false;
@@ -486,28 +529,27 @@ fn replay_spool<S: WatchLogStore>(shared: &Shared, store: &S) -> bool {
             return false;
         }
     };
-    let mut batch = Vec::with_capacity(shared.config.batch_size);
     let mut replayed = 0u64;
     for line in BufReader::new(file).lines() {
         let Ok(line) = line else { break };
-        match serde_json::from_str::<WatchRecord>(&line) {
-            Ok(record) => batch.push(record),
-            // A line cut by a crash mid-append: skip it.
-            Err(_) => continue,
-        }
-        if batch.len() == shared.config.batch_size {
-            if !insert_replayed(shared, store, &batch) {
+        // A line cut by a crash mid-append does not parse: skip it.
+        let Ok(batch) = serde_json::from_str::<WatchBatch>(&line) else {
+            continue;
+        };
+        match store.insert_batch(&batch) {
+            Ok(n) => {
+                shared
+                    .counters
+                    .written
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                replayed += batch.records.len() as u64;
+            }
+            Err(err) => {
+                shared.counters.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%err, "watch-log spool replay failed; will retry");
                 return false;
             }
-            replayed += batch.len() as u64;
-            batch.clear();
         }
-    }
-    if !batch.is_empty() {
-        if !insert_replayed(shared, store, &batch) {
-            return false;
-        }
-        replayed += batch.len() as u64;
     }
     if let Err(err) = OpenOptions::new()
         .write(true)
@@ -523,21 +565,4 @@ fn replay_spool<S: WatchLogStore>(shared: &Shared, store: &S) -> bool {
     shared.lock().spool_dirty = false;
     tracing::info!(rows = replayed, "watch-log spool replayed");
     true
-}
-
-fn insert_replayed<S: WatchLogStore>(shared: &Shared, store: &S, batch: &[WatchRecord]) -> bool {
-    match store.insert_batch(batch) {
-        Ok(n) => {
-            shared
-                .counters
-                .written
-                .fetch_add(n as u64, Ordering::Relaxed);
-            true
-        }
-        Err(err) => {
-            shared.counters.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%err, "watch-log spool replay failed; will retry");
-            false
-        }
-    }
 }
