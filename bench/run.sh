@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark on this machine's loopback: nginx, tower-http's
 # ServeDir and sage-stream (watch log off, on with SQLite, on with
-# PostgreSQL). Prints a Markdown table: requests/s, server CPU per request
-# and peak memory, with ratios to nginx.
+# PostgreSQL). Prints Markdown tables: requests/s, server CPU per request
+# and peak memory, with ratios to nginx (medians over interleaved rounds),
+# and the watch log's cost per round.
 #
-#   bash bench/run.sh            # 8 s per run
-#   DURATION=15 bash bench/run.sh
+#   bash bench/run.sh                       # 3 rounds of 8 s per server and workload
+#   ROUNDS=5 DURATION=15 bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-8}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 
@@ -72,13 +74,13 @@ wait_port() {
 }
 
 results=()
-# run NAME PID SCRIPT PATH
+# run ROUND NAME PID PORT SCRIPT PATH
 run() {
-  local name=$1 pid=$2 script=$3 target=$4
-  BENCH_PATH=$target BENCH_SIZE=$SIZE wrk -t1 -c"$CONNECTIONS" -d2s -s "bench/$script.lua" http://127.0.0.1:"$PORT" >/dev/null
+  local round=$1 name=$2 pid=$3 port=$4 script=$5 target=$6
+  BENCH_PATH=$target BENCH_SIZE=$SIZE wrk -t1 -c"$CONNECTIONS" -d1s -s "bench/$script.lua" http://127.0.0.1:"$port" >/dev/null
   local before after out
   before=$(ticks "$pid")
-  out=$(BENCH_PATH=$target BENCH_SIZE=$SIZE wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "bench/$script.lua" http://127.0.0.1:"$PORT")
+  out=$(BENCH_PATH=$target BENCH_SIZE=$SIZE wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "bench/$script.lua" http://127.0.0.1:"$port")
   after=$(ticks "$pid")
   local requests errors
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
@@ -86,50 +88,103 @@ run() {
   local rps cpu_us
   rps=$(awk -v r="$requests" -v d="$DURATION" 'BEGIN {printf "%.0f", r / d}')
   cpu_us=$(awk -v t=$((after - before)) -v c="$CLK" -v r="$requests" 'BEGIN {printf "%.1f", t * 1e6 / c / r}')
-  results+=("$script|$name|$rps|$cpu_us|$(peak_kib "$pid")|${errors:-0}")
-  echo "  $script $name: $rps req/s, $cpu_us µs CPU/request" >&2
+  results+=("$round|$script|$name|$rps|$cpu_us|${errors:-0}")
+  echo "  round $round $script $name: $rps req/s, $cpu_us µs CPU/request" >&2
 }
 
-bench_server() { # NAME PORT TARGET_RANGE TARGET_FULL -- command...
-  local name=$1; PORT=$2; local tr=$3 tf=$4; shift 5
-  "$@" >"$work/$PORT.log" 2>&1 &
-  local pid=$!
-  wait_port "$PORT"
-  run "$name" "$pid" range "$tr"
-  run "$name" "$pid" full "$tf"
-  kill -INT "$pid"; wait "$pid" 2>/dev/null || true
+# Every server runs for the whole benchmark (idle ones cost nothing), so the
+# rounds can interleave them: a slow spell of the shared machine then hits
+# every server alike instead of whichever ran during it.
+names=(); pids=(); ports=(); range_targets=(); full_targets=()
+start_server() { # NAME PORT TARGET_RANGE TARGET_FULL -- command...
+  local name=$1 port=$2 tr=$3 tf=$4; shift 5
+  "$@" >"$work/$port.log" 2>&1 &
+  pids+=("$!"); names+=("$name"); ports+=("$port"); range_targets+=("$tr"); full_targets+=("$tf")
+  wait_port "$port"
 }
 
-echo "benchmarking for ${DURATION}s per run, $CONNECTIONS connections..." >&2
-bench_server nginx 8090 /big.bin /sample.mp4 -- nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
-bench_server "tower-http ServeDir" 8091 /big.bin /sample.mp4 -- target/release/examples/bench_servedir "$work/media" 127.0.0.1:8091
+echo "benchmarking: $ROUNDS rounds of ${DURATION}s per server and workload, $CONNECTIONS connections..." >&2
+start_server nginx 8090 /big.bin /sample.mp4 -- nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
+start_server "tower-http ServeDir" 8091 /big.bin /sample.mp4 -- target/release/examples/bench_servedir "$work/media" 127.0.0.1:8091
 export RUST_LOG=warn
-STREAM_WATCH_LOG_ENABLED=false bench_server "sage-stream, log off" 8092 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
+STREAM_WATCH_LOG_ENABLED=false start_server "sage-stream, log off" 8092 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
   target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8092 --database "sqlite://$work/off.db"
-bench_server "sage-stream, log SQLite" 8093 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
+start_server "sage-stream, log SQLite" 8093 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
   target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8093 --database "sqlite://$work/log.db"
+pg_db=""
 if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
-  db="sage_bench_$$"
-  psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $db" >/dev/null
-  bench_server "sage-stream, log PostgreSQL" 8094 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
-    target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8094 --database "postgres://postgres@127.0.0.1:5432/$db"
-  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE $db WITH (FORCE)" >/dev/null
+  pg_db="sage_bench_$$"
+  psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $pg_db" >/dev/null
+  start_server "sage-stream, log PostgreSQL" 8094 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
+    target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8094 --database "postgres://postgres@127.0.0.1:5432/$pg_db"
 fi
 
+for round in $(seq 1 "$ROUNDS"); do
+  for script in range full; do
+    for i in "${!names[@]}"; do
+      if [ "$script" = range ]; then target=${range_targets[$i]}; else target=${full_targets[$i]}; fi
+      run "$round" "${names[$i]}" "${pids[$i]}" "${ports[$i]}" "$script" "$target"
+    done
+  done
+done
+
+peaks=()
+for i in "${!names[@]}"; do peaks+=("$(peak_kib "${pids[$i]}")"); done
+for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+if [ -n "$pg_db" ]; then
+  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE $pg_db WITH (FORCE)" >/dev/null
+fi
+
+# median VALUES...: the middle value (the mean of the two middle ones).
+median() {
+  printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+# field ROUND SCRIPT NAME COLUMN: one measured value (4 = req/s, 5 = CPU µs).
+field() {
+  local row
+  for row in "${results[@]}"; do
+    IFS='|' read -r -a f <<<"$row"
+    if [ "${f[0]}" = "$1" ] && [ "${f[1]}" = "$2" ] && [ "${f[2]}" = "$3" ]; then echo "${f[$(($4 - 1))]}"; return; fi
+  done
+}
+
+rounds=$(seq 1 "$ROUNDS")
 for script in range full; do
   case $script in
-    range) echo; echo "Random 64 KiB ranges of a 16 MiB file ($CONNECTIONS connections, ${DURATION}s):";;
-    full) echo; echo "Whole 322 KiB sample.mp4 ($CONNECTIONS connections, ${DURATION}s):";;
+    range) echo; echo "Random 64 KiB ranges of a 16 MiB file ($CONNECTIONS connections, median of $ROUNDS rounds of ${DURATION}s):";;
+    full) echo; echo "Whole 322 KiB sample.mp4 ($CONNECTIONS connections, median of $ROUNDS rounds of ${DURATION}s):";;
   esac
   echo
   echo "| server | req/s | vs nginx | CPU µs/req | vs nginx | peak RSS MiB | non-2xx |"
   echo "|---|---:|---:|---:|---:|---:|---:|"
   base_rps=""; base_cpu=""
-  for row in "${results[@]}"; do
-    IFS='|' read -r s name rps cpu kib errs <<<"$row"
-    [ "$s" = "$script" ] || continue
+  for i in "${!names[@]}"; do
+    name=${names[$i]}
+    rps=$(median $(for r in $rounds; do field "$r" "$script" "$name" 4; done))
+    cpu=$(median $(for r in $rounds; do field "$r" "$script" "$name" 5; done))
+    errs=$(for r in $rounds; do field "$r" "$script" "$name" 6; done | awk '{s += $1} END {print s + 0}')
     [ -n "$base_rps" ] || { base_rps=$rps; base_cpu=$cpu; }
-    awk -v n="$name" -v r="$rps" -v c="$cpu" -v k="$kib" -v br="$base_rps" -v bc="$base_cpu" -v e="$errs" \
+    awk -v n="$name" -v r="$rps" -v c="$cpu" -v k="${peaks[$i]}" -v br="$base_rps" -v bc="$base_cpu" -v e="$errs" \
       'BEGIN {printf "| %s | %d | %.2f | %.1f | %.2f | %.1f | %s |\n", n, r, r / br, c, c / bc, k / 1024, e}'
+  done
+done
+
+# The watch log's cost: each round compares the log-on server with the
+# log-off one measured minutes apart in the same round.
+echo
+echo "Watch-log cost (requests/s with the log on ÷ log off, per round; then the median):"
+echo
+echo "| workload | database | $(for r in $rounds; do printf 'round %s | ' "$r"; done)median | cost |"
+echo "|---|---|$(for r in $rounds; do printf -- '---:|'; done)---:|---:|"
+for script in range full; do
+  for db in SQLite PostgreSQL; do
+    [ -n "$(field 1 "$script" "sage-stream, log $db" 4)" ] || continue
+    ratios=()
+    for r in $rounds; do
+      ratios+=("$(awk -v on="$(field "$r" "$script" "sage-stream, log $db" 4)" -v off="$(field "$r" "$script" "sage-stream, log off" 4)" 'BEGIN {printf "%.3f", on / off}')")
+    done
+    med=$(median "${ratios[@]}")
+    printf '| %s | %s | %s%.3f | %+.1f %% |\n' "$script" "$db" "$(printf '%s | ' "${ratios[@]}")" "$med" "$(awk -v m="$med" 'BEGIN {print (1 - m) * 100}')"
   done
 done
