@@ -484,3 +484,31 @@ fn postgres_upgrade_keeps_rows() {
         Arc::new(sage_stream::log::PgStore::connect(&db.url).unwrap())
     });
 }
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn sqlite_store_uses_wal_and_16_kib_pages() {
+    use diesel::sql_types::{BigInt, Text};
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct PageSize {
+        #[diesel(sql_type = BigInt)]
+        page_size: i64,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct JournalMode {
+        #[diesel(sql_type = Text)]
+        journal_mode: String,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = sage_stream::log::SqliteStore::open(dir.path().join("log.db")).unwrap();
+    let mut conn = store.pool().get().unwrap();
+    let size: PageSize = diesel::sql_query("PRAGMA page_size")
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(size.page_size, 16384);
+    let mode: JournalMode = diesel::sql_query("PRAGMA journal_mode")
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(mode.journal_mode, "wal");
+}
