@@ -7,10 +7,15 @@
 #
 #   bash bench/run.sh                       # 3 rounds of 8 s per server and workload
 #   ROUNDS=5 DURATION=15 bash bench/run.sh
+#   WORKLOADS="range64k full" bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-8}
 ROUNDS=${ROUNDS:-3}
+# range64k: random 64 KiB ranges (small requests: the per-request costs
+# show); range1m: random 1 MiB ranges (segment-sized); full: whole 322 KiB
+# sample.mp4.
+WORKLOADS=${WORKLOADS:-range64k range1m full}
 CONNECTIONS=${CONNECTIONS:-32}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 
@@ -56,6 +61,16 @@ ticks() {
   done
   echo "$total"
 }
+# CPU ticks of every PostgreSQL server process (its backends, WAL writer,
+# checkpointer...): the log's database work when it runs on this machine.
+pg_ticks() {
+  local total=0 pid
+  for pid in $(pgrep -x postgres || true); do
+    [ -r "/proc/$pid/stat" ] || continue
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
 # Peak resident memory (KiB) of a process and its children.
 peak_kib() {
   local total=0 pid
@@ -77,19 +92,29 @@ results=()
 # run ROUND NAME PID PORT SCRIPT PATH
 run() {
   local round=$1 name=$2 pid=$3 port=$4 script=$5 target=$6
-  BENCH_PATH=$target BENCH_SIZE=$SIZE wrk -t1 -c"$CONNECTIONS" -d1s -s "bench/$script.lua" http://127.0.0.1:"$port" >/dev/null
-  local before after out
+  local lua=full chunk=0
+  case $script in
+    range64k) lua=range; chunk=65536;;
+    range1m) lua=range; chunk=1048576;;
+  esac
+  BENCH_PATH=$target BENCH_SIZE=$SIZE BENCH_CHUNK=$chunk wrk -t1 -c"$CONNECTIONS" -d1s -s "bench/$lua.lua" http://127.0.0.1:"$port" >/dev/null
+  local before after out db_before db_after
   before=$(ticks "$pid")
-  out=$(BENCH_PATH=$target BENCH_SIZE=$SIZE wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "bench/$script.lua" http://127.0.0.1:"$port")
+  db_before=$(pg_ticks)
+  out=$(BENCH_PATH=$target BENCH_SIZE=$SIZE BENCH_CHUNK=$chunk wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "bench/$lua.lua" http://127.0.0.1:"$port")
   after=$(ticks "$pid")
+  # Rows still in the writer's queue are written within its 200 ms flush.
+  sleep 0.3
+  db_after=$(pg_ticks)
   local requests errors
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   errors=$(echo "$out" | awk '/Non-2xx/ {print $5}')
-  local rps cpu_us
+  local rps cpu_us db_us
   rps=$(awk -v r="$requests" -v d="$DURATION" 'BEGIN {printf "%.0f", r / d}')
   cpu_us=$(awk -v t=$((after - before)) -v c="$CLK" -v r="$requests" 'BEGIN {printf "%.1f", t * 1e6 / c / r}')
-  results+=("$round|$script|$name|$rps|$cpu_us|${errors:-0}")
-  echo "  round $round $script $name: $rps req/s, $cpu_us µs CPU/request" >&2
+  db_us=$(awk -v t=$((db_after - db_before)) -v c="$CLK" -v r="$requests" 'BEGIN {printf "%.1f", t * 1e6 / c / r}')
+  results+=("$round|$script|$name|$rps|$cpu_us|${errors:-0}|$db_us")
+  echo "  round $round $script $name: $rps req/s, $cpu_us µs CPU/request, PostgreSQL $db_us µs/request" >&2
 }
 
 # Every server runs for the whole benchmark (idle ones cost nothing), so the
@@ -120,9 +145,9 @@ if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
 fi
 
 for round in $(seq 1 "$ROUNDS"); do
-  for script in range full; do
+  for script in $WORKLOADS; do
     for i in "${!names[@]}"; do
-      if [ "$script" = range ]; then target=${range_targets[$i]}; else target=${full_targets[$i]}; fi
+      if [ "$script" = full ]; then target=${full_targets[$i]}; else target=${range_targets[$i]}; fi
       run "$round" "${names[$i]}" "${pids[$i]}" "${ports[$i]}" "$script" "$target"
     done
   done
@@ -140,7 +165,8 @@ fi
 median() {
   printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'
 }
-# field ROUND SCRIPT NAME COLUMN: one measured value (4 = req/s, 5 = CPU µs).
+# field ROUND SCRIPT NAME COLUMN: one measured value (4 = req/s, 5 = CPU
+# µs, 6 = non-2xx, 7 = PostgreSQL server CPU µs).
 field() {
   local row
   for row in "${results[@]}"; do
@@ -150,23 +176,27 @@ field() {
 }
 
 rounds=$(seq 1 "$ROUNDS")
-for script in range full; do
+for script in $WORKLOADS; do
   case $script in
-    range) echo; echo "Random 64 KiB ranges of a 16 MiB file ($CONNECTIONS connections, median of $ROUNDS rounds of ${DURATION}s):";;
-    full) echo; echo "Whole 322 KiB sample.mp4 ($CONNECTIONS connections, median of $ROUNDS rounds of ${DURATION}s):";;
+    range64k) what="Random 64 KiB ranges of a 16 MiB file";;
+    range1m) what="Random 1 MiB ranges of a 16 MiB file";;
+    full) what="Whole 322 KiB sample.mp4";;
   esac
+  echo; echo "$what ($CONNECTIONS connections, median of $ROUNDS rounds of ${DURATION}s):"
   echo
-  echo "| server | req/s | vs nginx | CPU µs/req | vs nginx | peak RSS MiB | non-2xx |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
+  echo "| server | req/s | vs nginx | CPU µs/req | vs nginx | PostgreSQL CPU µs/req | peak RSS MiB | non-2xx |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   base_rps=""; base_cpu=""
   for i in "${!names[@]}"; do
     name=${names[$i]}
     rps=$(median $(for r in $rounds; do field "$r" "$script" "$name" 4; done))
     cpu=$(median $(for r in $rounds; do field "$r" "$script" "$name" 5; done))
     errs=$(for r in $rounds; do field "$r" "$script" "$name" 6; done | awk '{s += $1} END {print s + 0}')
+    db="–"
+    case $name in *PostgreSQL*) db=$(median $(for r in $rounds; do field "$r" "$script" "$name" 7; done));; esac
     [ -n "$base_rps" ] || { base_rps=$rps; base_cpu=$cpu; }
-    awk -v n="$name" -v r="$rps" -v c="$cpu" -v k="${peaks[$i]}" -v br="$base_rps" -v bc="$base_cpu" -v e="$errs" \
-      'BEGIN {printf "| %s | %d | %.2f | %.1f | %.2f | %.1f | %s |\n", n, r, r / br, c, c / bc, k / 1024, e}'
+    awk -v n="$name" -v r="$rps" -v c="$cpu" -v k="${peaks[$i]}" -v br="$base_rps" -v bc="$base_cpu" -v e="$errs" -v db="$db" \
+      'BEGIN {printf "| %s | %d | %.2f | %.1f | %.2f | %s | %.1f | %s |\n", n, r, r / br, c, c / bc, db, k / 1024, e}'
   done
 done
 
@@ -177,7 +207,7 @@ echo "Watch-log cost (requests/s with the log on ÷ log off, per round; then the
 echo
 echo "| workload | database | $(for r in $rounds; do printf 'round %s | ' "$r"; done)median | cost |"
 echo "|---|---|$(for r in $rounds; do printf -- '---:|'; done)---:|---:|"
-for script in range full; do
+for script in $WORKLOADS; do
   for db in SQLite PostgreSQL; do
     [ -n "$(field 1 "$script" "sage-stream, log $db" 4)" ] || continue
     ratios=()
