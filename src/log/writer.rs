@@ -387,17 +387,10 @@ fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
             if !ok || give_up {
                 failed = Some(batch);
             } else {
-                match store.insert_batch(&batch) {
-                    Ok(n) => {
-                        shared
-                            .counters
-                            .written
-                            .fetch_add(n as u64, Ordering::Relaxed);
-                        shared.lock().in_flight -= batch.records.len();
-                    }
+                match store_batch(shared, store, &batch) {
+                    Ok(()) => shared.lock().in_flight -= batch.records.len(),
                     Err(err) => {
                         ok = false;
-                        shared.counters.failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(%err, rows = batch.records.len(), "watch log write failed; will retry");
                         failed = Some(batch);
                     }
@@ -440,6 +433,27 @@ fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
             if queue.queued() == 0 && !queue.spool_dirty {
                 return;
             }
+        }
+    }
+}
+
+/// One store call, counted: rows written, or a failure.
+fn store_batch<S: WatchLogStore>(
+    shared: &Shared,
+    store: &S,
+    batch: &WatchBatch,
+) -> Result<(), super::StoreError> {
+    match store.insert_batch(batch) {
+        Ok(n) => {
+            shared
+                .counters
+                .written
+                .fetch_add(n as u64, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(err) => {
+            shared.counters.failures.fetch_add(1, Ordering::Relaxed);
+            Err(err)
         }
     }
 }
@@ -536,20 +550,11 @@ fn replay_spool<S: WatchLogStore>(shared: &Shared, store: &S) -> bool {
         let Ok(batch) = serde_json::from_str::<WatchBatch>(&line) else {
             continue;
         };
-        match store.insert_batch(&batch) {
-            Ok(n) => {
-                shared
-                    .counters
-                    .written
-                    .fetch_add(n as u64, Ordering::Relaxed);
-                replayed += batch.records.len() as u64;
-            }
-            Err(err) => {
-                shared.counters.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%err, "watch-log spool replay failed; will retry");
-                return false;
-            }
+        if let Err(err) = store_batch(shared, store, &batch) {
+            tracing::warn!(%err, "watch-log spool replay failed; will retry");
+            return false;
         }
+        replayed += batch.records.len() as u64;
     }
     if let Err(err) = OpenOptions::new()
         .write(true)
