@@ -60,6 +60,25 @@ impl<'a> From<&'a WatchRecord> for NewWatchLog<'a> {
     }
 }
 
+/// The id row a batch leaves in `watch_log_batches`.
+#[derive(Insertable)]
+#[diesel(table_name = watch_log_batches)]
+struct NewBatch<'a> {
+    batch_id: &'a str,
+    row_count: i32,
+    stored_at: NaiveDateTime,
+}
+
+impl<'a> From<&'a WatchBatch> for NewBatch<'a> {
+    fn from(batch: &'a WatchBatch) -> Self {
+        Self {
+            batch_id: &batch.id,
+            row_count: i32::try_from(batch.records.len()).unwrap_or(i32::MAX),
+            stored_at: chrono::Utc::now().naive_utc(),
+        }
+    }
+}
+
 /// A filter over `watch_logs` as one boxed SQL expression.
 type Predicate<'a, DB> = Box<
     dyn BoxableExpression<watch_logs::table, DB, SqlType = diesel::sql_types::Nullable<Bool>> + 'a,
@@ -308,30 +327,28 @@ mod sqlite {
     /// Stores the batch's id, then (if it was new) its rows. Runs inside the
     /// transaction `insert_batch` opened.
     fn insert_rows(conn: &mut SqliteConnection, batch: &WatchBatch) -> QueryResult<usize> {
-        use watch_log_batches::dsl;
         let new_batch = diesel::insert_or_ignore_into(watch_log_batches::table)
-            .values((
-                dsl::batch_id.eq(&batch.id),
-                dsl::row_count.eq(i32::try_from(batch.records.len()).unwrap_or(i32::MAX)),
-                dsl::stored_at.eq(chrono::Utc::now().naive_utc()),
-            ))
+            .values(NewBatch::from(batch))
             .execute(conn)?;
         if new_batch == 0 {
             return Ok(0);
         }
-        let rows: Vec<NewWatchLog<'_>> = batch.records.iter().map(NewWatchLog::from).collect();
-        let times: Vec<String> = rows
+        // Each row with `created_at` as text, the form SQLite stores.
+        let rows: Vec<(NewWatchLog<'_>, String)> = batch
+            .records
             .iter()
-            .map(|row| timestamp_text(&row.created_at))
+            .map(|record| {
+                let row = NewWatchLog::from(record);
+                let created_at = timestamp_text(&row.created_at);
+                (row, created_at)
+            })
             .collect();
         let mut chunks = rows.chunks_exact(ROWS_PER_STATEMENT);
-        let mut times_chunks = times.chunks_exact(ROWS_PER_STATEMENT);
-        for (chunk, times) in (&mut chunks).zip(&mut times_chunks) {
-            InsertRows::<ROWS_PER_STATEMENT>::new(chunk, times)?.execute(conn)?;
+        for chunk in &mut chunks {
+            InsertRows::<ROWS_PER_STATEMENT>::new(chunk)?.execute(conn)?;
         }
-        for (row, time) in chunks.remainder().iter().zip(times_chunks.remainder()) {
-            InsertRows::<1>::new(std::slice::from_ref(row), std::slice::from_ref(time))?
-                .execute(conn)?;
+        for row in chunks.remainder() {
+            InsertRows::<1>::new(std::slice::from_ref(row))?.execute(conn)?;
         }
         Ok(rows.len())
     }
@@ -357,19 +374,15 @@ mod sqlite {
     /// only binds, where its insert DSL rebuilds and hashes the SQL text of
     /// every statement (more than half the cost of a row).
     struct InsertRows<'a, const N: usize> {
-        rows: &'a [NewWatchLog<'a>; N],
-        created_at: &'a [String; N],
+        rows: &'a [(NewWatchLog<'a>, String); N],
     }
 
     impl<'a, const N: usize> InsertRows<'a, N> {
-        fn new(rows: &'a [NewWatchLog<'a>], created_at: &'a [String]) -> QueryResult<Self> {
-            let wrong_len = || {
+        fn new(rows: &'a [(NewWatchLog<'a>, String)]) -> QueryResult<Self> {
+            let rows = rows.try_into().map_err(|_| {
                 diesel::result::Error::QueryBuilderError("batch chunk of the wrong length".into())
-            };
-            Ok(Self {
-                rows: rows.try_into().map_err(|_| wrong_len())?,
-                created_at: created_at.try_into().map_err(|_| wrong_len())?,
-            })
+            })?;
+            Ok(Self { rows })
         }
     }
 
@@ -391,7 +404,7 @@ mod sqlite {
                 "INSERT INTO watch_logs (created_at, path, user_id, is_authenticated, viewer_key, ip, \
                  method, status, range_header, bytes_sent, duration_ms, user_agent, completed) VALUES ",
             );
-            for (i, (row, created_at)) in self.rows.iter().zip(self.created_at).enumerate() {
+            for (i, (row, created_at)) in self.rows.iter().enumerate() {
                 out.push_sql(if i == 0 { "(" } else { ", (" });
                 out.push_bind_param::<Text, _>(created_at)?;
                 out.push_sql(", ");
@@ -465,13 +478,8 @@ mod postgres {
     /// `COPY`: far less work for the server than parsing and planning a
     /// multi-row `INSERT`. Runs inside the transaction `insert_batch` opened.
     fn insert_rows(conn: &mut PgConnection, batch: &WatchBatch) -> QueryResult<usize> {
-        use watch_log_batches::dsl;
         let new_batch = diesel::insert_into(watch_log_batches::table)
-            .values((
-                dsl::batch_id.eq(&batch.id),
-                dsl::row_count.eq(i32::try_from(batch.records.len()).unwrap_or(i32::MAX)),
-                dsl::stored_at.eq(chrono::Utc::now().naive_utc()),
-            ))
+            .values(NewBatch::from(batch))
             .on_conflict_do_nothing()
             .execute(conn)?;
         if new_batch == 0 {
