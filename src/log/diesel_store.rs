@@ -19,7 +19,8 @@ use super::record::{Cursor, LogFilter, Page, PathStats, WatchBatch, WatchLogEntr
 use super::schema::{watch_log_batches, watch_logs};
 use super::store::{StoreError, WatchLogStore};
 
-/// The write model: one row to insert.
+/// The write model: one row to insert. `viewer_key` is not in it: the
+/// database derives that column from `user_id` and `ip`.
 #[derive(Insertable)]
 #[diesel(table_name = watch_logs)]
 // Every column is written, also when NULL (PostgreSQL's COPY needs that).
@@ -29,7 +30,6 @@ struct NewWatchLog<'a> {
     path: &'a str,
     user_id: Option<&'a str>,
     is_authenticated: bool,
-    viewer_key: String,
     ip: Option<&'a str>,
     method: &'a str,
     status: i32,
@@ -47,7 +47,6 @@ impl<'a> From<&'a WatchRecord> for NewWatchLog<'a> {
             path: &r.path,
             user_id: r.user_id.as_deref(),
             is_authenticated: r.is_authenticated,
-            viewer_key: r.viewer_key(),
             ip: r.ip.as_deref(),
             method: &r.method,
             status: i32::from(r.status),
@@ -334,14 +333,12 @@ mod sqlite {
             return Ok(0);
         }
         // Each row with `created_at` as text, the form SQLite stores.
-        let rows: Vec<(NewWatchLog<'_>, String)> = batch
+        let texts = TimestampTexts::new(&batch.records);
+        let rows: Vec<(NewWatchLog<'_>, &str)> = batch
             .records
             .iter()
-            .map(|record| {
-                let row = NewWatchLog::from(record);
-                let created_at = timestamp_text(&row.created_at);
-                (row, created_at)
-            })
+            .map(NewWatchLog::from)
+            .zip(texts.iter())
             .collect();
         let mut chunks = rows.chunks_exact(ROWS_PER_STATEMENT);
         for chunk in &mut chunks {
@@ -353,20 +350,71 @@ mod sqlite {
         Ok(rows.len())
     }
 
-    /// `created_at` as the text diesel reads back (`%F %T%.f`), with six
-    /// fractional digits, written without chrono's format-string parser.
-    fn timestamp_text(t: &NaiveDateTime) -> String {
+    /// A batch's `created_at` values as the text diesel reads back
+    /// (`%F %T%.f`, six fractional digits), all in one buffer: one
+    /// allocation per batch, and digits written by hand (`format!` cost
+    /// more than SQLite's own work for the row).
+    struct TimestampTexts {
+        text: String,
+        // Where each record's text ends in `text`.
+        ends: Vec<usize>,
+    }
+
+    impl TimestampTexts {
+        /// The length of every text in the four-digit year range.
+        const LEN: usize = "2026-11-24 10:44:20.123456".len();
+
+        fn new(records: &[WatchRecord]) -> Self {
+            let mut text = String::with_capacity(records.len() * Self::LEN);
+            let ends = records
+                .iter()
+                .map(|record| {
+                    push_timestamp_text(&record.created_at.naive_utc(), &mut text);
+                    text.len()
+                })
+                .collect();
+            Self { text, ends }
+        }
+
+        /// The texts, in the order of the records.
+        fn iter(&self) -> impl Iterator<Item = &str> {
+            let mut start = 0;
+            self.ends.iter().map(move |&end| {
+                // Every piece was pushed whole, so it ends on a char boundary.
+                let piece = self.text.get(start..end).unwrap_or_default();
+                start = end;
+                piece
+            })
+        }
+    }
+
+    fn push_timestamp_text(t: &NaiveDateTime, out: &mut String) {
         use chrono::{Datelike, Timelike};
-        format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
-            t.year(),
-            t.month(),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.nanosecond() / 1_000 % 1_000_000,
-        )
+        let Ok(year @ 0..=9999) = u32::try_from(t.year()) else {
+            // Outside four digits: chrono's general form.
+            out.push_str(&t.format("%F %T%.6f").to_string());
+            return;
+        };
+        let mut text = *b"0000-00-00 00:00:00.000000";
+        // A leap second's nanoseconds run past 1e9: the fraction wraps.
+        let fields = [
+            (0, 4, year),
+            (5, 2, t.month()),
+            (8, 2, t.day()),
+            (11, 2, t.hour()),
+            (14, 2, t.minute()),
+            (17, 2, t.second()),
+            (20, 6, t.nanosecond() / 1_000 % 1_000_000),
+        ];
+        for (at, width, value) in fields {
+            let mut rest = value;
+            for digit in text[at..at + width].iter_mut().rev() {
+                *digit = b'0' + (rest % 10) as u8;
+                rest /= 10;
+            }
+        }
+        // Only ASCII digits and separators were written.
+        out.push_str(std::str::from_utf8(&text).unwrap_or_default());
     }
 
     /// `INSERT INTO watch_logs ... VALUES` for exactly `N` rows, as a query
@@ -374,11 +422,11 @@ mod sqlite {
     /// only binds, where its insert DSL rebuilds and hashes the SQL text of
     /// every statement (more than half the cost of a row).
     struct InsertRows<'a, const N: usize> {
-        rows: &'a [(NewWatchLog<'a>, String); N],
+        rows: &'a [(NewWatchLog<'a>, &'a str); N],
     }
 
     impl<'a, const N: usize> InsertRows<'a, N> {
-        fn new(rows: &'a [(NewWatchLog<'a>, String)]) -> QueryResult<Self> {
+        fn new(rows: &'a [(NewWatchLog<'a>, &'a str)]) -> QueryResult<Self> {
             let rows = rows.try_into().map_err(|_| {
                 diesel::result::Error::QueryBuilderError("batch chunk of the wrong length".into())
             })?;
@@ -401,7 +449,7 @@ mod sqlite {
         ) -> QueryResult<()> {
             use diesel::sql_types::{BigInt, Integer, Nullable, Text};
             out.push_sql(
-                "INSERT INTO watch_logs (created_at, path, user_id, is_authenticated, viewer_key, ip, \
+                "INSERT INTO watch_logs (created_at, path, user_id, is_authenticated, ip, \
                  method, status, range_header, bytes_sent, duration_ms, user_agent, completed) VALUES ",
             );
             for (i, (row, created_at)) in self.rows.iter().enumerate() {
@@ -413,8 +461,6 @@ mod sqlite {
                 out.push_bind_param::<Nullable<Text>, _>(&row.user_id)?;
                 out.push_sql(", ");
                 out.push_bind_param::<Bool, _>(&row.is_authenticated)?;
-                out.push_sql(", ");
-                out.push_bind_param::<Text, _>(&row.viewer_key)?;
                 out.push_sql(", ");
                 out.push_bind_param::<Nullable<Text>, _>(&row.ip)?;
                 out.push_sql(", ");
@@ -453,6 +499,40 @@ mod sqlite {
             let store = Self::from_pool(pool);
             store.migrate()?;
             Ok(store)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use chrono::{NaiveDate, NaiveTime};
+
+        #[test]
+        fn timestamp_text_is_chronos_form() {
+            let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            let times = [
+                NaiveDateTime::new(
+                    day(2026, 11, 24),
+                    NaiveTime::from_hms_micro_opt(10, 4, 5, 7).unwrap(),
+                ),
+                NaiveDateTime::new(day(1, 1, 1), NaiveTime::MIN),
+                NaiveDateTime::new(
+                    day(9999, 12, 31),
+                    NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).unwrap(),
+                ),
+                NaiveDateTime::new(
+                    day(1970, 1, 1),
+                    NaiveTime::from_hms_nano_opt(0, 0, 0, 123_456_789).unwrap(),
+                ),
+                // Out of the four-digit fast path.
+                NaiveDateTime::new(day(12026, 3, 4), NaiveTime::MIN),
+                NaiveDateTime::new(day(-44, 3, 15), NaiveTime::MIN),
+            ];
+            for t in times {
+                let mut text = String::new();
+                push_timestamp_text(&t, &mut text);
+                assert_eq!(text, t.format("%F %T%.6f").to_string());
+            }
         }
     }
 }
