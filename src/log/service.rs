@@ -8,7 +8,7 @@ use percent_encoding::percent_decode_str;
 use tower_service::Service;
 
 use super::body::Pending;
-use super::client_ip::client_ip;
+use super::client_ip::{client_ip, ip_text};
 use super::layer::{LogConfig, PathSource};
 use super::writer::WatchLogSink;
 use super::ResponseFuture;
@@ -64,9 +64,16 @@ impl<S> WatchLog<S> {
             .unwrap_or_default();
         let peer = PeerAddr::of(req.extensions());
         let bounded = |name: header::HeaderName| {
-            req.headers()
-                .get(name)
-                .map(|v| truncate(&String::from_utf8_lossy(v.as_bytes()), config.max_field_len))
+            req.headers().get(name).map(|v| {
+                // Valid UTF-8 (nearly always ASCII) is checked fast; only
+                // other bytes take the lossy path.
+                match std::str::from_utf8(v.as_bytes()) {
+                    Ok(text) => truncate(text, config.max_field_len),
+                    Err(_) => {
+                        truncate(&String::from_utf8_lossy(v.as_bytes()), config.max_field_len)
+                    }
+                }
+            })
         };
         Some(Pending {
             sink: self.sink.clone(),
@@ -77,7 +84,7 @@ impl<S> WatchLog<S> {
             config: Arc::clone(config),
             user_id: viewer.user_id,
             is_authenticated: viewer.authenticated,
-            ip: client_ip(peer, req.headers(), &config.trusted_proxies).map(|ip| ip.to_string()),
+            ip: client_ip(peer, req.headers(), &config.trusted_proxies).map(ip_text),
             method: method.as_str().to_owned(),
             range_header: bounded(header::RANGE),
             user_agent: bounded(header::USER_AGENT),
