@@ -508,7 +508,7 @@ fn postgres_upgrade_keeps_rows() {
 
 #[cfg(feature = "sqlite")]
 #[test]
-fn sqlite_store_uses_wal_and_16_kib_pages() {
+fn sqlite_store_uses_wal_16_kib_pages_and_multi_thread_mode() {
     use diesel::sql_types::{BigInt, Text};
     use diesel::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
@@ -532,6 +532,17 @@ fn sqlite_store_uses_wal_and_16_kib_pages() {
         .get_result(&mut conn)
         .unwrap();
     assert_eq!(mode.journal_mode, "wal");
+    // .cargo/config.toml builds SQLite multi-threaded (no per-call mutex).
+    #[derive(diesel::QueryableByName)]
+    struct CompileOption {
+        #[diesel(sql_type = Text)]
+        compile_options: String,
+    }
+    let options: Vec<CompileOption> = diesel::sql_query("PRAGMA compile_options")
+        .load(&mut conn)
+        .unwrap();
+    let options: Vec<&str> = options.iter().map(|o| o.compile_options.as_str()).collect();
+    assert!(options.contains(&"THREADSAFE=2"), "{options:?}");
 }
 
 /// After the migrations, the newest-first listing and the lookups by user
