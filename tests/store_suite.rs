@@ -506,9 +506,11 @@ fn postgres_upgrade_keeps_rows() {
     });
 }
 
+/// The settings SqliteStore promises: WAL, 16 KiB pages, a 32 MiB cache,
+/// and SQLite built multi-threaded by this repository's build settings.
 #[cfg(feature = "sqlite")]
 #[test]
-fn sqlite_store_uses_wal_16_kib_pages_and_multi_thread_mode() {
+fn sqlite_store_settings() {
     use diesel::sql_types::{BigInt, Text};
     use diesel::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
@@ -532,6 +534,15 @@ fn sqlite_store_uses_wal_16_kib_pages_and_multi_thread_mode() {
         .get_result(&mut conn)
         .unwrap();
     assert_eq!(mode.journal_mode, "wal");
+    #[derive(diesel::QueryableByName)]
+    struct CacheSize {
+        #[diesel(sql_type = BigInt)]
+        cache_size: i64,
+    }
+    let cache: CacheSize = diesel::sql_query("PRAGMA cache_size")
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(cache.cache_size, -32768, "32 MiB, in KiB");
     // .cargo/config.toml builds SQLite multi-threaded (no per-call mutex).
     #[derive(diesel::QueryableByName)]
     struct CompileOption {
