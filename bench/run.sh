@@ -8,6 +8,8 @@
 #   bash bench/run.sh                       # 3 rounds of 8 s per server and workload
 #   ROUNDS=5 DURATION=15 bash bench/run.sh
 #   WORKLOADS="range64k full" bash bench/run.sh
+#   SERVERS=sage ROUNDS=15 DURATION=3 WORKLOADS=range64k bash bench/run.sh
+#                                           # the watch log's cost alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-8}
@@ -17,6 +19,9 @@ ROUNDS=${ROUNDS:-3}
 # sample.mp4.
 WORKLOADS=${WORKLOADS:-range64k range1m full}
 CONNECTIONS=${CONNECTIONS:-32}
+# all: nginx, ServeDir and the sage-stream servers; sage: sage-stream only
+# (more rounds in the same time, for the watch log's cost).
+SERVERS=${SERVERS:-all}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 
 for tool in wrk nginx; do
@@ -129,11 +134,17 @@ start_server() { # NAME PORT TARGET_RANGE TARGET_FULL -- command...
 }
 
 echo "benchmarking: $ROUNDS rounds of ${DURATION}s per server and workload, $CONNECTIONS connections..." >&2
-start_server nginx 8090 /big.bin /sample.mp4 -- nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
-start_server "tower-http ServeDir" 8091 /big.bin /sample.mp4 -- target/release/examples/bench_servedir "$work/media" 127.0.0.1:8091
+if [ "$SERVERS" = all ]; then
+  start_server nginx 8090 /big.bin /sample.mp4 -- nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
+  start_server "tower-http ServeDir" 8091 /big.bin /sample.mp4 -- target/release/examples/bench_servedir "$work/media" 127.0.0.1:8091
+fi
 export RUST_LOG=warn
 STREAM_WATCH_LOG_ENABLED=false start_server "sage-stream, log off" 8092 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
   target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8092 --database "sqlite://$work/off.db"
+# The same log-off server twice: how far two runs of one server differ on
+# this machine is the noise floor of every ratio below.
+STREAM_WATCH_LOG_ENABLED=false start_server "sage-stream, log off (control)" 8095 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
+  target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8095 --database "sqlite://$work/off2.db"
 start_server "sage-stream, log SQLite" 8093 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
   target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8093 --database "sqlite://$work/log.db"
 pg_db=""
@@ -145,8 +156,14 @@ if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
 fi
 
 for round in $(seq 1 "$ROUNDS"); do
+  # Even rounds run the servers in reverse order, so a drift of the
+  # machine's speed during a round favours no server.
+  order=("${!names[@]}")
+  if [ $((round % 2)) -eq 0 ]; then
+    order=($(printf '%s\n' "${order[@]}" | sort -rn))
+  fi
   for script in $WORKLOADS; do
-    for i in "${!names[@]}"; do
+    for i in "${order[@]}"; do
       if [ "$script" = full ]; then target=${full_targets[$i]}; else target=${range_targets[$i]}; fi
       run "$round" "${names[$i]}" "${pids[$i]}" "${ports[$i]}" "$script" "$target"
     done
@@ -184,7 +201,7 @@ for script in $WORKLOADS; do
   esac
   echo; echo "$what ($CONNECTIONS connections, median of $ROUNDS rounds of ${DURATION}s):"
   echo
-  echo "| server | req/s | vs nginx | CPU µs/req | vs nginx | PostgreSQL CPU µs/req | peak RSS MiB | non-2xx |"
+  echo "| server | req/s | vs ${names[0]} | CPU µs/req | vs ${names[0]} | PostgreSQL CPU µs/req | peak RSS MiB | non-2xx |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   base_rps=""; base_cpu=""
   for i in "${!names[@]}"; do
@@ -201,20 +218,28 @@ for script in $WORKLOADS; do
 done
 
 # The watch log's cost: each round compares the log-on server with the
-# log-off one measured minutes apart in the same round.
+# log-off one measured seconds apart in the same round; the control row
+# compares the log-off server with itself.
 echo
-echo "Watch-log cost (requests/s with the log on ÷ log off, per round; then the median):"
+echo "Watch-log cost (requests/s with the log on ÷ log off, per round; then the median; control: log off ÷ log off):"
 echo
-echo "| workload | database | $(for r in $rounds; do printf 'round %s | ' "$r"; done)median | cost |"
-echo "|---|---|$(for r in $rounds; do printf -- '---:|'; done)---:|---:|"
+# Per-round columns only while they fit; the middle half (25th to 75th
+# percentile of the rounds' ratios) shows the spread either way.
+shown=""; [ "$ROUNDS" -le 6 ] && shown=$rounds
+quartiles() {
+  printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {printf "%.3f–%.3f", v[int((NR + 3) / 4)], v[int((3 * NR + 3) / 4)]}'
+}
+echo "| workload | database | $(for r in $shown; do printf 'round %s | ' "$r"; done)middle half | median | cost |"
+echo "|---|---|$(for r in $shown; do printf -- '---:|'; done)---:|---:|---:|"
 for script in $WORKLOADS; do
-  for db in SQLite PostgreSQL; do
+  for db in "off (control)" SQLite PostgreSQL; do
     [ -n "$(field 1 "$script" "sage-stream, log $db" 4)" ] || continue
     ratios=()
     for r in $rounds; do
       ratios+=("$(awk -v on="$(field "$r" "$script" "sage-stream, log $db" 4)" -v off="$(field "$r" "$script" "sage-stream, log off" 4)" 'BEGIN {printf "%.3f", on / off}')")
     done
     med=$(median "${ratios[@]}")
-    printf '| %s | %s | %s%.3f | %+.1f %% |\n' "$script" "$db" "$(printf '%s | ' "${ratios[@]}")" "$med" "$(awk -v m="$med" 'BEGIN {print (1 - m) * 100}')"
+    per_round=""; [ -n "$shown" ] && per_round=$(printf '%s | ' "${ratios[@]}")
+    printf '| %s | %s | %s%s | %.3f | %+.1f %% |\n' "$script" "$db" "$per_round" "$(quartiles "${ratios[@]}")" "$med" "$(awk -v m="$med" 'BEGIN {print (1 - m) * 100}')"
   done
 done
