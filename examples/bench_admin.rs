@@ -35,13 +35,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..rows {
         batch.push(WatchRecord {
             created_at: start + Duration::seconds(i as i64 * 20),
-            path: format!("videos/v{:03}.mp4", i % 500),
-            user_id: (i % 3 == 0).then(|| format!("user{}", i % 2000)),
+            path: format!("videos/v{:03}.mp4", i % 500).into(),
+            user_id: (i % 3 == 0).then(|| format!("user{}", i % 2000).into()),
             is_authenticated: i % 3 == 0,
-            ip: Some(format!("10.{}.{}.{}", i % 200, (i / 200) % 250, i % 7)),
+            ip: Some(format!("10.{}.{}.{}", i % 200, (i / 200) % 250, i % 7).into()),
             method: "GET".into(),
             status: if i % 50 == 0 { 403 } else { 206 },
-            range_header: Some(format!("bytes={}-", (i % 100) * 65536)),
+            range_header: Some(format!("bytes={}-", (i % 100) * 65536).into()),
             bytes_sent: 65536,
             duration_ms: 4,
             user_agent: Some("Mozilla/5.0 bench".into()),

@@ -81,20 +81,20 @@ fn records(rows: usize, spread: bool) -> Vec<WatchRecord> {
         .map(|i| WatchRecord {
             created_at: start + chrono::Duration::microseconds(i as i64 * 40),
             path: if spread {
-                format!("videos/clip{}.mp4", i % 50)
+                format!("videos/clip{}.mp4", i % 50).into()
             } else {
                 "big.bin".into()
             },
-            user_id: (spread && i % 3 == 0).then(|| format!("user{}", i % 1000)),
+            user_id: (spread && i % 3 == 0).then(|| format!("user{}", i % 1000).into()),
             is_authenticated: spread && i % 3 == 0,
             ip: Some(if spread {
-                format!("10.0.{}.{}", (i / 256) % 256, i % 256)
+                format!("10.0.{}.{}", (i / 256) % 256, i % 256).into()
             } else {
                 "127.0.0.1".into()
             }),
             method: "GET".into(),
             status: 206,
-            range_header: Some(format!("bytes={}-{}", i * 65536, i * 65536 + 65535)),
+            range_header: Some(format!("bytes={}-{}", i * 65536, i * 65536 + 65535).into()),
             bytes_sent: 65536,
             duration_ms: 1,
             user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0".into()),

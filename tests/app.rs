@@ -87,7 +87,7 @@ fn row(i: u32, path: &str, user: Option<&str>, ip: &str, status: u16, minute: i6
         ip: Some(ip.into()),
         method: "GET".into(),
         status,
-        range_header: Some(format!("bytes={}-", i * 100)),
+        range_header: Some(format!("bytes={}-", i * 100).into()),
         bytes_sent: 100,
         duration_ms: 3,
         user_agent: Some("ua".into()),

@@ -19,13 +19,13 @@ fn record(
 ) -> WatchRecord {
     WatchRecord {
         created_at: at,
-        path: path.to_owned(),
-        user_id: user.map(str::to_owned),
+        path: path.into(),
+        user_id: user.map(Into::into),
         is_authenticated: user.is_some(),
-        ip: Some(ip.to_owned()),
+        ip: Some(ip.into()),
         method: "GET".into(),
         status,
-        range_header: Some(format!("bytes={i}-")),
+        range_header: Some(format!("bytes={i}-").into()),
         bytes_sent: bytes,
         duration_ms: u64::from(i),
         user_agent: Some("test-agent/1.0".into()),
@@ -84,20 +84,23 @@ fn assert_stored(store: &dyn WatchLogStore, rows: &[WatchRecord]) {
     for entry in &all.entries {
         let original = rows
             .iter()
-            .find(|r| r.range_header == entry.range_header)
+            .find(|r| r.range_header.as_deref() == entry.range_header.as_deref())
             .expect("stored row");
         assert_eq!(entry.created_at, original.created_at.naive_utc());
-        assert_eq!(entry.path, original.path);
-        assert_eq!(entry.user_id, original.user_id);
+        assert_eq!(entry.path, original.path.as_str());
+        assert_eq!(entry.user_id.as_deref(), original.user_id.as_deref());
         assert_eq!(entry.is_authenticated, original.is_authenticated);
         assert_eq!(entry.viewer_key, original.viewer_key());
-        assert_eq!(entry.ip, original.ip);
-        assert_eq!(entry.method, original.method);
+        assert_eq!(entry.ip.as_deref(), original.ip.as_deref());
+        assert_eq!(entry.method, original.method.as_str());
         assert_eq!(entry.status, i32::from(original.status));
-        assert_eq!(entry.range_header, original.range_header);
+        assert_eq!(
+            entry.range_header.as_deref(),
+            original.range_header.as_deref()
+        );
         assert_eq!(entry.bytes_sent as u64, original.bytes_sent);
         assert_eq!(entry.duration_ms as u64, original.duration_ms);
-        assert_eq!(entry.user_agent, original.user_agent);
+        assert_eq!(entry.user_agent.as_deref(), original.user_agent.as_deref());
         assert_eq!(entry.completed, original.completed);
     }
 }
@@ -137,7 +140,7 @@ fn batches_of_every_size_round_trip(store: &dyn WatchLogStore) {
                     [200u16, 206, 304, 403][i % 4],
                     [0u64, 1, i64::MAX as u64][i % 3],
                 );
-                r.user_agent = (i % 5 != 0).then(|| format!("agent/{n} ✓"));
+                r.user_agent = (i % 5 != 0).then(|| format!("agent/{n} ✓").into());
                 r.ip = (i % 7 != 0).then_some(r.ip.unwrap_or_default());
                 r.method = ["GET", "HEAD"][i % 2].into();
                 r
@@ -474,7 +477,7 @@ where
     for entry in &all {
         let expected = rows
             .iter()
-            .find(|r| r.range_header == entry.range_header)
+            .find(|r| r.range_header.as_deref() == entry.range_header.as_deref())
             .map_or("u:alice".to_owned(), WatchRecord::viewer_key);
         assert_eq!(entry.viewer_key, expected);
     }

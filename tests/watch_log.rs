@@ -260,7 +260,7 @@ async fn logs_around_tower_http_serve_dir() {
 fn record(i: usize) -> WatchRecord {
     WatchRecord {
         created_at: Utc::now(),
-        path: format!("p{}", i % 7),
+        path: format!("p{}", i % 7).into(),
         user_id: None,
         is_authenticated: false,
         ip: Some("127.0.0.1".into()),

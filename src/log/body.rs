@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use bytes::Buf;
 use chrono::{DateTime, Utc};
+use compact_str::CompactString;
 use http_body::{Body, Frame, SizeHint};
 use pin_project::{pin_project, pinned_drop};
 
@@ -22,19 +23,19 @@ pub(super) struct Pending {
     // Decoded only if the inner service does not report the path itself.
     pub(super) uri: http::Uri,
     pub(super) config: Arc<LogConfig>,
-    pub(super) user_id: Option<String>,
+    pub(super) user_id: Option<CompactString>,
     pub(super) is_authenticated: bool,
-    pub(super) ip: Option<String>,
-    pub(super) method: String,
-    pub(super) range_header: Option<String>,
-    pub(super) user_agent: Option<String>,
+    pub(super) ip: Option<CompactString>,
+    pub(super) method: CompactString,
+    pub(super) range_header: Option<CompactString>,
+    pub(super) user_agent: Option<CompactString>,
     pub(super) is_head: bool,
 }
 
 impl Pending {
     pub(super) fn finish(
         self,
-        path: Option<String>,
+        path: Option<CompactString>,
         status: u16,
         bytes_sent: u64,
         completed: bool,
@@ -61,7 +62,7 @@ impl Pending {
 #[derive(Debug)]
 pub(super) struct Active {
     pub(super) pending: Pending,
-    pub(super) path: Option<String>,
+    pub(super) path: Option<CompactString>,
     pub(super) status: u16,
     pub(super) expected: Option<u64>,
 }

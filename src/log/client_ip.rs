@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
+use compact_str::CompactString;
 use http::{header, HeaderMap};
 
 /// An IP network in CIDR notation (`10.0.0.0/8`, `::1/128`, or a bare IP).
@@ -36,11 +37,12 @@ impl IpNet {
 
 /// `ip` as text, as `Display` writes it; IPv4 (nearly every request) is
 /// written digit by digit, a tenth of the formatter's work.
-pub(crate) fn ip_text(ip: IpAddr) -> String {
+pub(crate) fn ip_text(ip: IpAddr) -> CompactString {
     let IpAddr::V4(v4) = ip else {
-        return ip.to_string();
+        return compact_str::format_compact!("{ip}");
     };
-    let mut text = String::with_capacity(15);
+    // At most 15 bytes: always inside the CompactString, never allocated.
+    let mut text = CompactString::const_new("");
     for (i, octet) in v4.octets().into_iter().enumerate() {
         if i > 0 {
             text.push('.');

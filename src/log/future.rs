@@ -56,7 +56,7 @@ where
         let path = response
             .extensions()
             .get::<ServedFile>()
-            .map(|f| f.path.clone());
+            .map(|f| f.path.as_str().into());
         let expected = if pending.is_head || status == StatusCode::NOT_MODIFIED {
             Some(0)
         } else {

@@ -162,17 +162,17 @@ pub(crate) fn entry(id: i64, r: &WatchRecord) -> WatchLogEntry {
     WatchLogEntry {
         id,
         created_at: r.created_at.naive_utc(),
-        path: r.path.clone(),
-        user_id: r.user_id.clone(),
+        path: r.path.to_string(),
+        user_id: r.user_id.as_deref().map(str::to_owned),
         is_authenticated: r.is_authenticated,
         viewer_key: r.viewer_key(),
-        ip: r.ip.clone(),
-        method: r.method.clone(),
+        ip: r.ip.as_deref().map(str::to_owned),
+        method: r.method.to_string(),
         status: i32::from(r.status),
-        range_header: r.range_header.clone(),
+        range_header: r.range_header.as_deref().map(str::to_owned),
         bytes_sent: i64::try_from(r.bytes_sent).unwrap_or(i64::MAX),
         duration_ms: i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
-        user_agent: r.user_agent.clone(),
+        user_agent: r.user_agent.as_deref().map(str::to_owned),
         completed: r.completed,
     }
 }

@@ -68,6 +68,8 @@ mod writer;
 
 pub use body::LoggedBody;
 pub use client_ip::IpNet;
+/// The text type of [`WatchRecord`]'s fields (re-exported from `compact_str`).
+pub use compact_str::CompactString;
 #[cfg(feature = "postgres")]
 pub use diesel_store::PgStore;
 #[cfg(feature = "sqlite")]

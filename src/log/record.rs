@@ -1,33 +1,40 @@
 //! What the watch log stores and how it is queried.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// One logged response, as the layer produces it (the write model).
+///
+/// Text fields are [`CompactString`]s: up to 24 bytes (a path, an IP, the
+/// method, a Range header) live inside the record, so a request allocates
+/// for its long fields only, and the writer thread frees as few blocks
+/// another thread allocated. Read them as `&str` (`record.path.as_str()`);
+/// build them with `.into()` from a `&str` or a `String`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchRecord {
     /// When the request arrived.
     pub created_at: DateTime<Utc>,
     /// Media path relative to the root (never a server path).
-    pub path: String,
+    pub path: CompactString,
     /// User id from the [`Viewer`](crate::viewer::Viewer), if any.
-    pub user_id: Option<String>,
+    pub user_id: Option<CompactString>,
     /// Whether the viewer was authenticated.
     pub is_authenticated: bool,
     /// Client IP, if known and valid.
-    pub ip: Option<String>,
+    pub ip: Option<CompactString>,
     /// Request method.
-    pub method: String,
+    pub method: CompactString,
     /// Response status.
     pub status: u16,
     /// The request's `Range` header, cut to a bounded length.
-    pub range_header: Option<String>,
+    pub range_header: Option<CompactString>,
     /// Body bytes actually handed to the connection.
     pub bytes_sent: u64,
     /// From the request's arrival to the end of the body, in milliseconds.
     pub duration_ms: u64,
     /// `User-Agent`, cut to a bounded length.
-    pub user_agent: Option<String>,
+    pub user_agent: Option<CompactString>,
     /// Whether the whole body was sent (false: the client went away or the
     /// stream failed).
     pub completed: bool,

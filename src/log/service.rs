@@ -3,6 +3,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use chrono::{SubsecRound, Utc};
+use compact_str::CompactString;
 use http::{header, Method, Request, Response};
 use percent_encoding::percent_decode_str;
 use tower_service::Service;
@@ -57,11 +58,7 @@ impl<S> WatchLog<S> {
         {
             return None;
         }
-        let viewer = req
-            .extensions()
-            .get::<Viewer>()
-            .cloned()
-            .unwrap_or_default();
+        let viewer = req.extensions().get::<Viewer>();
         let peer = PeerAddr::of(req.extensions());
         let bounded = |name: header::HeaderName| {
             req.headers().get(name).map(|v| {
@@ -82,10 +79,12 @@ impl<S> WatchLog<S> {
             created_at: Utc::now().trunc_subsecs(6),
             uri: req.uri().clone(),
             config: Arc::clone(config),
-            user_id: viewer.user_id,
-            is_authenticated: viewer.authenticated,
+            user_id: viewer
+                .and_then(|v| v.user_id.as_deref())
+                .map(CompactString::from),
+            is_authenticated: viewer.is_some_and(|v| v.authenticated),
             ip: client_ip(peer, req.headers(), &config.trusted_proxies).map(ip_text),
-            method: method.as_str().to_owned(),
+            method: method.as_str().into(),
             range_header: bounded(header::RANGE),
             user_agent: bounded(header::USER_AGENT),
             is_head: *method == Method::HEAD,
@@ -97,7 +96,7 @@ const MAX_PATH_LEN: usize = 1024;
 
 /// The media path as the request names it, for services that do not report
 /// a [`ServedFile`](crate::media::ServedFile).
-pub(super) fn requested_path(uri: &http::Uri, source: &PathSource) -> String {
+pub(super) fn requested_path(uri: &http::Uri, source: &PathSource) -> CompactString {
     let raw = match source {
         PathSource::Query(var) => match query_value(uri.query(), var) {
             Some(Ok(value)) => value,
@@ -117,15 +116,15 @@ pub(super) fn requested_path(uri: &http::Uri, source: &PathSource) -> String {
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary.
-pub(super) fn truncate(text: &str, max: usize) -> String {
+pub(super) fn truncate(text: &str, max: usize) -> CompactString {
     if text.len() <= max {
-        return text.to_owned();
+        return text.into();
     }
     let mut end = max;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    text[..end].to_owned()
+    text[..end].into()
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for WatchLog<S>
