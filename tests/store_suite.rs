@@ -559,15 +559,17 @@ fn sqlite_store_settings() {
     assert!(options.contains(&"THREADSAFE=2"), "{options:?}");
 }
 
-/// After the migrations, the newest-first listing and the lookups by user
-/// and by path each read their index, and no plan holds a `forbidden` step.
-fn assert_plans_use_indexes(forbidden: &[&str], mut plan: impl FnMut(&str) -> String) {
+/// After the migrations, the newest-first listing (through `time_index`)
+/// and the lookups by user and by path each read their index, and no plan
+/// holds a `forbidden` step.
+fn assert_plans_use_indexes(
+    time_index: &str,
+    forbidden: &[&str],
+    mut plan: impl FnMut(&str) -> String,
+) {
     let order = "ORDER BY created_at DESC, id DESC LIMIT 50";
     for (query, index) in [
-        (
-            format!("SELECT id FROM watch_logs {order}"),
-            "watch_logs_created_at",
-        ),
+        (format!("SELECT id FROM watch_logs {order}"), time_index),
         (
             format!("SELECT id FROM watch_logs WHERE user_id = 'alice' {order}"),
             "watch_logs_user_id",
@@ -600,12 +602,16 @@ fn sqlite_queries_use_their_indexes() {
     let mut conn = store.pool().get().unwrap();
     // SQLite ends every index key with the rowid (= id): the index order is
     // the listing's order, so no sort either.
-    assert_plans_use_indexes(&["TEMP B-TREE", "SCAN watch_logs\n"], |query| {
-        let steps: Vec<Step> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {query}"))
-            .load(&mut conn)
-            .unwrap();
-        steps.iter().map(|s| format!("{}\n", s.detail)).collect()
-    });
+    assert_plans_use_indexes(
+        "watch_logs_created_at",
+        &["TEMP B-TREE", "SCAN watch_logs\n"],
+        |query| {
+            let steps: Vec<Step> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {query}"))
+                .load(&mut conn)
+                .unwrap();
+            steps.iter().map(|s| format!("{}\n", s.detail)).collect()
+        },
+    );
 }
 
 #[cfg(feature = "postgres")]
@@ -628,9 +634,9 @@ fn postgres_queries_use_their_indexes() {
     // An empty table is cheapest to scan: forbid that to see which index
     // the planner would use.
     conn.batch_execute("SET enable_seqscan = off").unwrap();
-    // The user and path indexes order by created_at; ties by id are sorted
-    // (incrementally, on a large table).
-    assert_plans_use_indexes(&["Seq Scan"], |query| {
+    // The primary key is (created_at, id). The user and path indexes order
+    // by created_at; ties by id are sorted (incrementally, on a large table).
+    assert_plans_use_indexes("watch_logs_pkey", &["Seq Scan"], |query| {
         let lines: Vec<Line> = diesel::sql_query(format!("EXPLAIN {query}"))
             .load(&mut conn)
             .unwrap();
