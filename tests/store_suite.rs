@@ -509,7 +509,7 @@ fn postgres_upgrade_keeps_rows() {
     });
 }
 
-/// The settings SqliteStore promises: WAL, 16 KiB pages, a 32 MiB cache,
+/// The settings SqliteStore promises: WAL, 16 KiB pages, an 8 MiB cache,
 /// and SQLite built multi-threaded by this repository's build settings.
 #[cfg(feature = "sqlite")]
 #[test]
@@ -545,7 +545,7 @@ fn sqlite_store_settings() {
     let cache: CacheSize = diesel::sql_query("PRAGMA cache_size")
         .get_result(&mut conn)
         .unwrap();
-    assert_eq!(cache.cache_size, -32768, "32 MiB, in KiB");
+    assert_eq!(cache.cache_size, -8192, "8 MiB, in KiB");
     // .cargo/config.toml builds SQLite multi-threaded (no per-call mutex).
     #[derive(diesel::QueryableByName)]
     struct CompileOption {
