@@ -125,12 +125,32 @@ run() {
 # Every server runs for the whole benchmark (idle ones cost nothing), so the
 # rounds can interleave them: a slow spell of the shared machine then hits
 # every server alike instead of whichever ran during it.
-names=(); pids=(); ports=(); range_targets=(); full_targets=()
+names=(); pids=(); ports=(); range_targets=(); full_targets=(); cmds=(); peaks=()
 start_server() { # NAME PORT TARGET_RANGE TARGET_FULL -- command...
   local name=$1 port=$2 tr=$3 tf=$4; shift 5
-  "$@" >"$work/$port.log" 2>&1 &
+  "$@" >>"$work/$port.log" 2>&1 &
   pids+=("$!"); names+=("$name"); ports+=("$port"); range_targets+=("$tr"); full_targets+=("$tf")
+  cmds+=("$(printf '%q ' "$@")"); peaks+=(0)
   wait_port "$port"
+}
+# Keeps the largest peak RSS a server's processes reached.
+note_peak() { # INDEX
+  local kib
+  kib=$(peak_kib "${pids[$1]}")
+  [ "$kib" -gt "${peaks[$1]}" ] && peaks[$1]=$kib
+  return 0
+}
+# Starts a sage-stream server again (same command, environment and
+# database): two processes of one binary can differ by several per cent
+# for the whole of their lives (memory layout), so each round gets new
+# ones and no server keeps a lucky or unlucky process.
+restart_server() { # INDEX
+  note_peak "$1"
+  kill -INT "${pids[$1]}" 2>/dev/null || true
+  wait "${pids[$1]}" 2>/dev/null || true
+  eval "${cmds[$1]}" '>>"$work/${ports[$1]}.log" 2>&1 &'
+  pids[$1]=$!
+  wait_port "${ports[$1]}"
 }
 
 echo "benchmarking: $ROUNDS rounds of ${DURATION}s per server and workload, $CONNECTIONS connections..." >&2
@@ -139,12 +159,12 @@ if [ "$SERVERS" = all ]; then
   start_server "tower-http ServeDir" 8091 /big.bin /sample.mp4 -- target/release/examples/bench_servedir "$work/media" 127.0.0.1:8091
 fi
 export RUST_LOG=warn
-STREAM_WATCH_LOG_ENABLED=false start_server "sage-stream, log off" 8092 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
-  target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8092 --database "sqlite://$work/off.db"
+start_server "sage-stream, log off" 8092 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
+  env STREAM_WATCH_LOG_ENABLED=false target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8092 --database "sqlite://$work/off.db"
 # The same log-off server twice: how far two runs of one server differ on
 # this machine is the noise floor of every ratio below.
-STREAM_WATCH_LOG_ENABLED=false start_server "sage-stream, log off (control)" 8095 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
-  target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8095 --database "sqlite://$work/off2.db"
+start_server "sage-stream, log off (control)" 8095 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
+  env STREAM_WATCH_LOG_ENABLED=false target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8095 --database "sqlite://$work/off2.db"
 start_server "sage-stream, log SQLite" 8093 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
   target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8093 --database "sqlite://$work/log.db"
 pg_db=""
@@ -159,6 +179,11 @@ for round in $(seq 1 "$ROUNDS"); do
   # Even rounds run the servers in reverse order, so a drift of the
   # machine's speed during a round favours no server.
   order=("${!names[@]}")
+  if [ "$round" -gt 1 ]; then
+    for i in "${order[@]}"; do
+      case ${names[$i]} in sage-stream*) restart_server "$i";; esac
+    done
+  fi
   if [ $((round % 2)) -eq 0 ]; then
     order=($(printf '%s\n' "${order[@]}" | sort -rn))
   fi
@@ -170,8 +195,7 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-peaks=()
-for i in "${!names[@]}"; do peaks+=("$(peak_kib "${pids[$i]}")"); done
+for i in "${!names[@]}"; do note_peak "$i"; done
 for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
 for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 if [ -n "$pg_db" ]; then
