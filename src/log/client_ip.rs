@@ -185,7 +185,12 @@ mod tests {
             .collect();
         // Every octet value in every position, and the widths around 10 and 100.
         for n in 0..=255u8 {
-            ips.push(IpAddr::from([n, 255 - n, n / 2, n.wrapping_mul(7)]));
+            ips.push(IpAddr::from([
+                n,
+                255 - n,
+                n.wrapping_add(128),
+                n.wrapping_mul(7),
+            ]));
         }
         ips.push(IpAddr::from([0, 9, 10, 99]));
         ips.push(IpAddr::from([100, 199, 200, 255]));

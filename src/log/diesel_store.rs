@@ -402,15 +402,17 @@ mod sqlite {
             return;
         };
         let mut text = *b"0000-00-00 00:00:00.000000";
-        // A leap second's nanoseconds run past 1e9: the fraction wraps.
+        // chrono keeps a leap second as second 59 with nanoseconds past 1e9
+        // and writes it as second 60, as diesel's own text does.
+        let leap = u32::from(t.nanosecond() >= 1_000_000_000);
         let fields = [
             (0, 4, year),
             (5, 2, t.month()),
             (8, 2, t.day()),
             (11, 2, t.hour()),
             (14, 2, t.minute()),
-            (17, 2, t.second()),
-            (20, 6, t.nanosecond() / 1_000 % 1_000_000),
+            (17, 2, t.second() + leap),
+            (20, 6, t.nanosecond() % 1_000_000_000 / 1_000),
         ];
         for (at, width, value) in fields {
             let mut rest = value;
@@ -529,6 +531,11 @@ mod sqlite {
                 NaiveDateTime::new(
                     day(1970, 1, 1),
                     NaiveTime::from_hms_nano_opt(0, 0, 0, 123_456_789).unwrap(),
+                ),
+                // A leap second.
+                NaiveDateTime::new(
+                    day(2016, 12, 31),
+                    NaiveTime::from_hms_micro_opt(23, 59, 59, 1_250_000).unwrap(),
                 ),
                 // Out of the four-digit fast path.
                 NaiveDateTime::new(day(12026, 3, 4), NaiveTime::MIN),
