@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use sage_stream::{media::ServeMedia, permission::AllowAny, ServiceBuilderExt};
+use sage_stream::{media::ServeMedia, permission::AllowAny, SageStreamExt};
 use tower::ServiceBuilder;
 
 #[tokio::main]

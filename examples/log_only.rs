@@ -1,4 +1,4 @@
-//! Run with `cargo run --example log_only`, then
+//! Run with `cargo run --example log_only --features axum`, then
 //! `curl -r 0-99 http://127.0.0.1:3000/videos/sample.mp4 -o /dev/null` and
 //! `cargo run -- logs --database sqlite://log_only.db`.
 //!
@@ -33,12 +33,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("open http://127.0.0.1:3000/videos/sample.mp4");
-    // ConnectInfo gives the layer the client's address.
+    // ConnectInfo gives the layer the client's address (feature `axum`).
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(sage_stream::server::shutdown_signal())
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
     .await?;
     let stats = writer.shutdown_async().await;
     println!("logged {} requests", stats.written);

@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use http::Request;
-//! use sage_stream::{auth::BearerAuthLayer, viewer::Viewer};
+//! use sage_stream::{auth::BearerAuthLayer, extension::Viewer};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //! use std::convert::Infallible;
 //!
@@ -32,8 +32,8 @@ use sha2::{Digest, Sha256};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::extension::Viewer;
 use crate::query::query_value;
-use crate::viewer::Viewer;
 
 type TokenDigest = [u8; 32];
 
@@ -125,6 +125,35 @@ pub struct BearerAuth<S> {
 }
 
 impl<S> BearerAuth<S> {
+    /// Sets the [`Viewer`] of requests to `inner` from these `(token, user
+    /// id)` pairs.
+    pub fn new<T, U>(inner: S, tokens: impl IntoIterator<Item = (T, U)>) -> Self
+    where
+        T: AsRef<str>,
+        U: Into<String>,
+    {
+        BearerAuthLayer::new(tokens).layer(inner)
+    }
+
+    /// A [`BearerAuthLayer`] for these `(token, user id)` pairs.
+    pub fn layer<T, U>(tokens: impl IntoIterator<Item = (T, U)>) -> BearerAuthLayer
+    where
+        T: AsRef<str>,
+        U: Into<String>,
+    {
+        BearerAuthLayer::new(tokens)
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
     /// Unwraps the inner service.
     pub fn into_inner(self) -> S {
         self.inner

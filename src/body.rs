@@ -11,21 +11,35 @@ use pin_project::pin_project;
 /// Either the inner service's body or a short plain-text refusal written by
 /// a layer (401, 403, 429…), so a stack of layers keeps one body type and
 /// refusals stay responses, never errors.
-#[pin_project(project = ResponseBodyProj)]
+#[pin_project]
 #[derive(Debug)]
-pub enum ResponseBody<B> {
-    /// The inner service answered.
+pub struct ResponseBody<B> {
+    #[pin]
+    kind: Kind<B>,
+}
+
+#[pin_project(project = KindProj)]
+#[derive(Debug)]
+enum Kind<B> {
     Inner(#[pin] B),
-    /// A layer answered with this text.
     Refusal(Option<Bytes>),
 }
 
 impl<B> ResponseBody<B> {
+    /// The inner service's body.
+    pub(crate) fn inner(body: B) -> Self {
+        Self {
+            kind: Kind::Inner(body),
+        }
+    }
+
     /// A plain-text response with `status` and `reason` as its body.
-    pub fn refusal(status: StatusCode, reason: impl Into<Bytes>) -> Response<Self> {
+    pub(crate) fn refusal(status: StatusCode, reason: impl Into<Bytes>) -> Response<Self> {
         let reason = reason.into();
         let len = HeaderValue::from(reason.len());
-        let mut response = Response::new(Self::Refusal(Some(reason)));
+        let mut response = Response::new(Self {
+            kind: Kind::Refusal(Some(reason)),
+        });
         *response.status_mut() = status;
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -48,25 +62,25 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        match self.project() {
-            ResponseBodyProj::Inner(inner) => inner
+        match self.project().kind.project() {
+            KindProj::Inner(inner) => inner
                 .poll_frame(cx)
                 .map(|f| f.map(|f| f.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining()))))),
-            ResponseBodyProj::Refusal(text) => Poll::Ready(text.take().map(|t| Ok(Frame::data(t)))),
+            KindProj::Refusal(text) => Poll::Ready(text.take().map(|t| Ok(Frame::data(t)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Inner(inner) => inner.is_end_stream(),
-            Self::Refusal(text) => text.is_none(),
+        match &self.kind {
+            Kind::Inner(inner) => inner.is_end_stream(),
+            Kind::Refusal(text) => text.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Inner(inner) => inner.size_hint(),
-            Self::Refusal(text) => {
+        match &self.kind {
+            Kind::Inner(inner) => inner.size_hint(),
+            Kind::Refusal(text) => {
                 SizeHint::with_exact(text.as_ref().map_or(0, |t| t.len() as u64))
             }
         }

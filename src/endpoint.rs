@@ -1,5 +1,5 @@
 //! [`StreamEndpoint`]: the whole stack in one call, and
-//! [`ServiceBuilderExt`] to stack the layers yourself.
+//! [`SageStreamExt`] to stack the layers yourself.
 //!
 //! The stack, outermost first: [`RequirePermissionLayer`] →
 //! [`ParseRangeLayer`] → [`CapVolumeLayer`] → [`ServeMedia`]. A refused
@@ -23,24 +23,86 @@
 //! # }
 //! ```
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
+use http::{Request, Response};
+use pin_project::pin_project;
 use regex::Regex;
 use tower::layer::util::Stack;
 use tower::ServiceBuilder;
+use tower_service::Service;
 
-use crate::cap::{CapVolume, CapVolumeLayer};
+use crate::auth::BearerAuthLayer;
+use crate::body::ResponseBody;
+use crate::cap::{CapVolume, CapVolumeLayer, CappedBody};
 use crate::error::ConfigError;
+use crate::extension::MediaPathSource;
+use crate::limit::ViewerStreamLimitLayer;
+#[cfg(feature = "log")]
 use crate::log::WatchLogLayer;
-use crate::media::ServeMedia;
+use crate::media::{MediaBody, ServeMedia};
 use crate::permission::{
     AllOf, AllowAny, Permission, RequirePermission, RequirePermissionLayer, SyncPermission,
 };
 use crate::range::{ParseRange, ParseRangeLayer};
 use crate::settings::Settings;
 
-/// The service [`StreamEndpoint::into_service`] builds.
-pub type StreamService<P> = RequirePermission<ParseRange<CapVolume<ServeMedia>>, SyncPermission<P>>;
+type Stacked<P> = RequirePermission<ParseRange<CapVolume<ServeMedia>>, SyncPermission<P>>;
+
+/// The body of [`StreamService`]'s responses.
+pub type StreamBody = ResponseBody<CappedBody<MediaBody>>;
+
+/// The service [`StreamEndpoint::into_service`] builds: permission, range,
+/// cap and file, outermost first. Its layers are an implementation detail;
+/// stack them yourself with [`SageStreamExt`] to reach one.
+#[derive(Clone, Debug)]
+pub struct StreamService<P = AllowAny> {
+    inner: Stacked<P>,
+}
+
+impl<P, B> Service<Request<B>> for StreamService<P>
+where
+    P: Permission,
+{
+    type Response = Response<StreamBody>;
+    type Error = std::convert::Infallible;
+    type Future = StreamFuture<P, B>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::<Request<B>>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        StreamFuture {
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+/// Response future of [`StreamService`].
+#[pin_project]
+pub struct StreamFuture<P: Permission, B> {
+    #[pin]
+    inner: <Stacked<P> as Service<Request<B>>>::Future,
+}
+
+impl<P: Permission, B> std::fmt::Debug for StreamFuture<P, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamFuture").finish_non_exhaustive()
+    }
+}
+
+impl<P: Permission, B> Future for StreamFuture<P, B> {
+    type Output = Result<Response<StreamBody>, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
 
 /// Builder for the stream endpoint with django-sage-streaming's defaults:
 /// query variable `path`, 8 MiB cap, RFC 9110 ranges, [`AllowAny`].
@@ -65,13 +127,13 @@ impl StreamEndpoint<AllowAny> {
 }
 
 impl StreamEndpoint<AllOf> {
-    /// An endpoint configured by `settings` (path variable, cap, range
+    /// An endpoint configured by `settings` (media-path source, cap, range
     /// grammar and permission classes).
     pub fn from_settings(root: impl AsRef<Path>, settings: &Settings) -> Result<Self, ConfigError> {
         settings.validate()?;
         let mut endpoint = StreamEndpoint::new(root)
-            .path_var(settings.default_video_path_url_var.clone())
-            .max_load_volume(settings.max_load_volume_bytes())
+            .media_path(settings.media_path_source())
+            .max_load_volume(settings.max_load_volume)
             .permission(settings.permission()?);
         if let Some(regex) = settings.range_regex()? {
             endpoint = endpoint.range_regex(regex);
@@ -81,19 +143,25 @@ impl StreamEndpoint<AllOf> {
 }
 
 impl<P> StreamEndpoint<P> {
-    /// Names the media path with this query variable (default `path`).
-    pub fn path_var(mut self, name: impl Into<String>) -> Self {
-        self.media = self.media.query_var(name);
+    /// Where requests name the media path (default: query variable `path`).
+    /// Give a `SignedUrl` permission and a watch log the same source.
+    pub fn media_path(mut self, source: MediaPathSource) -> Self {
+        self.media = self.media.media_path(source);
         self
+    }
+
+    /// Names the media path with this query variable (default `path`).
+    pub fn path_var(self, name: impl Into<String>) -> Self {
+        self.media_path(MediaPathSource::query(name))
     }
 
     /// Takes the media path from the URI path below `prefix` instead.
-    pub fn uri_path(mut self, prefix: impl Into<String>) -> Self {
-        self.media = self.media.uri_path(prefix);
-        self
+    pub fn uri_path(self, prefix: impl Into<String>) -> Self {
+        self.media_path(MediaPathSource::uri_prefix(prefix))
     }
 
-    /// Caps each ranged response at `bytes` (default 8 MiB).
+    /// Caps each ranged response at `bytes` (default 8 MiB; see
+    /// [`CapVolumeLayer::mebibytes`] for the settings' unit).
     pub fn max_load_volume(mut self, bytes: u64) -> Self {
         self.cap = CapVolumeLayer::new(bytes);
         self
@@ -143,34 +211,56 @@ impl<P> StreamEndpoint<P> {
     where
         P: Permission,
     {
-        ServiceBuilder::new()
-            .require_permission(self.permission)
-            .layer(self.range)
-            .layer(self.cap)
-            .service(self.media)
+        StreamService {
+            inner: ServiceBuilder::new()
+                .require_permission(self.permission)
+                .layer(self.range)
+                .layer(self.cap)
+                .service(self.media),
+        }
     }
 }
 
-/// Adds sage-stream's layers to [`tower::ServiceBuilder`].
+/// Adds sage-stream's layers to [`tower::ServiceBuilder`], one method per
+/// layer (named for this crate, so it sits beside
+/// `tower_http::ServiceBuilderExt` without a clash).
 ///
 /// ```
-/// use sage_stream::{media::ServeMedia, permission::AllowAny, ServiceBuilderExt};
+/// use sage_stream::{media::ServeMedia, permission::AllowAny, SageStreamExt};
 /// use tower::ServiceBuilder;
 ///
 /// # let dir = tempfile::tempdir().unwrap();
 /// let svc = ServiceBuilder::new()
+///     .bearer_auth([("secret-token", "alice")])
+///     .viewer_stream_limit(2)
 ///     .require_permission(AllowAny)
 ///     .parse_range()
 ///     .cap_volume(8 * 1024 * 1024)
 ///     .service(ServeMedia::new(dir.path()));
 /// # let _ = svc;
 /// ```
-pub trait ServiceBuilderExt<L>: sealed::Sealed {
+pub trait SageStreamExt<L>: sealed::Sealed {
+    /// Adds [`BearerAuthLayer`] for these `(token, user id)` pairs.
+    fn bearer_auth<T, U>(
+        self,
+        tokens: impl IntoIterator<Item = (T, U)>,
+    ) -> ServiceBuilder<Stack<BearerAuthLayer, L>>
+    where
+        T: AsRef<str>,
+        U: Into<String>;
+
     /// Adds [`RequirePermissionLayer`] with a synchronous permission.
     fn require_permission<P: Permission>(
         self,
         permission: P,
     ) -> ServiceBuilder<Stack<RequirePermissionLayer<SyncPermission<P>>, L>>;
+
+    /// Adds [`RequirePermissionLayer`] with an
+    /// [`AsyncPermission`](crate::permission::AsyncPermission).
+    fn require_permission_async<P>(
+        self,
+        permission: P,
+    ) -> ServiceBuilder<Stack<RequirePermissionLayer<P>, L>>;
 
     /// Adds [`ParseRangeLayer`] with the RFC 9110 grammar.
     fn parse_range(self) -> ServiceBuilder<Stack<ParseRangeLayer, L>>;
@@ -178,7 +268,13 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// Adds [`CapVolumeLayer`] capping at `bytes`.
     fn cap_volume(self, bytes: u64) -> ServiceBuilder<Stack<CapVolumeLayer, L>>;
 
+    /// Adds [`ViewerStreamLimitLayer`]: at most `max` concurrent streams per
+    /// viewer.
+    fn viewer_stream_limit(self, max: usize) -> ServiceBuilder<Stack<ViewerStreamLimitLayer, L>>;
+
     /// Adds a [`WatchLogLayer`] (outermost is best: it then also logs refusals).
+    #[cfg(feature = "log")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "log")))]
     fn watch_log(self, layer: WatchLogLayer) -> ServiceBuilder<Stack<WatchLogLayer, L>>;
 }
 
@@ -187,12 +283,30 @@ mod sealed {
     impl<L> Sealed for tower::ServiceBuilder<L> {}
 }
 
-impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+impl<L> SageStreamExt<L> for ServiceBuilder<L> {
+    fn bearer_auth<T, U>(
+        self,
+        tokens: impl IntoIterator<Item = (T, U)>,
+    ) -> ServiceBuilder<Stack<BearerAuthLayer, L>>
+    where
+        T: AsRef<str>,
+        U: Into<String>,
+    {
+        self.layer(BearerAuthLayer::new(tokens))
+    }
+
     fn require_permission<P: Permission>(
         self,
         permission: P,
     ) -> ServiceBuilder<Stack<RequirePermissionLayer<SyncPermission<P>>, L>> {
         self.layer(RequirePermissionLayer::new(permission))
+    }
+
+    fn require_permission_async<P>(
+        self,
+        permission: P,
+    ) -> ServiceBuilder<Stack<RequirePermissionLayer<P>, L>> {
+        self.layer(RequirePermissionLayer::new_async(permission))
     }
 
     fn parse_range(self) -> ServiceBuilder<Stack<ParseRangeLayer, L>> {
@@ -203,6 +317,11 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(CapVolumeLayer::new(bytes))
     }
 
+    fn viewer_stream_limit(self, max: usize) -> ServiceBuilder<Stack<ViewerStreamLimitLayer, L>> {
+        self.layer(ViewerStreamLimitLayer::new(max))
+    }
+
+    #[cfg(feature = "log")]
     fn watch_log(self, layer: WatchLogLayer) -> ServiceBuilder<Stack<WatchLogLayer, L>> {
         self.layer(layer)
     }

@@ -11,7 +11,7 @@
 //! | [`range::ParseRangeLayer`] | parses `Range` into a typed extension |
 //! | [`cap::CapVolumeLayer`] | caps bytes per ranged response (default 8 MiB) |
 //! | [`permission::RequirePermissionLayer`] | `AllowAny`, `IsAuthenticated`, `SignedUrl`, closures, combinators |
-//! | [`auth::BearerAuthLayer`] | maps bearer tokens to a [`viewer::Viewer`] |
+//! | [`auth::BearerAuthLayer`] | maps bearer tokens to a [`extension::Viewer`] |
 //! | [`StreamEndpoint`] | all of the above with django-sage-streaming's defaults |
 //! | [`log::WatchLogLayer`] | one watch-log row per response, usable alone around any service |
 //! | [`log::WatchLogStore`] | the log's storage: [`log::MemoryStore`], and with features `sqlite` / `postgres` the diesel stores |
@@ -39,22 +39,29 @@
 #![deny(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod app;
 pub mod auth;
 pub mod body;
 pub mod cap;
 pub mod endpoint;
 pub mod error;
+pub mod extension;
 pub mod limit;
+#[cfg(feature = "log")]
+#[cfg_attr(docsrs, doc(cfg(feature = "log")))]
 pub mod log;
 pub mod media;
 pub mod permission;
 mod query;
 pub mod range;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
 pub mod settings;
-pub mod viewer;
 
-pub use endpoint::{ServiceBuilderExt, StreamEndpoint, StreamService};
+pub use endpoint::{SageStreamExt, StreamEndpoint, StreamService};
 pub use error::ConfigError;

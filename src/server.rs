@@ -19,7 +19,7 @@
 use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::future::Future;
-use std::net::SocketAddr;
+
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -32,21 +32,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_service::Service;
 
-/// Request extension: the address of the TCP peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerAddr(pub SocketAddr);
-
-impl PeerAddr {
-    /// The peer address of a request: this extension, set by [`serve`], or
-    /// axum's `ConnectInfo<SocketAddr>`, so layers work under either server.
-    pub fn of(extensions: &http::Extensions) -> Option<SocketAddr> {
-        extensions.get::<PeerAddr>().map(|p| p.0).or_else(|| {
-            extensions
-                .get::<axum::extract::ConnectInfo<SocketAddr>>()
-                .map(|c| c.0)
-        })
-    }
-}
+use crate::extension::PeerAddr;
 
 /// Timeouts of [`serve`].
 #[derive(Clone, Debug)]

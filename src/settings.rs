@@ -17,7 +17,8 @@
 //!     "STREAM_MAX_LOAD_VOLUME" => Some("16".to_owned()),
 //!     _ => None,
 //! }).unwrap();
-//! assert_eq!(settings.max_load_volume, 16);
+//! assert_eq!(settings.max_load_volume, 16 * 1024 * 1024); // bytes in code
+//! assert_eq!(settings.max_load_volume_mib(), 16);
 //! assert_eq!(settings.default_video_path_url_var, "path");
 //! assert!(Settings::from_lookup(|_| Some("x".to_owned())).is_err());
 //! ```
@@ -26,10 +27,28 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use regex::Regex;
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
+use crate::extension::{MediaPathSource, DEFAULT_PATH_VAR};
 use crate::permission::{AllOf, AllowAny, IsAuthenticated, Permission, SignedUrl};
+
+/// One mebibyte, the unit of `STREAM_MAX_LOAD_VOLUME`.
+pub const MIB: u64 = 1024 * 1024;
+
+#[cfg(feature = "serde")]
+mod mib {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(bytes / super::MIB)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        u64::deserialize(d).map(|mib| mib.saturating_mul(super::MIB))
+    }
+}
 
 /// Names of the settings' environment variables.
 pub mod vars {
@@ -48,7 +67,8 @@ pub mod vars {
 }
 
 /// A built-in permission, by the name used in settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub enum PermissionClass {
     /// [`AllowAny`].
     AllowAny,
@@ -75,14 +95,21 @@ impl FromStr for PermissionClass {
 }
 
 /// The stream endpoint's settings; [`Default`] gives django-sage-streaming's.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+///
+/// With feature `serde` it reads from a config file (the server's TOML) under
+/// the same names in lower case; `max_load_volume` is written in MiB there,
+/// as in the environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct Settings {
     /// `STREAM_DEFAULT_PERMISSION_CLASSES`: all must allow.
     pub default_permission_classes: Vec<PermissionClass>,
     /// `STREAM_DEFAULT_VIDEO_PATH_URL_VAR`.
     pub default_video_path_url_var: String,
-    /// `STREAM_MAX_LOAD_VOLUME`, in MiB.
+    /// `STREAM_MAX_LOAD_VOLUME`: the cap per ranged response, in **bytes**
+    /// (the variable and the config file say MiB; they are converted here).
+    #[cfg_attr(feature = "serde", serde(with = "mib"))]
     pub max_load_volume: u64,
     /// `STREAM_WATCH_LOG_ENABLED`.
     pub watch_log_enabled: bool,
@@ -96,8 +123,8 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             default_permission_classes: vec![PermissionClass::AllowAny],
-            default_video_path_url_var: crate::media::DEFAULT_PATH_VAR.to_owned(),
-            max_load_volume: 8,
+            default_video_path_url_var: DEFAULT_PATH_VAR.to_owned(),
+            max_load_volume: MIB * 8,
             watch_log_enabled: true,
             range_header_regex_pattern: None,
             signing_key: None,
@@ -138,9 +165,10 @@ impl Settings {
             self.default_video_path_url_var = v;
         }
         if let Some(v) = lookup(vars::MAX_LOAD_VOLUME) {
-            self.max_load_volume = v.trim().parse().map_err(|_| {
+            let mib: u64 = v.trim().parse().map_err(|_| {
                 invalid(vars::MAX_LOAD_VOLUME, &v, "expected a whole number of MiB")
             })?;
+            self.max_load_volume = mib.saturating_mul(MIB);
         }
         if let Some(v) = lookup(vars::WATCH_LOG_ENABLED) {
             self.watch_log_enabled = parse_bool(&v)
@@ -168,9 +196,20 @@ impl Settings {
         Ok(())
     }
 
-    /// The cap in bytes.
-    pub fn max_load_volume_bytes(&self) -> u64 {
-        self.max_load_volume.saturating_mul(1024 * 1024)
+    /// The cap in whole MiB, as `STREAM_MAX_LOAD_VOLUME` writes it.
+    pub fn max_load_volume_mib(&self) -> u64 {
+        self.max_load_volume / MIB
+    }
+
+    /// Sets the cap from a number of MiB, the settings' unit.
+    pub fn set_max_load_volume_mib(&mut self, mib: u64) {
+        self.max_load_volume = mib.saturating_mul(MIB);
+    }
+
+    /// Where requests name the media path: the
+    /// `STREAM_DEFAULT_VIDEO_PATH_URL_VAR` query variable.
+    pub fn media_path_source(&self) -> MediaPathSource {
+        MediaPathSource::query(self.default_video_path_url_var.clone())
     }
 
     /// The compiled range regex, if one is set.
@@ -206,7 +245,7 @@ impl Settings {
                             name: vars::PERMISSION_CLASSES,
                             needs: "STREAM_SIGNING_KEY for SignedUrl",
                         })?;
-                    Arc::new(SignedUrl::new(key).path_var(self.default_video_path_url_var.clone()))
+                    Arc::new(SignedUrl::new(key).media_path(self.media_path_source()))
                 }
             });
         }
@@ -252,7 +291,7 @@ mod tests {
     fn defaults_follow_django() {
         let s = with(&[]).unwrap();
         assert_eq!(s, Settings::default());
-        assert_eq!(s.max_load_volume_bytes(), 8 * 1024 * 1024);
+        assert_eq!(s.max_load_volume, 8 * 1024 * 1024);
         assert_eq!(
             s.default_permission_classes,
             vec![PermissionClass::AllowAny]
@@ -279,7 +318,7 @@ mod tests {
             vec![PermissionClass::IsAuthenticated, PermissionClass::SignedUrl]
         );
         assert_eq!(s.default_video_path_url_var, "video");
-        assert_eq!(s.max_load_volume_bytes(), 2 * 1024 * 1024);
+        assert_eq!(s.max_load_volume, 2 * 1024 * 1024);
         assert!(!s.watch_log_enabled);
         assert!(s.range_regex().unwrap().is_some());
     }

@@ -14,11 +14,11 @@ use chrono::{TimeZone, Utc};
 use common::{body_bytes, Fixture};
 use http::{Request, StatusCode};
 use sage_stream::app::{router, AppConfig};
+use sage_stream::extension::PeerAddr;
 use sage_stream::log::{
     LogFilter, SqliteStore, WatchBatch, WatchLogStore, WatchLogWriter, WatchRecord, WriterConfig,
     WriterHandle,
 };
-use sage_stream::server::PeerAddr;
 use tower::ServiceExt;
 
 const TOKEN: &str = "adm1n-token";

@@ -11,13 +11,13 @@ use chrono::Utc;
 use common::{body_bytes, Fixture};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use sage_stream::extension::PeerAddr;
+use sage_stream::extension::Viewer;
 use sage_stream::log::{
     LogFilter, MemoryStore, WatchLogEntry, WatchLogLayer, WatchLogStore, WatchLogWriter,
     WatchRecord, WriterConfig,
 };
 use sage_stream::permission::IsAuthenticated;
-use sage_stream::server::PeerAddr;
-use sage_stream::viewer::Viewer;
 use sage_stream::StreamEndpoint;
 use tower::{ServiceBuilder, ServiceExt};
 

@@ -27,8 +27,9 @@ use tower::ServiceBuilder;
 
 use crate::auth::BearerAuthLayer;
 use crate::error::ConfigError;
+use crate::extension::IpNet;
 use crate::limit::ViewerStreamLimitLayer;
-use crate::log::{IpNet, WatchLogLayer, WatchLogSink, WatchLogStore};
+use crate::log::{WatchLogLayer, WatchLogSink, WatchLogStore};
 use crate::permission::SignedUrl;
 use crate::settings::{PermissionClass, Settings};
 use crate::StreamEndpoint;
@@ -98,15 +99,19 @@ pub fn router(
     let endpoint = StreamEndpoint::from_settings(&root, settings)?.into_service();
     let watch_log = WatchLogLayer::new(sink)
         .enabled(settings.watch_log_enabled)
-        .path_var(settings.default_video_path_url_var.clone())
+        .media_path(settings.media_path_source())
+        .trusted_proxies(config.trusted_proxies.clone());
+    let limit = config
+        .max_streams_per_viewer
+        .map_or_else(
+            ViewerStreamLimitLayer::unlimited,
+            ViewerStreamLimitLayer::new,
+        )
         .trusted_proxies(config.trusted_proxies.clone());
     let stream = ServiceBuilder::new()
         .layer(BearerAuthLayer::new(config.tokens.clone()).query_var("access_token"))
         .layer(watch_log)
-        .layer(config.max_streams_per_viewer.map_or_else(
-            ViewerStreamLimitLayer::unlimited,
-            ViewerStreamLimitLayer::new,
-        ))
+        .layer(limit)
         .service(endpoint);
     // Links from the player carry a signature when the permission wants one.
     let signer = settings
@@ -114,7 +119,7 @@ pub fn router(
         .contains(&PermissionClass::SignedUrl)
         .then(|| settings.signing_key.clone())
         .flatten()
-        .map(|key| SignedUrl::new(key).path_var(settings.default_video_path_url_var.clone()));
+        .map(|key| SignedUrl::new(key).media_path(settings.media_path_source()));
     let state = Arc::new(AppState {
         root,
         store,

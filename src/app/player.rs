@@ -89,10 +89,7 @@ pub(crate) async fn player(
         .filter(|p| files.iter().any(|(f, _)| f == p))
     {
         let src = match &state.signer {
-            Some(signer) => format!(
-                "/api/stream?{}",
-                signer.signed_query(play, Duration::from_secs(6 * 3600))
-            ),
+            Some(signer) => signer.signed_link("/api/stream", play, Duration::from_secs(6 * 3600)),
             None => format!("/api/stream?{}={}", enc(&state.path_var), enc(play)),
         };
         body.push_str(&format!(

@@ -22,13 +22,15 @@ impl CapVolumeLayer {
     /// Caps each ranged response at `bytes` (at least 1).
     pub const fn new(bytes: u64) -> Self {
         Self {
-            cap: VolumeCap(if bytes == 0 { 1 } else { bytes }),
+            cap: VolumeCap::new(bytes),
         }
     }
 
     /// Caps at `mib` × 1024 × 1024 bytes, the unit of `STREAM_MAX_LOAD_VOLUME`.
     pub const fn mebibytes(mib: u64) -> Self {
-        Self::new(mib.saturating_mul(1024 * 1024))
+        Self {
+            cap: VolumeCap::from_mib(mib),
+        }
     }
 
     /// The cap in bytes.
@@ -41,6 +43,6 @@ impl<S> Layer<S> for CapVolumeLayer {
     type Service = CapVolume<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CapVolume::new(inner, self.cap)
+        CapVolume::new(inner, self.cap.bytes())
     }
 }

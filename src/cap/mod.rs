@@ -40,23 +40,8 @@ mod future;
 mod layer;
 mod service;
 
+pub use crate::extension::VolumeCap;
 pub use body::CappedBody;
 pub use future::ResponseFuture;
 pub use layer::{CapVolumeLayer, DEFAULT_MAX_LOAD_VOLUME};
 pub use service::CapVolume;
-
-/// Request extension: the most bytes the response to this request may carry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VolumeCap(u64);
-
-impl VolumeCap {
-    /// A cap of `bytes` (at least 1).
-    pub fn new(bytes: u64) -> Self {
-        Self(bytes.max(1))
-    }
-
-    /// The cap in bytes.
-    pub fn bytes(self) -> u64 {
-        self.0
-    }
-}

@@ -3,7 +3,7 @@ use std::task::{Context, Poll};
 use http::{header, Request, Response};
 use tower_service::Service;
 
-use super::{CappedBody, ResponseFuture, VolumeCap};
+use super::{CapVolumeLayer, CappedBody, ResponseFuture, VolumeCap};
 
 /// Service that caps the bytes of each ranged response; built by
 /// [`CapVolumeLayer`](super::CapVolumeLayer).
@@ -14,8 +14,22 @@ pub struct CapVolume<S> {
 }
 
 impl<S> CapVolume<S> {
-    pub(super) fn new(inner: S, cap: VolumeCap) -> Self {
-        Self { inner, cap }
+    /// Caps each ranged response of `inner` at `bytes` (at least 1).
+    pub const fn new(inner: S, bytes: u64) -> Self {
+        Self {
+            inner,
+            cap: VolumeCap::new(bytes),
+        }
+    }
+
+    /// A [`CapVolumeLayer`] capping at `bytes`.
+    pub const fn layer(bytes: u64) -> CapVolumeLayer {
+        CapVolumeLayer::new(bytes)
+    }
+
+    /// The cap in bytes.
+    pub const fn bytes(&self) -> u64 {
+        self.cap.bytes()
     }
 
     /// The wrapped service.

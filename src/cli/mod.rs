@@ -59,14 +59,19 @@ pub(crate) struct SignArgs {
     /// Base URL of the stream endpoint.
     #[arg(long, default_value = "http://127.0.0.1:8000/api/stream")]
     base: String,
+    /// Query variable naming the media path, as the server reads it.
+    #[arg(long, env = "STREAM_DEFAULT_VIDEO_PATH_URL_VAR", default_value = sage_stream::extension::DEFAULT_PATH_VAR)]
+    path_var: String,
 }
 
 pub(crate) fn sign(args: SignArgs) {
-    let signer = sage_stream::permission::SignedUrl::new(args.key);
+    // The same media-path rule as the server's, so the link names the path
+    // where the server looks for it.
+    let source = sage_stream::extension::MediaPathSource::query(args.path_var);
+    let signer = sage_stream::permission::SignedUrl::new(args.key).media_path(source);
     println!(
-        "{}?{}",
-        args.base,
-        signer.signed_query(&args.path, args.expires)
+        "{}",
+        signer.signed_link(&args.base, &args.path, args.expires)
     );
 }
 

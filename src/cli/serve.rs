@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sage_stream::app::{self, AppConfig};
-use sage_stream::log::{IpNet, WatchLogWriter, WriterConfig};
+use sage_stream::extension::IpNet;
+use sage_stream::log::{WatchLogWriter, WriterConfig};
 use sage_stream::server::{self, ServerConfig};
 use sage_stream::settings::{vars, Settings};
 use serde::Deserialize;
@@ -281,7 +282,7 @@ mod tests {
         assert_eq!(r.bind.port(), 9000);
         assert_eq!(r.app.admin_token.as_deref(), Some("from-file"));
         assert_eq!(r.app.max_streams_per_viewer, Some(3));
-        assert_eq!(r.app.settings.max_load_volume, 2);
+        assert_eq!(r.app.settings.max_load_volume_mib(), 2);
         assert_eq!(r.app.settings.default_video_path_url_var, "video");
         assert_eq!(r.app.tokens, vec![("t1".to_owned(), "alice".to_owned())]);
         assert_eq!(r.app.trusted_proxies.len(), 1);
@@ -292,7 +293,14 @@ mod tests {
             config: Some(config.clone()),
             ..ServeArgs::default()
         };
-        assert_eq!(resolve(args, env).unwrap().app.settings.max_load_volume, 4);
+        assert_eq!(
+            resolve(args, env)
+                .unwrap()
+                .app
+                .settings
+                .max_load_volume_mib(),
+            4
+        );
         // Flags over environment.
         let args = ServeArgs {
             config: Some(config.clone()),
@@ -301,7 +309,7 @@ mod tests {
             ..ServeArgs::default()
         };
         let r = resolve(args, env).unwrap();
-        assert_eq!(r.app.settings.max_load_volume, 6);
+        assert_eq!(r.app.settings.max_load_volume_mib(), 6);
         assert_eq!(r.app.admin_token.as_deref(), Some("flag"));
         // Defaults.
         let r = resolve(ServeArgs::default(), |_| None).unwrap();

@@ -66,7 +66,7 @@ where
                 let response = ready!(future.poll(cx))?;
                 let slot = slot.take();
                 Poll::Ready(Ok(
-                    response.map(|b| ResponseBody::Inner(SlotBody::new(b, slot)))
+                    response.map(|b| ResponseBody::inner(SlotBody::new(b, slot)))
                 ))
             }
         }

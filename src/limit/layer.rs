@@ -4,23 +4,31 @@ use std::sync::{Arc, Mutex};
 use tower_layer::Layer;
 
 use super::ViewerStreamLimit;
+use crate::extension::{IpNet, ViewerKey};
 
 /// Open streams per viewer, shared by every clone of the layer.
 #[derive(Debug)]
 pub(super) struct Slots {
     pub(super) max: usize,
-    pub(super) open: Mutex<HashMap<String, usize>>,
+    pub(super) open: Mutex<HashMap<ViewerKey, usize>>,
 }
 
 /// A held stream slot; released on drop.
 #[derive(Debug)]
 pub(super) struct Slot {
     slots: Arc<Slots>,
-    key: String,
+    key: ViewerKey,
 }
 
 impl Slots {
-    pub(super) fn acquire(self: &Arc<Self>, key: String) -> Option<Slot> {
+    fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub(super) fn acquire(self: &Arc<Self>, key: ViewerKey) -> Option<Slot> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(key.clone()).or_insert(0);
         if *count >= self.max {
@@ -51,27 +59,33 @@ impl Drop for Slot {
 #[derive(Clone, Debug)]
 pub struct ViewerStreamLimitLayer {
     slots: Arc<Slots>,
+    trusted_proxies: Arc<[IpNet]>,
 }
 
 impl ViewerStreamLimitLayer {
     /// At most `max` open streams per viewer (at least 1).
     pub fn new(max: usize) -> Self {
         Self {
-            slots: Arc::new(Slots {
-                max: max.max(1),
-                open: Mutex::new(HashMap::new()),
-            }),
+            slots: Slots::new(max.max(1)),
+            trusted_proxies: Arc::new([]),
         }
     }
 
     /// No limit: requests pass without being counted.
     pub fn unlimited() -> Self {
         Self {
-            slots: Arc::new(Slots {
-                max: usize::MAX,
-                open: Mutex::new(HashMap::new()),
-            }),
+            slots: Slots::new(usize::MAX),
+            trusted_proxies: Arc::new([]),
         }
+    }
+
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client of an
+    /// anonymous viewer (without them, everyone behind one proxy would share
+    /// its slots). A [`ClientIp`](crate::extension::ClientIp) extension set
+    /// by an outer layer (the watch log) wins.
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpNet>) -> Self {
+        self.trusted_proxies = proxies.into_iter().collect();
+        self
     }
 
     /// The limit.
@@ -84,6 +98,10 @@ impl<S> Layer<S> for ViewerStreamLimitLayer {
     type Service = ViewerStreamLimit<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ViewerStreamLimit::new(inner, Arc::clone(&self.slots))
+        ViewerStreamLimit {
+            inner,
+            slots: Arc::clone(&self.slots),
+            trusted_proxies: Arc::clone(&self.trusted_proxies),
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! Limit how many streams one viewer holds at once.
 //!
-//! [`ViewerStreamLimitLayer`] counts open responses per viewer — by user id
-//! when the [`Viewer`](crate::viewer::Viewer) has one, else by client IP
-//! ([`PeerAddr`](crate::server::PeerAddr) or axum's `ConnectInfo`) — and
+//! [`ViewerStreamLimitLayer`] counts open responses per viewer — by
+//! [`ViewerKey`](crate::extension::ViewerKey), the rule the watch log groups
+//! by too: the user id when the [`Viewer`](crate::extension::Viewer) has
+//! one, else the client IP after the trusted-proxy walk
+//! ([`ViewerStreamLimitLayer::trusted_proxies`]) — and
 //! answers `429 Too Many Requests` with a short reason and `Retry-After`
 //! once the limit is reached. A stream's slot is held until its body ends or
 //! is dropped (the client went away), so the count follows real streams.
@@ -13,7 +15,7 @@
 //!
 //! ```
 //! use http::{Request, StatusCode};
-//! use sage_stream::{limit::ViewerStreamLimitLayer, viewer::Viewer, StreamEndpoint};
+//! use sage_stream::{limit::ViewerStreamLimitLayer, extension::Viewer, StreamEndpoint};
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]

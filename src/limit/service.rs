@@ -5,22 +5,28 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::layer::Slots;
-use super::{ResponseFuture, SlotBody};
+use super::{ResponseFuture, SlotBody, ViewerStreamLimitLayer};
 use crate::body::ResponseBody;
-use crate::server::PeerAddr;
-use crate::viewer::Viewer;
+use crate::extension::{ClientIp, IpNet, Viewer, ViewerKey};
 
 /// Service that limits concurrent streams per viewer; built by
-/// [`ViewerStreamLimitLayer`](super::ViewerStreamLimitLayer).
+/// [`ViewerStreamLimitLayer`].
 #[derive(Clone, Debug)]
 pub struct ViewerStreamLimit<S> {
-    inner: S,
-    slots: Arc<Slots>,
+    pub(super) inner: S,
+    pub(super) slots: Arc<Slots>,
+    pub(super) trusted_proxies: Arc<[IpNet]>,
 }
 
 impl<S> ViewerStreamLimit<S> {
-    pub(super) fn new(inner: S, slots: Arc<Slots>) -> Self {
-        Self { inner, slots }
+    /// At most `max` concurrent streams per viewer through `inner`.
+    pub fn new(inner: S, max: usize) -> Self {
+        tower_layer::Layer::layer(&ViewerStreamLimitLayer::new(max), inner)
+    }
+
+    /// A [`ViewerStreamLimitLayer`] with this limit.
+    pub fn layer(max: usize) -> ViewerStreamLimitLayer {
+        ViewerStreamLimitLayer::new(max)
     }
 
     /// The wrapped service.
@@ -28,22 +34,32 @@ impl<S> ViewerStreamLimit<S> {
         &self.inner
     }
 
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
     /// Unwraps the inner service.
     pub fn into_inner(self) -> S {
         self.inner
     }
-}
 
-fn viewer_key<B>(req: &Request<B>) -> Option<String> {
-    if let Some(user) = req
-        .extensions()
-        .get::<Viewer>()
-        .and_then(|v| v.user_id.as_ref())
-    {
-        return Some(format!("u:{user}"));
+    /// Whom `req` counts as (see [`ViewerKey`]); sets [`ClientIp`] for the
+    /// layers inside when it had to work it out.
+    fn viewer_key<B>(&self, req: &mut Request<B>) -> ViewerKey {
+        let user = req
+            .extensions()
+            .get::<Viewer>()
+            .and_then(|v| v.user_id.as_deref());
+        if user.is_some() {
+            return ViewerKey::new(user, None);
+        }
+        let ip = ClientIp::resolve(req.extensions(), req.headers(), &self.trusted_proxies);
+        if let Some(ip) = ip {
+            req.extensions_mut().insert(ClientIp(ip));
+        }
+        ViewerKey::new(None, ip)
     }
-    let peer = PeerAddr::of(req.extensions())?;
-    Some(format!("ip:{}", peer.ip()))
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ViewerStreamLimit<S>
@@ -59,16 +75,19 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         if self.slots.max == usize::MAX {
             return ResponseFuture::new(self.inner.call(req), None);
         }
-        let slot = match viewer_key(&req) {
-            None => None,
-            Some(key) => match self.slots.acquire(key) {
+        let key = self.viewer_key(&mut req);
+        // Neither a user id nor an address: nothing to count by.
+        let slot = if key.is_anonymous() {
+            None
+        } else {
+            match self.slots.acquire(key) {
                 Some(slot) => Some(slot),
                 None => return ResponseFuture::refused(self.slots.max),
-            },
+            }
         };
         ResponseFuture::new(self.inner.call(req), slot)
     }

@@ -11,7 +11,6 @@ use pin_project::{pin_project, pinned_drop};
 
 use super::layer::LogConfig;
 use super::record::WatchRecord;
-use super::service::requested_path;
 use super::writer::WatchLogSink;
 
 /// What is known of a logged request before its response ends.
@@ -20,8 +19,8 @@ pub(super) struct Pending {
     pub(super) sink: WatchLogSink,
     pub(super) started: Instant,
     pub(super) created_at: DateTime<Utc>,
-    // Decoded only if the inner service does not report the path itself.
-    pub(super) uri: http::Uri,
+    // Used only if the inner service does not report the path itself.
+    pub(super) requested_path: Option<CompactString>,
     pub(super) config: Arc<LogConfig>,
     pub(super) user_id: Option<CompactString>,
     pub(super) is_authenticated: bool,
@@ -43,7 +42,7 @@ impl Pending {
         let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.sink.record(WatchRecord {
             created_at: self.created_at,
-            path: path.unwrap_or_else(|| requested_path(&self.uri, &self.config.path)),
+            path: path.or(self.requested_path).unwrap_or_default(),
             user_id: self.user_id,
             is_authenticated: self.is_authenticated,
             ip: self.ip,

@@ -2,15 +2,9 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::client_ip::IpNet;
 use super::writer::WatchLogSink;
 use super::WatchLog;
-
-#[derive(Clone, Debug)]
-pub(super) enum PathSource {
-    Query(String),
-    UriPath(String),
-}
+use crate::extension::{IpNet, MediaPathSource};
 
 #[derive(Clone, Debug)]
 pub(super) struct LogConfig {
@@ -18,7 +12,7 @@ pub(super) struct LogConfig {
     pub(super) log_head: bool,
     pub(super) log_not_modified: bool,
     pub(super) log_refusals: bool,
-    pub(super) path: PathSource,
+    pub(super) path: MediaPathSource,
     pub(super) trusted_proxies: Vec<IpNet>,
     pub(super) max_field_len: usize,
 }
@@ -43,7 +37,7 @@ impl WatchLogLayer {
                 log_head: false,
                 log_not_modified: true,
                 log_refusals: true,
-                path: PathSource::Query(crate::media::DEFAULT_PATH_VAR.to_owned()),
+                path: MediaPathSource::default(),
                 trusted_proxies: Vec::new(),
                 max_field_len: 256,
             }),
@@ -78,22 +72,31 @@ impl WatchLogLayer {
         self
     }
 
-    /// Reads the media path from this query variable (default `path`) when
-    /// the inner service does not report it (see
-    /// [`ServedFile`](crate::media::ServedFile)).
-    pub fn path_var(mut self, name: impl Into<String>) -> Self {
-        self.config().path = PathSource::Query(name.into());
+    /// Where requests name the media path (default: the `path` query
+    /// variable). The layer decodes it once and sets the
+    /// [`MediaPath`](crate::extension::MediaPath) extension, which the
+    /// permission and `ServeMedia` inside read; the row takes the
+    /// normalised path the inner service reports
+    /// ([`ServedFile`](crate::extension::ServedFile)) when there is one.
+    pub fn media_path(mut self, source: MediaPathSource) -> Self {
+        self.config().path = source;
         self
+    }
+
+    /// Reads the media path from this query variable (default `path`).
+    pub fn path_var(self, name: impl Into<String>) -> Self {
+        self.media_path(MediaPathSource::query(name))
     }
 
     /// Reads the media path from the URI path below `prefix` instead (e.g.
     /// around tower-http's `ServeDir` nested at `prefix`).
-    pub fn uri_path(mut self, prefix: impl Into<String>) -> Self {
-        self.config().path = PathSource::UriPath(prefix.into().trim_end_matches('/').to_owned());
-        self
+    pub fn uri_path(self, prefix: impl Into<String>) -> Self {
+        self.media_path(MediaPathSource::uri_prefix(prefix))
     }
 
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` are believed.
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` are believed. The
+    /// client IP found is set as the [`ClientIp`](crate::extension::ClientIp)
+    /// extension, which the stream limit inside reads.
     pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpNet>) -> Self {
         self.config().trusted_proxies = proxies.into_iter().collect();
         self
@@ -110,6 +113,10 @@ impl<S> Layer<S> for WatchLogLayer {
     type Service = WatchLog<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        WatchLog::new(inner, self.sink.clone(), Arc::clone(&self.config))
+        WatchLog {
+            inner,
+            sink: self.sink.clone(),
+            config: Arc::clone(&self.config),
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! [`WatchLogLayer`] works alone around any `Service<http::Request<B>>` —
 //! the stream endpoint, tower-http's `ServeDir`, an axum handler — and
 //! writes one row per response: time (UTC), media path relative to the root,
-//! user id and authenticated flag from the [`Viewer`](crate::viewer::Viewer),
+//! user id and authenticated flag from the [`Viewer`](crate::extension::Viewer),
 //! client IP, method, status, the requested `Range`, the **bytes actually
 //! sent** (counted in [`LoggedBody`]), duration, user agent, and whether the
 //! body completed or the client went away. The row is written when the body
@@ -19,10 +19,12 @@
 //! Which responses count: GET, whatever the status (refusals show who tried);
 //! HEAD not (players probe with it); `304` yes. Each is configurable.
 //!
-//! The client IP is the TCP peer ([`PeerAddr`](crate::server::PeerAddr) or
+//! The client IP is the TCP peer ([`PeerAddr`](crate::extension::PeerAddr) or
 //! axum's `ConnectInfo`); `Forwarded` / `X-Forwarded-For` are believed only
 //! when the peer is one of [`WatchLogLayer::trusted_proxies`], and an invalid
-//! forwarded value is stored as null.
+//! forwarded value is stored as null. The layer sets the
+//! [`MediaPath`](crate::extension::MediaPath) and
+//! [`ClientIp`](crate::extension::ClientIp) extensions for the layers inside.
 //!
 //! # Example
 //!
@@ -52,7 +54,6 @@
 
 pub mod analytics;
 mod body;
-mod client_ip;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod diesel_store;
 pub mod export;
@@ -67,7 +68,6 @@ mod store;
 mod writer;
 
 pub use body::LoggedBody;
-pub use client_ip::IpNet;
 /// The text type of [`WatchRecord`]'s fields (re-exported from `compact_str`).
 pub use compact_str::CompactString;
 #[cfg(feature = "postgres")]

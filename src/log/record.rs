@@ -17,7 +17,7 @@ pub struct WatchRecord {
     pub created_at: DateTime<Utc>,
     /// Media path relative to the root (never a server path).
     pub path: CompactString,
-    /// User id from the [`Viewer`](crate::viewer::Viewer), if any.
+    /// User id from the [`Viewer`](crate::extension::Viewer), if any.
     pub user_id: Option<CompactString>,
     /// Whether the viewer was authenticated.
     pub is_authenticated: bool,

@@ -4,35 +4,36 @@ use std::time::Instant;
 
 use chrono::{SubsecRound, Utc};
 use compact_str::CompactString;
+use std::net::IpAddr;
+
 use http::{header, Method, Request, Response};
-use percent_encoding::percent_decode_str;
 use tower_service::Service;
 
 use super::body::Pending;
-use super::client_ip::{client_ip, ip_text};
-use super::layer::{LogConfig, PathSource};
+use super::layer::LogConfig;
 use super::writer::WatchLogSink;
-use super::ResponseFuture;
-use crate::query::query_value;
-use crate::server::PeerAddr;
-use crate::viewer::Viewer;
+use super::{ResponseFuture, WatchLogLayer};
+use crate::extension::{ClientIp, MediaPath, Viewer};
 
 /// Service that logs each response; built by
 /// [`WatchLogLayer`](super::WatchLogLayer).
 #[derive(Clone, Debug)]
 pub struct WatchLog<S> {
-    inner: S,
-    sink: WatchLogSink,
-    config: Arc<LogConfig>,
+    pub(super) inner: S,
+    pub(super) sink: WatchLogSink,
+    pub(super) config: Arc<LogConfig>,
 }
 
 impl<S> WatchLog<S> {
-    pub(super) fn new(inner: S, sink: WatchLogSink, config: Arc<LogConfig>) -> Self {
-        Self {
-            inner,
-            sink,
-            config,
-        }
+    /// Logs the responses of `inner` into `sink` with
+    /// [`WatchLogLayer::new`]'s defaults.
+    pub fn new(inner: S, sink: WatchLogSink) -> Self {
+        tower_layer::Layer::layer(&WatchLogLayer::new(sink), inner)
+    }
+
+    /// A [`WatchLogLayer`] logging into `sink`, to configure and stack.
+    pub fn layer(sink: WatchLogSink) -> WatchLogLayer {
+        WatchLogLayer::new(sink)
     }
 
     /// The wrapped service.
@@ -50,7 +51,9 @@ impl<S> WatchLog<S> {
         self.inner
     }
 
-    fn pending<B>(&self, req: &Request<B>) -> Option<Pending> {
+    /// What the row will say about `req`. Also sets the [`MediaPath`] and
+    /// [`ClientIp`] extensions, so the layers inside read these answers.
+    fn pending<B>(&self, req: &mut Request<B>) -> Option<Pending> {
         let config = &self.config;
         let method = req.method();
         if !config.enabled
@@ -58,8 +61,14 @@ impl<S> WatchLog<S> {
         {
             return None;
         }
+        config.path.insert_into(req);
+        let ip = ClientIp::resolve(req.extensions(), req.headers(), &config.trusted_proxies);
+        if let Some(ip) = ip {
+            req.extensions_mut().insert(ClientIp(ip));
+        }
+        let req = &*req;
+        let method = req.method();
         let viewer = req.extensions().get::<Viewer>();
-        let peer = PeerAddr::of(req.extensions());
         let bounded = |name: header::HeaderName| {
             req.headers().get(name).map(|v| {
                 // Valid UTF-8 (nearly always ASCII) is checked fast; only
@@ -77,13 +86,16 @@ impl<S> WatchLog<S> {
             started: Instant::now(),
             // Microseconds: what both databases store.
             created_at: Utc::now().trunc_subsecs(6),
-            uri: req.uri().clone(),
+            requested_path: req
+                .extensions()
+                .get::<MediaPath>()
+                .map(|p| truncate(p.as_str(), MAX_PATH_LEN)),
             config: Arc::clone(config),
             user_id: viewer
                 .and_then(|v| v.user_id.as_deref())
                 .map(CompactString::from),
             is_authenticated: viewer.is_some_and(|v| v.authenticated),
-            ip: client_ip(peer, req.headers(), &config.trusted_proxies).map(ip_text),
+            ip: ip.map(ip_text),
             method: method.as_str().into(),
             range_header: bounded(header::RANGE),
             user_agent: bounded(header::USER_AGENT),
@@ -93,27 +105,6 @@ impl<S> WatchLog<S> {
 }
 
 const MAX_PATH_LEN: usize = 1024;
-
-/// The media path as the request names it, for services that do not report
-/// a [`ServedFile`](crate::media::ServedFile).
-pub(super) fn requested_path(uri: &http::Uri, source: &PathSource) -> CompactString {
-    let raw = match source {
-        PathSource::Query(var) => match query_value(uri.query(), var) {
-            Some(Ok(value)) => value,
-            _ => String::new(),
-        },
-        PathSource::UriPath(prefix) => {
-            let rest = uri
-                .path()
-                .strip_prefix(prefix.as_str())
-                .unwrap_or(uri.path());
-            percent_decode_str(rest.trim_start_matches('/'))
-                .decode_utf8_lossy()
-                .into_owned()
-        }
-    };
-    truncate(&raw, MAX_PATH_LEN)
-}
 
 /// Cuts `text` to at most `max` bytes on a character boundary.
 pub(super) fn truncate(text: &str, max: usize) -> CompactString {
@@ -141,8 +132,58 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let pending = self.pending(&req);
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let pending = self.pending(&mut req);
         ResponseFuture::new(self.inner.call(req), pending)
+    }
+}
+
+/// `ip` as text, as `Display` writes it; IPv4 (nearly every request) is
+/// written digit by digit, a tenth of the formatter's work.
+pub(crate) fn ip_text(ip: IpAddr) -> CompactString {
+    let IpAddr::V4(v4) = ip else {
+        return compact_str::format_compact!("{ip}");
+    };
+    // At most 15 bytes: always inside the CompactString, never allocated.
+    let mut text = CompactString::const_new("");
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_text_writes_what_display_writes() {
+        let mut ips: Vec<IpAddr> = ["::1", "2001:db8::8a2e:370:7334", "::ffff:1.2.3.4"]
+            .iter()
+            .map(|t| t.parse().unwrap())
+            .collect();
+        // Every octet value in every position, and the widths around 10 and 100.
+        for n in 0..=255u8 {
+            ips.push(IpAddr::from([
+                n,
+                255 - n,
+                n.wrapping_add(128),
+                n.wrapping_mul(7),
+            ]));
+        }
+        ips.push(IpAddr::from([0, 9, 10, 99]));
+        ips.push(IpAddr::from([100, 199, 200, 255]));
+        for ip in ips {
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 }

@@ -53,22 +53,9 @@ mod path;
 mod respond;
 mod service;
 
+pub use crate::extension::ServedFile;
 pub use body::MediaBody;
-pub use service::{
-    ResponseFuture, ServeMedia, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_PATH_LEN, DEFAULT_PATH_VAR,
-};
-
-/// Response extension set by [`ServeMedia`] whenever it found the file: the
-/// media path relative to the root, as normalised, and the file's length.
-///
-/// Outer layers (the watch log) read it instead of parsing the request again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServedFile {
-    /// Path relative to the media root, `/`-separated.
-    pub path: String,
-    /// Length of the file in bytes.
-    pub len: u64,
-}
+pub use service::{ResponseFuture, ServeMedia, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_PATH_LEN};
 
 /// The length of `relative` under `root` under the same confinement rules
 /// as [`ServeMedia`] (no escape, no symlink out of the root), or `None`.

@@ -8,35 +8,23 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use percent_encoding::percent_decode_str;
 use tokio::task::JoinHandle;
 use tower_service::Service;
 
 use super::body::MediaBody;
 use super::path::{normalise, PathRefusal};
 use super::respond::{respond, text, Job};
-use crate::cap::VolumeCap;
-use crate::query::query_value;
-use crate::range::RangeRequest;
+use crate::extension::{MediaPathError, MediaPathSource, RangeRequest, VolumeCap};
 
-/// The default query variable that names the media path, as
-/// django-sage-streaming's `STREAM_DEFAULT_VIDEO_PATH_URL_VAR`.
-pub const DEFAULT_PATH_VAR: &str = "path";
 /// The default size of one read from disk.
 pub const DEFAULT_CHUNK_SIZE: usize = 128 * 1024;
 /// The default longest accepted media path, in bytes.
 pub const DEFAULT_MAX_PATH_LEN: usize = 1024;
 
 #[derive(Clone, Debug)]
-enum Locate {
-    Query(String),
-    UriPath(String),
-}
-
-#[derive(Clone, Debug)]
 struct Config {
     root: Arc<Path>,
-    locate: Locate,
+    source: MediaPathSource,
     chunk_size: usize,
     follow_symlinks: bool,
     max_path_len: usize,
@@ -61,7 +49,7 @@ impl ServeMedia {
         Self {
             config: Arc::new(Config {
                 root: root.into(),
-                locate: Locate::Query(DEFAULT_PATH_VAR.to_owned()),
+                source: MediaPathSource::default(),
                 chunk_size: DEFAULT_CHUNK_SIZE,
                 follow_symlinks: false,
                 max_path_len: DEFAULT_MAX_PATH_LEN,
@@ -69,18 +57,23 @@ impl ServeMedia {
         }
     }
 
-    /// Takes the media path from this query variable (default `path`).
-    pub fn query_var(mut self, name: impl Into<String>) -> Self {
-        Arc::make_mut(&mut self.config).locate = Locate::Query(name.into());
+    /// Where requests name the media path (default: the `path` query
+    /// variable). A [`MediaPath`](crate::extension::MediaPath) extension set
+    /// by an outer layer wins, so signing, logging and serving agree.
+    pub fn media_path(mut self, source: MediaPathSource) -> Self {
+        Arc::make_mut(&mut self.config).source = source;
         self
+    }
+
+    /// Takes the media path from this query variable (default `path`).
+    pub fn query_var(self, name: impl Into<String>) -> Self {
+        self.media_path(MediaPathSource::query(name))
     }
 
     /// Takes the media path from the URI path below `prefix` instead of the
     /// query, e.g. `/media/clips/a.mp4` with prefix `/media`.
-    pub fn uri_path(mut self, prefix: impl Into<String>) -> Self {
-        let prefix = prefix.into().trim_end_matches('/').to_owned();
-        Arc::make_mut(&mut self.config).locate = Locate::UriPath(prefix);
-        self
+    pub fn uri_path(self, prefix: impl Into<String>) -> Self {
+        self.media_path(MediaPathSource::uri_prefix(prefix))
     }
 
     /// Bytes per read from disk (default 128 KiB); at most two such chunks of
@@ -110,25 +103,13 @@ impl ServeMedia {
 
     fn requested_path<B>(&self, req: &Request<B>) -> Result<String, (StatusCode, &'static str)> {
         let bad = |r: PathRefusal| (StatusCode::BAD_REQUEST, r.reason());
-        let raw = match &self.config.locate {
-            Locate::Query(var) => match query_value(req.uri().query(), var) {
-                None => return Err(bad(PathRefusal::Missing)),
-                Some(Err(())) => return Err(bad(PathRefusal::NotUtf8)),
-                Some(Ok(value)) => value,
-            },
-            Locate::UriPath(prefix) => {
-                let rest = req
-                    .uri()
-                    .path()
-                    .strip_prefix(prefix.as_str())
-                    .filter(|rest| rest.is_empty() || rest.starts_with('/'))
-                    .ok_or((StatusCode::NOT_FOUND, "media not found"))?;
-                let rest = rest.strip_prefix('/').unwrap_or(rest);
-                percent_decode_str(rest)
-                    .decode_utf8()
-                    .map_err(|_| bad(PathRefusal::NotUtf8))?
-                    .into_owned()
+        let raw = match self.config.source.resolve(req.extensions(), req.uri()) {
+            Ok(raw) => raw,
+            Err(MediaPathError::OutsidePrefix) => {
+                return Err((StatusCode::NOT_FOUND, "media not found"))
             }
+            Err(MediaPathError::NotUtf8) => return Err(bad(PathRefusal::NotUtf8)),
+            Err(_) => return Err(bad(PathRefusal::Missing)),
         };
         normalise(&raw, self.config.max_path_len).map_err(bad)
     }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use http::{Extensions, HeaderMap, Method, Request, Uri};
 
+use crate::extension::{Viewer, ANONYMOUS};
 use crate::query::query_value;
-use crate::viewer::{Viewer, ANONYMOUS};
 
 /// Why a request was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -81,7 +81,7 @@ where
                 },
                 StateProj::Calling { future } => {
                     let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::Inner)));
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
             }
         }

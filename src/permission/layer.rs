@@ -30,6 +30,6 @@ impl<S, P: Clone> Layer<S> for RequirePermissionLayer<P> {
     type Service = RequirePermission<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequirePermission::new(inner, self.permission.clone())
+        RequirePermission::new_async(inner, self.permission.clone())
     }
 }

@@ -1,7 +1,7 @@
 //! Decide who may watch: [`RequirePermissionLayer`] and the [`Permission`]
 //! checks it runs.
 //!
-//! A permission looks at the request head, including the [`Viewer`](crate::viewer::Viewer)
+//! A permission looks at the request head, including the [`Viewer`](crate::extension::Viewer)
 //! an authentication layer put into its extensions, and either allows it or
 //! returns a [`Denial`]. Refusals are responses: `401` with
 //! `WWW-Authenticate` for [`Denial::Unauthenticated`], `403` for
@@ -18,7 +18,7 @@
 //! ```
 //! use http::{Request, Response, StatusCode};
 //! use sage_stream::permission::{Denial, IsAuthenticated, PermissionExt, RequestHead, RequirePermissionLayer};
-//! use sage_stream::viewer::Viewer;
+//! use sage_stream::extension::Viewer;
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //! use std::convert::Infallible;
 //!

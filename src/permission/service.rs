@@ -3,8 +3,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::check::AsyncPermission;
-use super::ResponseFuture;
+use super::check::{AsyncPermission, Permission, SyncPermission};
+use super::{RequirePermissionLayer, ResponseFuture};
 use crate::body::ResponseBody;
 
 /// Service that refuses requests a permission does not allow; built by
@@ -15,8 +15,24 @@ pub struct RequirePermission<S, P> {
     permission: P,
 }
 
+impl<S, P: Permission> RequirePermission<S, SyncPermission<P>> {
+    /// Checks each request to `inner` with a synchronous [`Permission`].
+    pub fn new(inner: S, permission: P) -> Self {
+        Self {
+            inner,
+            permission: SyncPermission::new(permission),
+        }
+    }
+
+    /// A [`RequirePermissionLayer`] with a synchronous [`Permission`].
+    pub fn layer(permission: P) -> RequirePermissionLayer<SyncPermission<P>> {
+        RequirePermissionLayer::new(permission)
+    }
+}
+
 impl<S, P> RequirePermission<S, P> {
-    pub(super) fn new(inner: S, permission: P) -> Self {
+    /// Checks each request to `inner` with an [`AsyncPermission`].
+    pub fn new_async(inner: S, permission: P) -> Self {
         Self { inner, permission }
     }
 

@@ -5,48 +5,37 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::Sha256;
 
 use super::check::{Decision, Denial, Permission, RequestHead};
-use crate::media::DEFAULT_PATH_VAR;
+use crate::extension::MediaPathSource;
 
 /// Query variable carrying the expiry, in Unix seconds.
 pub const EXPIRES_VAR: &str = "expires";
 /// Query variable carrying the hex HMAC-SHA-256 signature.
 pub const SIGNATURE_VAR: &str = "signature";
 
-// Everything but unreserved characters and `/` is escaped in query values.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b'/');
-
-#[derive(Clone, Debug)]
-enum Signed {
-    Query(String),
-    UriPath,
-}
-
 /// Allows a request whose query carries a valid, unexpired signature of the
 /// media path: `?path=P&expires=E&signature=HEX`, where `HEX` is
 /// HMAC-SHA-256 over `P`, a newline and `E` under a secret key.
+///
+/// `P` is the media path as the endpoint's [`MediaPathSource`] reads it (a
+/// query variable, or the URI path below a prefix); give the signer the
+/// same source as the endpoint, e.g. with [`SignedUrl::media_path`].
 ///
 /// Signatures are compared in constant time. Missing, malformed, expired or
 /// tampered links get `403`.
 #[derive(Clone)]
 pub struct SignedUrl {
     key: Vec<u8>,
-    signed: Signed,
+    source: MediaPathSource,
 }
 
 impl fmt::Debug for SignedUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the key.
         f.debug_struct("SignedUrl")
-            .field("signed", &self.signed)
+            .field("source", &self.source)
             .finish_non_exhaustive()
     }
 }
@@ -56,20 +45,30 @@ impl SignedUrl {
     pub fn new(key: impl Into<Vec<u8>>) -> Self {
         Self {
             key: key.into(),
-            signed: Signed::Query(DEFAULT_PATH_VAR.to_owned()),
+            source: MediaPathSource::default(),
         }
     }
 
-    /// Signs the value of this query variable (match the endpoint's).
-    pub fn path_var(mut self, name: impl Into<String>) -> Self {
-        self.signed = Signed::Query(name.into());
+    /// Signs the media path as `source` reads it (match the endpoint's).
+    pub fn media_path(mut self, source: MediaPathSource) -> Self {
+        self.source = source;
         self
     }
 
-    /// Signs the decoded URI path instead (for `ServeMedia::uri_path` mounts).
-    pub fn uri_path(mut self) -> Self {
-        self.signed = Signed::UriPath;
-        self
+    /// Signs the value of this query variable (match the endpoint's).
+    pub fn path_var(self, name: impl Into<String>) -> Self {
+        self.media_path(MediaPathSource::query(name))
+    }
+
+    /// Signs the media path below `prefix` in the URI path (for
+    /// `ServeMedia::uri_path(prefix)` mounts).
+    pub fn uri_path(self, prefix: impl Into<String>) -> Self {
+        self.media_path(MediaPathSource::uri_prefix(prefix))
+    }
+
+    /// The media-path source this signer reads.
+    pub fn source(&self) -> &MediaPathSource {
+        &self.source
     }
 
     fn mac(&self, path: &str, expires: u64) -> Hmac<Sha256> {
@@ -87,20 +86,30 @@ impl SignedUrl {
         hex::encode(self.mac(path, expires).finalize().into_bytes())
     }
 
-    /// A query string (without `?`) granting access to `path` for `ttl`.
-    ///
-    /// With [`SignedUrl::uri_path`] it holds only `expires` and `signature`.
-    pub fn signed_query(&self, path: &str, ttl: Duration) -> String {
+    /// The `expires=E&signature=HEX` query pairs granting access to `path`
+    /// for `ttl`.
+    pub fn signature_query(&self, path: &str, ttl: Duration) -> String {
         let expires = unix_now().saturating_add(ttl.as_secs());
         let signature = self.sign(path, expires);
-        match &self.signed {
-            Signed::Query(var) => format!(
-                "{}={}&{EXPIRES_VAR}={expires}&{SIGNATURE_VAR}={signature}",
-                utf8_percent_encode(var, QUERY_VALUE),
-                utf8_percent_encode(path, QUERY_VALUE)
-            ),
-            Signed::UriPath => format!("{EXPIRES_VAR}={expires}&{SIGNATURE_VAR}={signature}"),
-        }
+        format!("{EXPIRES_VAR}={expires}&{SIGNATURE_VAR}={signature}")
+    }
+
+    /// A signed link to `path` valid for `ttl`, at the endpoint mounted at
+    /// `mount` (its URL in query mode, the prefix's URL in URI mode; see
+    /// [`MediaPathSource::link`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sage_stream::permission::SignedUrl;
+    ///
+    /// let link = SignedUrl::new("k").path_var("video").signed_link("/api/stream", "a.mp4", Duration::from_secs(60));
+    /// assert!(link.starts_with("/api/stream?video=a.mp4&expires="));
+    /// let link = SignedUrl::new("k").uri_path("/media").signed_link("/media", "a.mp4", Duration::from_secs(60));
+    /// assert!(link.starts_with("/media/a.mp4?expires="));
+    /// ```
+    pub fn signed_link(&self, mount: &str, path: &str, ttl: Duration) -> String {
+        self.source
+            .link(mount, path, &self.signature_query(path, ttl))
     }
 }
 
@@ -112,12 +121,11 @@ fn unix_now() -> u64 {
 
 impl Permission for SignedUrl {
     fn check(&self, request: &RequestHead<'_>) -> Decision {
-        let path = match &self.signed {
-            Signed::Query(var) => request.query(var).unwrap_or_default(),
-            Signed::UriPath => percent_encoding::percent_decode_str(request.uri.path())
-                .decode_utf8_lossy()
-                .into_owned(),
-        };
+        // No readable path signs as the empty one: the signature then fails.
+        let path = self
+            .source
+            .resolve(request.extensions, request.uri)
+            .unwrap_or_default();
         let (Some(expires), Some(signature)) =
             (request.query(EXPIRES_VAR), request.query(SIGNATURE_VAR))
         else {

@@ -8,7 +8,8 @@ use regex::Regex;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::spec::{parse_digits, ByteRangeSpec, RangeRequest};
+use super::spec::parse_digits;
+use crate::extension::{ByteRangeSpec, RangeRequest};
 
 /// The default of django-sage-streaming's `STREAM_RANGE_HEADER_REGEX_PATTERN`.
 pub const DJANGO_RANGE_PATTERN: &str = r"bytes\s*=\s*(\d+)\s*-\s*(\d*)";
@@ -85,6 +86,17 @@ pub struct ParseRange<S> {
 }
 
 impl<S> ParseRange<S> {
+    /// Parses `Range` for `inner` with the RFC 9110 grammar (configure a
+    /// [`ParseRangeLayer`] for a regex or another range limit).
+    pub fn new(inner: S) -> Self {
+        ParseRangeLayer::new().layer(inner)
+    }
+
+    /// A [`ParseRangeLayer`] with the defaults.
+    pub fn layer() -> ParseRangeLayer {
+        ParseRangeLayer::new()
+    }
+
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner

@@ -41,5 +41,6 @@
 mod layer;
 mod spec;
 
+pub use crate::extension::{ByteRangeSpec, RangeRequest};
 pub use layer::{ParseRange, ParseRangeLayer, DEFAULT_MAX_RANGES, DJANGO_RANGE_PATTERN};
-pub use spec::{resolve, ByteRangeSpec, RangeRequest, Resolved};
+pub use spec::{resolve, Resolved};

@@ -1,0 +1,248 @@
+//! [`MediaPathSource`]: the one rule for which media path a request names,
+//! and [`MediaPath`], its answer as a request extension.
+
+use std::borrow::Cow;
+
+use http::{Extensions, Uri};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+
+use crate::query::query_value;
+
+/// The query variable django-sage-streaming reads the media path from
+/// (`STREAM_DEFAULT_VIDEO_PATH_URL_VAR`).
+pub const DEFAULT_PATH_VAR: &str = "path";
+
+/// Request extension: the decoded media path this request names, as the
+/// client wrote it (before the terminal service normalises and confines it).
+///
+/// Set by the first layer that decodes it (the watch log); the permission
+/// (`SignedUrl`) and the terminal service read it, so what is signed, served
+/// and logged is one answer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MediaPath(String);
+
+impl MediaPath {
+    /// The decoded path.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why a request names no usable media path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MediaPathError {
+    /// The query variable is absent.
+    #[error("missing media path")]
+    Missing,
+    /// The path is not valid UTF-8 once percent-decoded.
+    #[error("media path is not valid UTF-8")]
+    NotUtf8,
+    /// The URI path is not below the mount prefix.
+    #[error("not below the media prefix")]
+    OutsidePrefix,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Source {
+    Query(String),
+    UriPrefix(String),
+}
+
+/// Where a request names its media path: a query variable (default `path`,
+/// as django-sage-streaming) or the URI path below a mount prefix.
+///
+/// One strict decoder: percent-escapes are decoded exactly once (in a query,
+/// `+` is a space, as HTML forms write it) and the result must be UTF-8.
+/// `ServeMedia`, `SignedUrl`, the watch log and `sage-stream sign` all read
+/// paths through it, so they cannot disagree.
+///
+/// ```
+/// use http::Uri;
+/// use sage_stream::extension::MediaPathSource;
+///
+/// let by_query = MediaPathSource::query("video");
+/// assert_eq!(by_query.decode(&Uri::from_static("/s?video=a%20b.mp4")).unwrap(), "a b.mp4");
+/// assert_eq!(by_query.link("/s", "a b.mp4", ""), "/s?video=a%20b.mp4");
+///
+/// let by_uri = MediaPathSource::uri_prefix("/media/");
+/// assert_eq!(by_uri.decode(&Uri::from_static("/media/clips/a.mp4")).unwrap(), "clips/a.mp4");
+/// assert!(by_uri.decode(&Uri::from_static("/other/a.mp4")).is_err());
+/// assert_eq!(by_uri.link("/media", "clips/a.mp4", "x=1"), "/media/clips/a.mp4?x=1");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaPathSource(Source);
+
+impl Default for MediaPathSource {
+    fn default() -> Self {
+        Self::query(DEFAULT_PATH_VAR)
+    }
+}
+
+// Escaped in a path segment or query value: controls, space and the
+// characters that delimit URI parts or query pairs; `/` stays readable.
+const COMPONENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'&')
+    .add(b'+')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'=')
+    .add(b'\\')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'|')
+    .add(b'^')
+    .add(b'[')
+    .add(b']')
+    .add(b'\'');
+
+impl MediaPathSource {
+    /// The path is the value of this query variable.
+    pub fn query(var: impl Into<String>) -> Self {
+        Self(Source::Query(var.into()))
+    }
+
+    /// The path is the URI path below `prefix` (`/media` or `/media/`: the
+    /// same), e.g. `/media/clips/a.mp4` names `clips/a.mp4`.
+    pub fn uri_prefix(prefix: impl Into<String>) -> Self {
+        Self(Source::UriPrefix(
+            prefix.into().trim_end_matches('/').to_owned(),
+        ))
+    }
+
+    /// The query variable, in query mode.
+    pub fn query_var(&self) -> Option<&str> {
+        match &self.0 {
+            Source::Query(var) => Some(var),
+            Source::UriPrefix(_) => None,
+        }
+    }
+
+    /// The mount prefix (without a trailing `/`), in URI mode.
+    pub fn prefix(&self) -> Option<&str> {
+        match &self.0 {
+            Source::Query(_) => None,
+            Source::UriPrefix(prefix) => Some(prefix),
+        }
+    }
+
+    /// The media path `uri` names.
+    pub fn decode(&self, uri: &Uri) -> Result<String, MediaPathError> {
+        match &self.0 {
+            Source::Query(var) => match query_value(uri.query(), var) {
+                None => Err(MediaPathError::Missing),
+                Some(Err(())) => Err(MediaPathError::NotUtf8),
+                Some(Ok(value)) => Ok(value),
+            },
+            Source::UriPrefix(prefix) => {
+                let rest = uri
+                    .path()
+                    .strip_prefix(prefix.as_str())
+                    .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+                    .ok_or(MediaPathError::OutsidePrefix)?;
+                let rest = rest.strip_prefix('/').unwrap_or(rest);
+                percent_decode_str(rest)
+                    .decode_utf8()
+                    .map(Cow::into_owned)
+                    .map_err(|_| MediaPathError::NotUtf8)
+            }
+        }
+    }
+
+    /// The media path of a request: its [`MediaPath`] extension when an
+    /// outer layer set one, else decoded from `uri`.
+    pub fn resolve<'a>(
+        &self,
+        extensions: &'a Extensions,
+        uri: &Uri,
+    ) -> Result<Cow<'a, str>, MediaPathError> {
+        match extensions.get::<MediaPath>() {
+            Some(path) => Ok(Cow::Borrowed(path.as_str())),
+            None => self.decode(uri).map(Cow::Owned),
+        }
+    }
+
+    /// Decodes the path of a request and stores it as its [`MediaPath`]
+    /// extension (unless one is there already), for the layers inside.
+    pub fn insert_into<B>(&self, request: &mut http::Request<B>) {
+        if request.extensions().get::<MediaPath>().is_none() {
+            if let Ok(path) = self.decode(request.uri()) {
+                request.extensions_mut().insert(MediaPath(path));
+            }
+        }
+    }
+
+    /// A request target naming `path` at the endpoint mounted at `mount`
+    /// (the endpoint's own path in query mode, the prefix's URL in URI
+    /// mode), with `query` (already encoded, may be empty) appended.
+    pub fn link(&self, mount: &str, path: &str, query: &str) -> String {
+        let path = utf8_percent_encode(path, COMPONENT);
+        let sep = if query.is_empty() { "" } else { "&" };
+        match &self.0 {
+            Source::Query(var) => {
+                let var = utf8_percent_encode(var, COMPONENT);
+                format!("{mount}?{var}={path}{sep}{query}")
+            }
+            Source::UriPrefix(_) => {
+                let mount = mount.trim_end_matches('/');
+                let q = if query.is_empty() { "" } else { "?" };
+                format!("{mount}/{path}{q}{query}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_decode_back_to_their_path() {
+        let names = [
+            "a.mp4",
+            "dir/sub/clip one.mp4",
+            "100% & more?.webm",
+            "plus+sign=eq#hash.mp4",
+            "ünï/çødé.mp4",
+        ];
+        for source in [
+            MediaPathSource::query("v"),
+            MediaPathSource::uri_prefix("/m"),
+        ] {
+            for name in names {
+                let link = source.link(source.prefix().unwrap_or("/s"), name, "expires=1");
+                let uri: Uri = link.parse().unwrap();
+                assert_eq!(source.decode(&uri).as_deref(), Ok(name), "{link}");
+            }
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        let q = MediaPathSource::default();
+        assert_eq!(
+            q.decode(&Uri::from_static("/s?x=1")),
+            Err(MediaPathError::Missing)
+        );
+        assert_eq!(
+            q.decode(&Uri::from_static("/s?path=%ff")),
+            Err(MediaPathError::NotUtf8)
+        );
+        let u = MediaPathSource::uri_prefix("/m");
+        assert_eq!(
+            u.decode(&Uri::from_static("/mx/a")),
+            Err(MediaPathError::OutsidePrefix)
+        );
+        assert_eq!(
+            u.decode(&Uri::from_static("/m/%ff")),
+            Err(MediaPathError::NotUtf8)
+        );
+        assert_eq!(u.decode(&Uri::from_static("/m")).as_deref(), Ok(""));
+    }
+}

@@ -1,0 +1,64 @@
+//! The contract between layers: typed request and response extensions.
+//!
+//! Layers never import each other or the server; when two of them need the
+//! same fact, one computes it and puts it here, and the other reads it.
+//!
+//! | extension | on | set by | read by |
+//! |---|---|---|---|
+//! | [`PeerAddr`] | request | `server::serve` (or axum's `ConnectInfo`, feature `axum`) | [`ClientIp::resolve`] |
+//! | [`ClientIp`] | request | the watch log or the stream limit, after the trusted-proxy walk | each other, [`ViewerKey`] |
+//! | [`Viewer`] | request | authentication (`BearerAuthLayer`, yours) | permissions, stream limit, watch log |
+//! | [`MediaPath`] | request | the watch log, through [`MediaPathSource`] | `SignedUrl`, `ServeMedia` |
+//! | [`RangeRequest`] | request | `ParseRangeLayer` | `ServeMedia` |
+//! | [`VolumeCap`] | request | `CapVolumeLayer` | `ServeMedia` |
+//! | [`ServedFile`] | response | `ServeMedia` | the watch log, analytics |
+//!
+//! Two rules live here once: [`MediaPathSource`] (which media path a
+//! request names) and [`ViewerKey`] (whom a request counts as).
+
+mod client_ip;
+mod media_path;
+mod peer;
+mod range;
+mod viewer;
+
+pub use client_ip::{ClientIp, InvalidIpNet, IpNet};
+pub use media_path::{MediaPath, MediaPathError, MediaPathSource, DEFAULT_PATH_VAR};
+pub use peer::PeerAddr;
+pub use range::{ByteRangeSpec, RangeRequest};
+pub(crate) use viewer::ANONYMOUS;
+pub use viewer::{Viewer, ViewerKey};
+
+/// Request extension: the most bytes the response to this request may carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VolumeCap(u64);
+
+impl VolumeCap {
+    /// A cap of `bytes` (at least 1).
+    pub const fn new(bytes: u64) -> Self {
+        Self(if bytes == 0 { 1 } else { bytes })
+    }
+
+    /// A cap of `mib` mebibytes (1 MiB = 1 048 576 bytes), as
+    /// `STREAM_MAX_LOAD_VOLUME` counts.
+    pub const fn from_mib(mib: u64) -> Self {
+        Self::new(mib.saturating_mul(1024 * 1024))
+    }
+
+    /// The cap in bytes.
+    pub const fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+/// Response extension set by `ServeMedia` whenever it found the file: the
+/// media path relative to the root, as normalised, and the file's length.
+///
+/// Outer layers (the watch log) read it instead of parsing the request again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServedFile {
+    /// Path relative to the media root, `/`-separated.
+    pub path: String,
+    /// Length of the file in bytes.
+    pub len: u64,
+}
