@@ -665,3 +665,102 @@ fn a_player_path_must_be_a_free_plain_path() {
         writer.shutdown();
     }
 }
+
+const SCRIPT: &str = "<script>alert(1)</script>";
+const ATTR: &str = "\"onmouseover=alert(1) x=\"";
+
+/// Neither payload raw, and each escaped form that `want` names present.
+fn assert_escaped(html: &str, what: &str, want_script: bool, want_attr: bool) {
+    assert!(!html.contains("<script"), "{what}: raw <script>");
+    assert!(
+        !html.contains("\"onmouseover="),
+        "{what}: raw attribute break-out"
+    );
+    if want_script {
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{what}: escaped <script>"
+        );
+    }
+    if want_attr {
+        assert!(
+            html.contains("&quot;onmouseover=alert(1) x=&quot;"),
+            "{what}: escaped attribute payload"
+        );
+    }
+}
+
+#[tokio::test]
+async fn what_requests_and_the_log_hold_is_escaped_on_every_page() {
+    let a = app(|_| {});
+    // As file names: the first is a directory "<script>alert(1)<" holding
+    // "script>.mp4", so the listing shows the payload as the path.
+    let script_file = format!("{SCRIPT}.mp4");
+    let attr_file = format!("{ATTR}.mp4");
+    a.fx.file(&script_file, 64);
+    a.fx.file(&attr_file, 64);
+    let mut rows = Vec::new();
+    for (i, payload) in [SCRIPT, ATTR].into_iter().enumerate() {
+        for (j, path) in [payload.to_owned(), format!("{payload}.mp4")]
+            .into_iter()
+            .enumerate()
+        {
+            let mut r = row(0, &path, Some(payload), payload, 206, (i * 10 + j) as i64);
+            r.user_agent = Some(payload.into());
+            r.range_header = Some(payload.into());
+            rows.push(r);
+            // The same as an anonymous viewer: sessions keyed by the IP text.
+            let mut r = row(0, &path, None, payload, 206, (i * 10 + j) as i64);
+            r.user_agent = Some(payload.into());
+            rows.push(r);
+        }
+    }
+    a.store.insert_batch(&WatchBatch::new(rows)).unwrap();
+    let auth = basic(TOKEN);
+    let enc = |t: &str| {
+        percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+
+    let player = page(&a.router, "/", None).await;
+    assert_escaped(&player, "player", true, true);
+    for file in [&script_file, &attr_file] {
+        let uri = format!("/?play={}", enc(file));
+        let playing = page(&a.router, &uri, None).await;
+        assert!(playing.contains("<video"), "{uri}");
+        assert_escaped(&playing, &uri, file == &script_file, file == &attr_file);
+    }
+    let list = page(&a.router, "/admin/", Some(&auth)).await;
+    assert_eq!(table_rows(&list, "log"), 8);
+    assert_escaped(&list, "admin list", true, true);
+    let analytics = page(&a.router, "/admin/analytics", Some(&auth)).await;
+    assert_eq!(table_rows(&analytics, "videos"), 4);
+    assert_escaped(&analytics, "analytics", true, true);
+    for payload in [SCRIPT, ATTR] {
+        for var in ["q", "path", "user", "ip"] {
+            let uri = format!("/admin/?{var}={}", enc(payload));
+            let found = page(&a.router, &uri, Some(&auth)).await;
+            assert!(table_rows(&found, "log") >= 1, "{uri}");
+            assert_escaped(&found, &uri, payload == SCRIPT, payload == ATTR);
+            let uri = format!("/admin/analytics?{var}={}", enc(payload));
+            let found = page(&a.router, &uri, Some(&auth)).await;
+            assert_escaped(&found, &uri, payload == SCRIPT, payload == ATTR);
+        }
+    }
+    // The search box echoes q in its value attribute, escaped.
+    let found = page(&a.router, &format!("/admin/?q={}", enc(ATTR)), Some(&auth)).await;
+    assert!(found.contains("value=\"&quot;onmouseover=alert(1) x=&quot;\""));
+    // Refusals are plain text and do not echo the input.
+    let (status, headers, body) = send(
+        &a.router,
+        &format!("/admin/?status={}", enc(SCRIPT)),
+        Some(&auth),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert!(!String::from_utf8(body).unwrap().contains("script"));
+}
