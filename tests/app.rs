@@ -594,6 +594,27 @@ async fn nested_with_a_trailing_slash_links_keep_it() {
 }
 
 #[tokio::test]
+async fn nested_as_a_service_both_video_and_video_slash_work() {
+    let a = app(|_| {});
+    let data = a.fx.file("a.mp4", 500);
+    let outer = Router::new().nest_service("/video", a.router.clone());
+    for uri in ["/video?play=a.mp4", "/video/?play=a.mp4"] {
+        let html = page(&outer, uri, None).await;
+        let src = &attrs(&html, "src")[0];
+        assert_eq!(src, "/video/api/stream?path=a%2Emp4", "{uri}");
+        let (status, _, body) = send(&outer, src, None, Some("bytes=0-")).await;
+        assert_eq!(
+            (status, body.as_slice()),
+            (StatusCode::PARTIAL_CONTENT, &data[..])
+        );
+        for link in attrs(&html, "href") {
+            let (status, _, _) = send(&outer, &link, auth_for(&link).as_deref(), None).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {link}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn merges_into_an_app_with_its_own_root_and_fallback() {
     let host = || {
         Router::new()
