@@ -1,6 +1,8 @@
 //! The server's pages through `oneshot` on the router: player, admin
-//! (auth, search, filters, pagination, exports, analytics) and the
-//! per-viewer stream limit.
+//! (auth, search, filters, pagination, exports, analytics), the
+//! per-viewer stream limit, embedding (nested under a prefix, merged into
+//! an app with its own `/` and fallback) and escaping of everything a
+//! request or the log puts on a page.
 
 mod common;
 
@@ -8,12 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::routing::get as route_get;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{TimeZone, Utc};
 use common::{body_bytes, Fixture};
 use http::{Request, StatusCode};
 use sage_stream::app::{router, AppConfig};
+use sage_stream::error::ConfigError;
 use sage_stream::extension::PeerAddr;
 use sage_stream::log::{
     LogFilter, SqliteStore, WatchBatch, WatchLogStore, WatchLogWriter, WatchRecord, WriterConfig,
@@ -309,10 +313,15 @@ async fn player_lists_media_and_plays_the_chosen_file() {
     assert_eq!(page2.matches("<li>").count(), 10);
     let (_, _, playing) = get(&a, "/?play=clips%2Fc07.mp4", None).await;
     assert!(playing.contains("<video id=\"player\" controls"));
-    assert!(playing.contains("src=\"/api/stream?path=clips%2Fc07%2Emp4\""));
+    assert!(playing.contains("src=\"/api/stream?path=clips/c07.mp4\""));
     // Files outside the listing are not offered.
-    let (_, _, nothing) = get(&a, "/?play=..%2Fsecret.txt", None).await;
+    let (status, _, nothing) = get(&a, "/?play=..%2Fsecret.txt", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(!nothing.contains("<video"));
+    assert_eq!(get(&a, "/?page=two", None).await.0, StatusCode::BAD_REQUEST);
+    // Out of range clamps to the last page.
+    let (_, _, last) = get(&a, "/?page=99", None).await;
+    assert!(last.contains("page 2 of 2"));
 }
 
 #[tokio::test]
@@ -402,4 +411,377 @@ async fn concurrent_streams_per_viewer_are_limited() {
         })
         .unwrap();
     assert_eq!(refusals, 1);
+}
+
+/// One request to any router, with optional `authorization` and `range`.
+async fn send(
+    router: &Router,
+    uri: &str,
+    auth: Option<&str>,
+    range: Option<&str>,
+) -> (StatusCode, http::HeaderMap, Vec<u8>) {
+    let mut builder = Request::get(uri);
+    if let Some(auth) = auth {
+        builder = builder.header("authorization", auth);
+    }
+    if let Some(range) = range {
+        builder = builder.header("range", range);
+    }
+    let mut req = builder.body(Body::empty()).unwrap();
+    req.extensions_mut()
+        .insert(PeerAddr("127.0.0.1:40000".parse().unwrap()));
+    let res = router.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    (status, headers, body_bytes(res).await.to_vec())
+}
+
+async fn page(router: &Router, uri: &str, auth: Option<&str>) -> String {
+    let (status, _, body) = send(router, uri, auth, None).await;
+    assert_eq!(status, StatusCode::OK, "{uri}");
+    String::from_utf8(body).unwrap()
+}
+
+/// The values of `attr` (`href`, `src`, `action`) in a page, unescaped.
+fn attrs(html: &str, attr: &str) -> Vec<String> {
+    let needle = format!(" {attr}=\"");
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(at) = rest.find(&needle) {
+        rest = &rest[at + needle.len()..];
+        let end = rest.find('"').unwrap();
+        out.push(rest[..end].replace("&amp;", "&"));
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// Where a link goes: admin pages need the token, the player and the
+/// stream must not get it.
+fn auth_for(link: &str) -> Option<String> {
+    link.contains("/admin").then(|| basic(TOKEN))
+}
+
+/// A media file's path relative to the root, from its player link.
+fn played(link: &str) -> String {
+    let query = link.split_once('?').unwrap().1;
+    let play = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("play="))
+        .unwrap();
+    percent_encoding::percent_decode_str(play)
+        .decode_utf8()
+        .unwrap()
+        .into_owned()
+}
+
+#[tokio::test]
+async fn nested_under_a_prefix_every_link_works() {
+    let a = app(|c| c.tokens = vec![("tok".into(), "alice".into())]);
+    let clip = a.fx.file("clip one.mp4", 3000);
+    for i in 0..55 {
+        a.fx.file(&format!("more/m{i:02}.mp4"), 100 + i);
+    }
+    let outer = Router::new().nest("/video", a.router.clone());
+
+    let html = page(&outer, "/video?access_token=tok", None).await;
+    assert!(html.contains("Files (56)") && html.contains("page 1 of 2"));
+    let links = attrs(&html, "href");
+    assert!(links.len() > 50);
+    for link in &links {
+        assert!(link.starts_with("/video"), "{link} is under the prefix");
+    }
+    let mut played_files = 0;
+    for link in &links {
+        let html = page(&outer, link, auth_for(link).as_deref()).await;
+        if link.contains("play=") {
+            assert!(link.contains("access_token=tok"), "{link} keeps the token");
+            // The <video> and the direct link both stream the file.
+            let srcs = attrs(&html, "src");
+            assert_eq!(srcs.len(), 1);
+            assert!(attrs(&html, "href").contains(&srcs[0]), "direct link");
+            let want = std::fs::read(a.fx.path(&played(link))).unwrap();
+            let (status, _, body) = send(&outer, &srcs[0], None, Some("bytes=0-")).await;
+            assert_eq!(status, StatusCode::PARTIAL_CONTENT, "{}", srcs[0]);
+            assert_eq!(body, want, "{}", srcs[0]);
+            if played(link) == "clip one.mp4" {
+                let (status, headers, body) =
+                    send(&outer, &srcs[0], None, Some("bytes=100-1099")).await;
+                assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+                assert_eq!(headers["content-range"], "bytes 100-1099/3000");
+                assert_eq!(body, clip[100..1100]);
+            }
+            played_files += 1;
+        } else if link.contains("page=2") {
+            assert!(html.contains("page 2 of 2"), "{link}");
+            assert_eq!(html.matches("<li>").count(), 6);
+            assert!(attrs(&html, "href").iter().all(|l| l.starts_with("/video")));
+        }
+    }
+    assert_eq!(played_files, 50);
+    // The token in the stream links made the viewer alice.
+    assert!(a.writer.wait_idle(Duration::from_secs(5)));
+    let alice = LogFilter {
+        user_id: Some("alice".into()),
+        ..LogFilter::default()
+    };
+    assert_eq!(a.store.count(&alice).unwrap(), 51);
+
+    // The admin under the prefix: the redirect, then every link and the
+    // filter form, on the list (with an "older" page) and on analytics.
+    let auth = basic(TOKEN);
+    let (status, headers, _) = send(&outer, "/video/admin", Some(&auth), None).await;
+    assert_eq!(status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(headers["location"], "/video/admin/");
+    let html = page(&outer, "/video/admin/?status=206", Some(&auth)).await;
+    assert_eq!(attrs(&html, "action"), ["/video/admin/"]);
+    let links = attrs(&html, "href");
+    for want in [
+        "/video",
+        "/video/admin/",
+        "/video/admin/analytics",
+        "/video/admin/export.csv?status=206",
+        "/video/admin/export.json?status=206",
+    ] {
+        assert!(links.iter().any(|l| l == want), "{want} in {links:?}");
+    }
+    let older = links.iter().find(|l| l.contains("after=")).unwrap();
+    assert!(older.starts_with("/video/admin/?status=206&after="));
+    for link in &links {
+        assert!(link.starts_with("/video"), "{link}");
+        let (status, _, body) = send(&outer, link, auth_for(link).as_deref(), None).await;
+        assert_eq!(status, StatusCode::OK, "{link}");
+        if link.contains("export.csv") {
+            let text = String::from_utf8(body).unwrap();
+            assert_eq!(text.lines().count(), 1 + 51, "{link}");
+        }
+    }
+    let newest = page(&outer, older, Some(&auth)).await;
+    assert!(attrs(&newest, "href")
+        .iter()
+        .any(|l| l == "/video/admin/?status=206"));
+
+    let html = page(&outer, "/video/admin/analytics", Some(&auth)).await;
+    let links = attrs(&html, "href");
+    assert!(links
+        .iter()
+        .any(|l| l == "/video/admin/?path=clip%20one%2Emp4"));
+    for link in &links {
+        assert!(link.starts_with("/video"), "{link}");
+        let (status, _, _) = send(&outer, link, auth_for(link).as_deref(), None).await;
+        assert_eq!(status, StatusCode::OK, "{link}");
+    }
+}
+
+#[tokio::test]
+async fn nested_with_a_trailing_slash_links_keep_it() {
+    let a = app(|_| {});
+    let data = a.fx.file("a.mp4", 700);
+    let outer = Router::new().nest("/video/", a.router.clone());
+    let html = page(&outer, "/video/?play=a.mp4", None).await;
+    let src = &attrs(&html, "src")[0];
+    assert_eq!(src, "/video/api/stream?path=a.mp4");
+    let (status, _, body) = send(&outer, src, None, Some("bytes=0-")).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, data);
+    let links = attrs(&html, "href");
+    assert!(links.iter().any(|l| l == "/video/?play=a%2Emp4&page=1"));
+    assert!(links.iter().any(|l| l == "/video/admin/"));
+    let auth = basic(TOKEN);
+    let (status, headers, _) = send(&outer, "/video/admin", Some(&auth), None).await;
+    assert_eq!(status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(headers["location"], "/video/admin/");
+    page(&outer, "/video/admin/", Some(&auth)).await;
+}
+
+#[tokio::test]
+async fn nested_as_a_service_both_video_and_video_slash_work() {
+    let a = app(|_| {});
+    let data = a.fx.file("a.mp4", 500);
+    let outer = Router::new().nest_service("/video", a.router.clone());
+    for uri in ["/video?play=a.mp4", "/video/?play=a.mp4"] {
+        let html = page(&outer, uri, None).await;
+        let src = &attrs(&html, "src")[0];
+        assert_eq!(src, "/video/api/stream?path=a.mp4", "{uri}");
+        let (status, _, body) = send(&outer, src, None, Some("bytes=0-")).await;
+        assert_eq!(
+            (status, body.as_slice()),
+            (StatusCode::PARTIAL_CONTENT, &data[..])
+        );
+        for link in attrs(&html, "href") {
+            let (status, _, _) = send(&outer, &link, auth_for(&link).as_deref(), None).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {link}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn merges_into_an_app_with_its_own_root_and_fallback() {
+    let host = || {
+        Router::new()
+            .route("/", route_get(|| async { "host home" }))
+            .fallback(|| async { (StatusCode::NOT_FOUND, "host fallback") })
+    };
+    let a = app(|c| c.player_path = Some("/watch".into()));
+    let data = a.fx.file("m.mp4", 1234);
+    let merged = host().merge(a.router.clone());
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+
+    let (status, _, body) = send(&merged, "/", None, None).await;
+    assert_eq!((status, text(body).as_str()), (StatusCode::OK, "host home"));
+    let (status, _, body) = send(&merged, "/nowhere", None, None).await;
+    assert_eq!(
+        (status, text(body).as_str()),
+        (StatusCode::NOT_FOUND, "host fallback")
+    );
+    let html = page(&merged, "/watch", None).await;
+    assert!(attrs(&html, "href")
+        .iter()
+        .any(|l| l == "/watch?play=m%2Emp4&page=1"));
+    let html = page(&merged, "/watch?play=m.mp4", None).await;
+    let (status, _, body) = send(&merged, &attrs(&html, "src")[0], None, Some("bytes=0-")).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, data);
+    let admin = page(&merged, "/admin/", Some(&basic(TOKEN))).await;
+    assert!(attrs(&admin, "href").iter().any(|l| l == "/watch"));
+
+    // Without a player: the host's fallback answers there, the admin
+    // links no player.
+    let off = app(|c| c.player_path = None);
+    let merged = host().merge(off.router.clone());
+    let (status, _, body) = send(&merged, "/watch", None, None).await;
+    assert_eq!(
+        (status, text(body).as_str()),
+        (StatusCode::NOT_FOUND, "host fallback")
+    );
+    let admin = page(&merged, "/admin/", Some(&basic(TOKEN))).await;
+    assert!(!admin.contains(">Player</a>"));
+    let (_, _, body) = send(&merged, "/", None, None).await;
+    assert_eq!(text(body), "host home");
+
+    // Standalone, unknown paths are a plain 404.
+    let (status, _, _) = send(&a.router, "/nowhere", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn a_player_path_must_be_a_free_plain_path() {
+    for bad in ["watch", "/admin/", "/api/stream", "/{x}", "/p?x"] {
+        let fx = Fixture::new();
+        let store: Arc<dyn WatchLogStore> =
+            Arc::new(SqliteStore::open(fx.dir.path().join("log.db")).unwrap());
+        let (sink, writer) = WatchLogWriter::spawn(store.clone(), WriterConfig::default()).unwrap();
+        let mut config = AppConfig::new(&fx.root);
+        config.player_path = Some(bad.into());
+        let err = router(&config, store, sink).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::InvalidSetting {
+                    name: "player_path",
+                    ..
+                }
+            ),
+            "{bad}: {err}"
+        );
+        writer.shutdown();
+    }
+}
+
+const SCRIPT: &str = "<script>alert(1)</script>";
+const ATTR: &str = "\"onmouseover=alert(1) x=\"";
+
+/// Neither payload raw, and each escaped form that `want` names present.
+fn assert_escaped(html: &str, what: &str, want_script: bool, want_attr: bool) {
+    assert!(!html.contains("<script"), "{what}: raw <script>");
+    assert!(
+        !html.contains("\"onmouseover="),
+        "{what}: raw attribute break-out"
+    );
+    if want_script {
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{what}: escaped <script>"
+        );
+    }
+    if want_attr {
+        assert!(
+            html.contains("&quot;onmouseover=alert(1) x=&quot;"),
+            "{what}: escaped attribute payload"
+        );
+    }
+}
+
+#[tokio::test]
+async fn what_requests_and_the_log_hold_is_escaped_on_every_page() {
+    let a = app(|_| {});
+    // As file names: the first is a directory "<script>alert(1)<" holding
+    // "script>.mp4", so the listing shows the payload as the path.
+    let script_file = format!("{SCRIPT}.mp4");
+    let attr_file = format!("{ATTR}.mp4");
+    a.fx.file(&script_file, 64);
+    a.fx.file(&attr_file, 64);
+    let mut rows = Vec::new();
+    for (i, payload) in [SCRIPT, ATTR].into_iter().enumerate() {
+        for (j, path) in [payload.to_owned(), format!("{payload}.mp4")]
+            .into_iter()
+            .enumerate()
+        {
+            let mut r = row(0, &path, Some(payload), payload, 206, (i * 10 + j) as i64);
+            r.user_agent = Some(payload.into());
+            r.range_header = Some(payload.into());
+            rows.push(r);
+            // The same as an anonymous viewer: sessions keyed by the IP text.
+            let mut r = row(0, &path, None, payload, 206, (i * 10 + j) as i64);
+            r.user_agent = Some(payload.into());
+            rows.push(r);
+        }
+    }
+    a.store.insert_batch(&WatchBatch::new(rows)).unwrap();
+    let auth = basic(TOKEN);
+    let enc = |t: &str| {
+        percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+
+    let player = page(&a.router, "/", None).await;
+    assert_escaped(&player, "player", true, true);
+    for file in [&script_file, &attr_file] {
+        let uri = format!("/?play={}", enc(file));
+        let playing = page(&a.router, &uri, None).await;
+        assert!(playing.contains("<video"), "{uri}");
+        assert_escaped(&playing, &uri, file == &script_file, file == &attr_file);
+    }
+    let list = page(&a.router, "/admin/", Some(&auth)).await;
+    assert_eq!(table_rows(&list, "log"), 8);
+    assert_escaped(&list, "admin list", true, true);
+    let analytics = page(&a.router, "/admin/analytics", Some(&auth)).await;
+    assert_eq!(table_rows(&analytics, "videos"), 4);
+    assert_escaped(&analytics, "analytics", true, true);
+    for payload in [SCRIPT, ATTR] {
+        for var in ["q", "path", "user", "ip"] {
+            let uri = format!("/admin/?{var}={}", enc(payload));
+            let found = page(&a.router, &uri, Some(&auth)).await;
+            assert!(table_rows(&found, "log") >= 1, "{uri}");
+            assert_escaped(&found, &uri, payload == SCRIPT, payload == ATTR);
+            let uri = format!("/admin/analytics?{var}={}", enc(payload));
+            let found = page(&a.router, &uri, Some(&auth)).await;
+            assert_escaped(&found, &uri, payload == SCRIPT, payload == ATTR);
+        }
+    }
+    // The search box echoes q in its value attribute, escaped.
+    let found = page(&a.router, &format!("/admin/?q={}", enc(ATTR)), Some(&auth)).await;
+    assert!(found.contains("value=\"&quot;onmouseover=alert(1) x=&quot;\""));
+    // Refusals are plain text and do not echo the input.
+    let (status, headers, body) = send(
+        &a.router,
+        &format!("/admin/?status={}", enc(SCRIPT)),
+        Some(&auth),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert!(!String::from_utf8(body).unwrap().contains("script"));
 }

@@ -7,23 +7,24 @@ use std::sync::Arc;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use chrono::NaiveDate;
+use maud::{html, Markup};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::html::{day_chart, enc, esc, human_bytes, page};
+use super::error::{blocking, AppError};
+use super::links::Links;
+use super::templates::{day_chart, enc, human_bytes, nav, page};
 use super::AppState;
 use crate::log::analytics::sessions;
 use crate::log::export::{to_csv, to_json};
-use crate::log::{Cursor, LogFilter, StoreError, WatchLogEntry};
+use crate::log::{Cursor, LogFilter, WatchLogEntry};
 
 const PAGE_SIZE: usize = 50;
 const EXPORT_LIMIT: usize = 1_000_000;
 const SESSION_ROWS: usize = 5_000;
-
-const NAV: &str = "<a href=\"/\">Player</a><a href=\"/admin/\">Watch log</a><a href=\"/admin/analytics\">Analytics</a>";
 
 /// Lets a request through when it carries the admin token as a bearer token
 /// or as the Basic-auth password; anything else gets 401 with a Basic
@@ -34,7 +35,7 @@ pub(crate) async fn require_admin(
     next: Next,
 ) -> Response {
     let Some(expected) = state.admin_token.as_deref() else {
-        return (StatusCode::NOT_FOUND, "not found").into_response();
+        return AppError::NotFound.into_response();
     };
     if presented_token(request.headers())
         .is_some_and(|t| bool::from(t.as_bytes().ct_eq(expected.as_bytes())))
@@ -87,39 +88,14 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
-/// Why an admin request failed; rendered as a short plain-text answer.
-#[derive(Debug)]
-pub(crate) enum AdminError {
-    BadRequest(String),
-    Unavailable,
-    Internal,
-}
-
-impl IntoResponse for AdminError {
-    fn into_response(self) -> Response {
-        match self {
-            Self::BadRequest(reason) => (StatusCode::BAD_REQUEST, reason).into_response(),
-            Self::Unavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "watch log database unavailable",
-            )
-                .into_response(),
-            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response(),
-        }
-    }
-}
-
-fn bad(reason: &str) -> AdminError {
-    AdminError::BadRequest(reason.to_owned())
-}
-
 impl AdminQuery {
-    fn filter(&self) -> Result<LogFilter, AdminError> {
-        let date = |v: &Option<String>, name: &str| -> Result<Option<NaiveDate>, AdminError> {
+    fn filter(&self) -> Result<LogFilter, AppError> {
+        let date = |v: &Option<String>, name: &str| -> Result<Option<NaiveDate>, AppError> {
             non_empty(v)
                 .map(|d| {
-                    NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                        .map_err(|_| bad(&format!("{name} must be a date like 2026-11-24")))
+                    NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
+                        AppError::bad(format!("{name} must be a date like 2026-11-24"))
+                    })
                 })
                 .transpose()
         };
@@ -132,14 +108,14 @@ impl AdminQuery {
                 None => None,
                 Some("yes") => Some(true),
                 Some("no") => Some(false),
-                Some(_) => return Err(bad("authenticated must be yes or no")),
+                Some(_) => return Err(AppError::bad("authenticated must be yes or no")),
             },
             status: non_empty(&self.status)
                 .map(|s| {
                     s.parse::<i32>()
                         .ok()
                         .filter(|s| (100..600).contains(s))
-                        .ok_or_else(|| bad("status must be an HTTP status code"))
+                        .ok_or_else(|| AppError::bad("status must be an HTTP status code"))
                 })
                 .transpose()?,
             since: date(&self.since, "since")?.map(|d| d.and_time(chrono::NaiveTime::MIN)),
@@ -169,128 +145,129 @@ impl AdminQuery {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, AdminError> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => {
-            tracing::warn!(%err, "admin query failed");
-            Err(AdminError::Unavailable)
-        }
-        Err(_) => Err(AdminError::Internal),
-    }
+/// `/admin` without the slash: to the list, under whatever prefix.
+pub(crate) async fn to_list(links: Links) -> Result<Redirect, AppError> {
+    links
+        .admin("")
+        .map(|list| Redirect::permanent(&list))
+        .ok_or(AppError::NotFound)
 }
 
-fn selected(value: &Option<String>, option: &str) -> &'static str {
-    if non_empty(value) == Some(option) {
-        " selected"
+fn admin_page(links: &Links, title: &str, body: Markup) -> Markup {
+    page(title, nav(links, true), body)
+}
+
+/// `?` and the query, or nothing for an empty query.
+fn with_query(base: String, query: &str) -> String {
+    if query.is_empty() {
+        base
     } else {
-        ""
+        format!("{base}?{query}")
     }
 }
 
 pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
+    links: Links,
     Query(query): Query<AdminQuery>,
-) -> Response {
-    let filter = match query.filter() {
-        Ok(filter) => filter,
-        Err(err) => return err.into_response(),
-    };
-    let after = match non_empty(&query.after) {
-        None => None,
-        Some(text) => match Cursor::decode(text) {
-            Some(cursor) => Some(cursor),
-            None => return bad("after is not a valid cursor").into_response(),
-        },
-    };
+) -> Result<Markup, AppError> {
+    let filter = query.filter()?;
+    let after = non_empty(&query.after)
+        .map(|text| Cursor::decode(text).ok_or(AppError::bad("after is not a valid cursor")))
+        .transpose()?;
     let store = Arc::clone(&state.store);
-    let result = blocking(move || {
+    let (found, total) = blocking(move || {
         let page = store.query(&filter, after, PAGE_SIZE)?;
         let total = store.count(&filter)?;
         Ok((page, total))
     })
-    .await;
-    let (page, total) = match result {
-        Ok(found) => found,
-        Err(err) => return err.into_response(),
-    };
+    .await?;
     let fq = query.filter_query();
-    let v = |o: &Option<String>| esc(non_empty(o).unwrap_or(""));
-    let mut body = format!(
-        "<h1>Watch log</h1>\
-         <form class=\"filters\" method=\"get\" action=\"/admin/\">\
-         <input type=\"search\" name=\"q\" placeholder=\"Search path, user or IP\" value=\"{q}\" aria-label=\"search\">\
-         <select name=\"authenticated\" aria-label=\"authenticated\"><option value=\"\">Any viewer</option>\
-         <option value=\"yes\"{ay}>Authenticated</option><option value=\"no\"{an}>Anonymous</option></select>\
-         <input name=\"status\" placeholder=\"Status\" size=\"6\" value=\"{status}\" aria-label=\"status\">\
-         <label>From <input type=\"date\" name=\"since\" value=\"{since}\"></label>\
-         <label>to <input type=\"date\" name=\"until\" value=\"{until}\"></label>\
-         <button type=\"submit\">Filter</button> <a href=\"/admin/\">Reset</a></form>\
-         <p>{total} matching rows · export <a id=\"export-csv\" href=\"/admin/export.csv?{fq}\">CSV</a> · \
-         <a id=\"export-json\" href=\"/admin/export.json?{fq}\">JSON</a></p>",
-        q = v(&query.q),
-        ay = selected(&query.authenticated, "yes"),
-        an = selected(&query.authenticated, "no"),
-        status = v(&query.status),
-        since = v(&query.since),
-        until = v(&query.until),
-        fq = esc(&fq),
-    );
-    body.push_str(&entries_table(&page.entries));
-    body.push_str("<nav class=\"pager\">");
-    if after.is_some() {
-        body.push_str(&format!("<a href=\"/admin/?{}\">← newest</a>", esc(&fq)));
-    }
-    if let Some(next) = page.next {
+    let list = links.admin("").unwrap_or_default();
+    let v = |o: &Option<String>| non_empty(o).unwrap_or("").to_owned();
+    let auth = non_empty(&query.authenticated);
+    let older = found.next.map(|next| {
         let sep = if fq.is_empty() { "" } else { "&" };
-        body.push_str(&format!(
-            "<a id=\"older\" href=\"/admin/?{}{sep}after={}\">older →</a>",
-            esc(&fq),
-            enc(&next.encode())
-        ));
-    }
-    body.push_str("</nav>");
-    Html(page_html("Watch log", &body)).into_response()
+        format!("{list}?{fq}{sep}after={}", enc(&next.encode()))
+    });
+    let body = html! {
+        h1 { "Watch log" }
+        form class="filters" method="get" action=(list) {
+            input type="search" name="q" placeholder="Search path, user or IP" value=(v(&query.q)) aria-label="search";
+            select name="authenticated" aria-label="authenticated" {
+                option value="" { "Any viewer" }
+                option value="yes" selected[auth == Some("yes")] { "Authenticated" }
+                option value="no" selected[auth == Some("no")] { "Anonymous" }
+            }
+            input name="status" placeholder="Status" size="6" value=(v(&query.status)) aria-label="status";
+            label { "From " input type="date" name="since" value=(v(&query.since)); }
+            label { "to " input type="date" name="until" value=(v(&query.until)); }
+            button type="submit" { "Filter" }
+            " "
+            a href=(list) { "Reset" }
+        }
+        p {
+            (total) " matching rows · export "
+            a id="export-csv" href=(with_query(links.admin("export.csv").unwrap_or_default(), &fq)) { "CSV" }
+            " · "
+            a id="export-json" href=(with_query(links.admin("export.json").unwrap_or_default(), &fq)) { "JSON" }
+        }
+        (entries_table(&found.entries))
+        nav class="pager" {
+            @if after.is_some() {
+                a href=(with_query(list.clone(), &fq)) { "← newest" }
+            }
+            @if let Some(older) = older {
+                a id="older" href=(older) { "older →" }
+            }
+        }
+    };
+    Ok(admin_page(&links, "Watch log", body))
 }
 
-fn page_html(title: &str, body: &str) -> String {
-    page(title, NAV, body)
+fn yes_no(value: bool) -> &'static str {
+    if value {
+        "yes"
+    } else {
+        "no"
+    }
 }
 
-fn entries_table(entries: &[WatchLogEntry]) -> String {
-    let mut out = String::from(
-        "<div class=\"scroll\"><table id=\"log\"><thead><tr><th>Created (UTC)</th><th>Path</th><th>User</th>\
-         <th>Authenticated</th><th>IP</th><th class=\"num\">Status</th><th>Range</th><th class=\"num\">Bytes sent</th>\
-         <th>Completed</th></tr></thead><tbody>",
-    );
-    for e in entries {
-        out.push_str(&format!(
-            "<tr><td>{created}</td><td>{path}</td><td>{user}</td><td>{auth}</td><td>{ip}</td>\
-             <td class=\"num\">{status}</td><td>{range}</td><td class=\"num\">{bytes}</td><td>{done}</td></tr>",
-            created = e.created_at.format("%Y-%m-%d %H:%M:%S"),
-            path = esc(&e.path),
-            user = esc(e.user_id.as_deref().unwrap_or("—")),
-            auth = if e.is_authenticated { "yes" } else { "no" },
-            ip = esc(e.ip.as_deref().unwrap_or("—")),
-            status = e.status,
-            range = esc(e.range_header.as_deref().unwrap_or("—")),
-            bytes = e.bytes_sent,
-            done = if e.completed { "yes" } else { "no" },
-        ));
+fn entries_table(entries: &[WatchLogEntry]) -> Markup {
+    html! {
+        div class="scroll" {
+            table id="log" {
+                thead {
+                    tr {
+                        th { "Created (UTC)" } th { "Path" } th { "User" } th { "Authenticated" }
+                        th { "IP" } th class="num" { "Status" } th { "Range" }
+                        th class="num" { "Bytes sent" } th { "Completed" }
+                    }
+                }
+                tbody {
+                    @for e in entries {
+                        tr {
+                            td { (e.created_at.format("%Y-%m-%d %H:%M:%S")) }
+                            td { (e.path) }
+                            td { (e.user_id.as_deref().unwrap_or("—")) }
+                            td { (yes_no(e.is_authenticated)) }
+                            td { (e.ip.as_deref().unwrap_or("—")) }
+                            td class="num" { (e.status) }
+                            td { (e.range_header.as_deref().unwrap_or("—")) }
+                            td class="num" { (e.bytes_sent) }
+                            td { (yes_no(e.completed)) }
+                        }
+                    }
+                    @if entries.is_empty() {
+                        tr { td colspan="9" class="muted" { "No rows." } }
+                    }
+                }
+            }
+        }
     }
-    if entries.is_empty() {
-        out.push_str("<tr><td colspan=\"9\" class=\"muted\">No rows.</td></tr>");
-    }
-    out.push_str("</tbody></table></div>");
-    out
 }
 
-async fn export_rows(
-    state: &AppState,
-    query: &AdminQuery,
-) -> Result<Vec<WatchLogEntry>, AdminError> {
+async fn export_rows(state: &AppState, query: &AdminQuery) -> Result<Vec<WatchLogEntry>, AppError> {
     let filter = query.filter()?;
     let store = Arc::clone(&state.store);
     blocking(move || {
@@ -316,24 +293,22 @@ async fn export(
     content_type: &'static str,
     disposition: &'static str,
     render: fn(&[WatchLogEntry]) -> String,
-) -> Response {
-    match export_rows(state, query).await {
-        Ok(rows) => (
-            [
-                (header::CONTENT_TYPE, content_type),
-                (header::CONTENT_DISPOSITION, disposition),
-            ],
-            render(&rows),
-        )
-            .into_response(),
-        Err(err) => err.into_response(),
-    }
+) -> Result<Response, AppError> {
+    let rows = export_rows(state, query).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        render(&rows),
+    )
+        .into_response())
 }
 
 pub(crate) async fn export_csv(
     State(state): State<Arc<AppState>>,
     Query(query): Query<AdminQuery>,
-) -> Response {
+) -> Result<Response, AppError> {
     let disposition = "attachment; filename=\"watch-log.csv\"";
     export(
         &state,
@@ -348,29 +323,30 @@ pub(crate) async fn export_csv(
 pub(crate) async fn export_json(
     State(state): State<Arc<AppState>>,
     Query(query): Query<AdminQuery>,
-) -> Response {
+) -> Result<Response, AppError> {
     let disposition = "attachment; filename=\"watch-log.json\"";
     export(&state, &query, "application/json", disposition, to_json).await
 }
 
 pub(crate) async fn analytics(
     State(state): State<Arc<AppState>>,
+    links: Links,
     Query(query): Query<AdminQuery>,
-) -> Response {
-    let filter = match query.filter() {
-        Ok(filter) => filter,
-        Err(err) => return err.into_response(),
-    };
+) -> Result<Markup, AppError> {
+    let filter = query.filter()?;
     let gap_minutes = match non_empty(&query.gap) {
         None => state.session_gap_minutes,
-        Some(g) => match g.parse::<u32>() {
-            Ok(g) if (1..=1440).contains(&g) => g,
-            _ => return bad("gap must be whole minutes between 1 and 1440").into_response(),
-        },
+        Some(g) => g
+            .parse::<u32>()
+            .ok()
+            .filter(|g| (1..=1440).contains(g))
+            .ok_or(AppError::bad(
+                "gap must be whole minutes between 1 and 1440",
+            ))?,
     };
     let store = Arc::clone(&state.store);
     let root = state.root.clone();
-    let result = blocking(move || {
+    let (stats, days, sessions) = blocking(move || {
         let stats = store.path_stats(&filter, 100)?;
         let days = store.views_per_day(&filter)?;
         let recent = store.query(&filter, None, SESSION_ROWS)?.entries;
@@ -384,53 +360,72 @@ pub(crate) async fn analytics(
         );
         Ok((stats, days, sessions))
     })
-    .await;
-    let (stats, days, sessions) = match result {
-        Ok(found) => found,
-        Err(err) => return err.into_response(),
+    .await?;
+    let list = links.admin("").unwrap_or_default();
+    let body = html! {
+        h1 { "Analytics" }
+        h2 { "Views per day" }
+        (day_chart(&days, chrono::Utc::now().date_naive()))
+        h2 { "Per video" }
+        div class="scroll" {
+            table id="videos" {
+                thead {
+                    tr {
+                        th { "Path" } th class="num" { "Views" }
+                        th class="num" { "Unique viewers" } th class="num" { "Bytes sent" }
+                    }
+                }
+                tbody {
+                    @for s in &stats {
+                        tr {
+                            td { a href=(format!("{list}?path={}", enc(&s.path))) { (s.path) } }
+                            td class="num" { (s.views) }
+                            td class="num" { (s.unique_viewers) }
+                            td class="num" { (human_bytes(u64::try_from(s.bytes_sent).unwrap_or(0))) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Viewing sessions" }
+        form class="filters" method="get" {
+            label {
+                "A pause longer than "
+                input name="gap" size="4" value=(gap_minutes);
+                " minutes starts a new session"
+            }
+            button type="submit" { "Apply" }
+        }
+        div class="scroll" {
+            table id="sessions" {
+                thead {
+                    tr {
+                        th { "Viewer" } th { "Path" } th { "Started (UTC)" } th { "Ended" }
+                        th class="num" { "Requests" } th class="num" { "Bytes sent" }
+                        th class="num" { "Furthest byte" } th class="num" { "Watched" }
+                    }
+                }
+                tbody {
+                    @for s in sessions.iter().take(100) {
+                        tr {
+                            td { (s.viewer_key) }
+                            td { (s.path) }
+                            td { (s.started.format("%Y-%m-%d %H:%M:%S")) }
+                            td { (s.ended.format("%H:%M:%S")) }
+                            td class="num" { (s.requests) }
+                            td class="num" { (human_bytes(s.bytes_sent)) }
+                            td class="num" { (s.furthest_byte) }
+                            td class="num watched" {
+                                (s.percent_watched.map_or("—".to_owned(), |p| format!("{p:.1} %")))
+                            }
+                        }
+                    }
+                    @if sessions.is_empty() {
+                        tr { td colspan="8" class="muted" { "No sessions." } }
+                    }
+                }
+            }
+        }
     };
-    let mut body = String::from("<h1>Analytics</h1><h2>Views per day</h2>");
-    body.push_str(&day_chart(&days, chrono::Utc::now().date_naive()));
-    body.push_str(
-        "<h2>Per video</h2><div class=\"scroll\"><table id=\"videos\"><thead><tr><th>Path</th><th class=\"num\">Views</th>\
-         <th class=\"num\">Unique viewers</th><th class=\"num\">Bytes sent</th></tr></thead><tbody>",
-    );
-    for s in &stats {
-        body.push_str(&format!(
-            "<tr><td><a href=\"/admin/?path={href}\">{path}</a></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            s.views,
-            s.unique_viewers,
-            human_bytes(u64::try_from(s.bytes_sent).unwrap_or(0)),
-            href = esc(&enc(&s.path)),
-            path = esc(&s.path),
-        ));
-    }
-    body.push_str("</tbody></table></div>");
-    body.push_str(&format!(
-        "<h2>Viewing sessions</h2><form class=\"filters\" method=\"get\"><label>A pause longer than \
-         <input name=\"gap\" size=\"4\" value=\"{gap_minutes}\"> minutes starts a new session</label>\
-         <button type=\"submit\">Apply</button></form>\
-         <div class=\"scroll\"><table id=\"sessions\"><thead><tr><th>Viewer</th><th>Path</th><th>Started (UTC)</th><th>Ended</th>\
-         <th class=\"num\">Requests</th><th class=\"num\">Bytes sent</th><th class=\"num\">Furthest byte</th>\
-         <th class=\"num\">Watched</th></tr></thead><tbody>"
-    ));
-    for s in sessions.iter().take(100) {
-        body.push_str(&format!(
-            "<tr><td>{viewer}</td><td>{path}</td><td>{start}</td><td>{end}</td><td class=\"num\">{req}</td>\
-             <td class=\"num\">{bytes}</td><td class=\"num\">{furthest}</td><td class=\"num watched\">{pct}</td></tr>",
-            viewer = esc(&s.viewer_key),
-            path = esc(&s.path),
-            start = s.started.format("%Y-%m-%d %H:%M:%S"),
-            end = s.ended.format("%H:%M:%S"),
-            req = s.requests,
-            bytes = human_bytes(s.bytes_sent),
-            furthest = s.furthest_byte,
-            pct = s.percent_watched.map_or("—".to_owned(), |p| format!("{p:.1} %")),
-        ));
-    }
-    if sessions.is_empty() {
-        body.push_str("<tr><td colspan=\"8\" class=\"muted\">No sessions.</td></tr>");
-    }
-    body.push_str("</tbody></table></div>");
-    Html(page_html("Analytics", &body)).into_response()
+    Ok(admin_page(&links, "Analytics", body))
 }

@@ -5,22 +5,61 @@
 //! | route | what |
 //! |---|---|
 //! | `/api/stream?path=FILE` (and `/api/stream/`) | the stream endpoint, as django-sage-streaming's URL |
-//! | `/` | player: the media under the root, paged, and a `<video>` for the chosen file |
+//! | `/` ([`AppConfig::player_path`]) | player: the media under the root, paged, and a `<video>` for the chosen file |
 //! | `/admin/` | watch-log list: filters, search, keyset pagination |
 //! | `/admin/export.csv`, `/admin/export.json` | the filtered rows |
 //! | `/admin/analytics` | per-video totals, views per day (SVG), viewing sessions |
 //!
 //! The admin exists only when [`AppConfig::admin_token`] is set; the token is
 //! accepted as a bearer token or as the Basic-auth password (any user name).
+//!
+//! Pages are [maud] templates, so everything a request or the log puts on
+//! a page is escaped. Handlers answer failures with [`AppError`]: a status
+//! and a short plain-text reason.
+//!
+//! # Embedding
+//!
+//! [`router`] has no fallback, so it can be merged into an app that has
+//! one, and every link and redirect its pages print carries the prefix the
+//! app is nested at. Move the player off `/` (or turn it off) when your app
+//! has its own `/`:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use axum::{routing::get, Router};
+//! use sage_stream::app::{router, AppConfig};
+//! use sage_stream::log::{SqliteStore, WatchLogStore, WatchLogWriter, WriterConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store: Arc<dyn WatchLogStore> = Arc::new(SqliteStore::open("watch-log.db")?);
+//! let (sink, _writer) = WatchLogWriter::spawn(store.clone(), WriterConfig::default())?;
+//! let mut config = AppConfig::new("/srv/media");
+//! config.player_path = Some("/watch".into());
+//! let videos = router(&config, store, sink)?;
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "my home page" }))
+//!     // The player is at /video/watch, the admin at /video/admin/.
+//!     .nest("/video", videos)
+//!     .fallback(|| async { "my 404" });
+//! # Ok(()) }
+//! ```
+//!
+//! Links use the prefix axum records for `Router::nest`, so nest at a
+//! literal path: under a path with parameters (`/{tenant}`) the links would
+//! carry the pattern.
 
 mod admin;
-mod html;
+mod error;
+mod links;
 mod player;
+mod templates;
+
+pub use error::AppError;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use tower::ServiceBuilder;
@@ -51,6 +90,10 @@ pub struct AppConfig {
     pub max_streams_per_viewer: Option<usize>,
     /// A pause longer than this many minutes starts a new viewing session.
     pub session_gap_minutes: u32,
+    /// Where the player page is, `Some("/")` by default; `None` leaves it
+    /// out, e.g. when the app is merged into one that has its own `/`.
+    /// Must start with `/` and not be one of the other routes.
+    pub player_path: Option<String>,
 }
 
 impl AppConfig {
@@ -64,6 +107,7 @@ impl AppConfig {
             admin_token: None,
             max_streams_per_viewer: None,
             session_gap_minutes: 30,
+            player_path: Some("/".to_owned()),
         }
     }
 }
@@ -74,11 +118,45 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn WatchLogStore>,
     pub(crate) admin_token: Option<String>,
     pub(crate) signer: Option<SignedUrl>,
-    pub(crate) path_var: String,
+    pub(crate) media_path: crate::extension::MediaPathSource,
     pub(crate) session_gap_minutes: u32,
+    pub(crate) player_path: Option<String>,
+}
+
+/// The routes besides the player, which the player must not take.
+const ROUTES: [&str; 7] = [
+    "/api/stream",
+    "/api/stream/",
+    "/admin",
+    "/admin/",
+    "/admin/analytics",
+    "/admin/export.csv",
+    "/admin/export.json",
+];
+
+/// A player path axum can route and that does not clash with ours.
+fn check_player_path(path: &str) -> Result<(), ConfigError> {
+    let reason = if !path.starts_with('/') {
+        "must start with /"
+    } else if path.contains(['{', '}', '*', '?', '#']) {
+        "must be a plain path, without parameters or query"
+    } else if ROUTES.contains(&path) {
+        "is taken by the stream endpoint or the admin"
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::InvalidSetting {
+        name: "player_path",
+        value: path.to_owned(),
+        reason: reason.to_owned(),
+    })
 }
 
 /// Builds the app. Rows go to `sink`; the admin reads `store`.
+///
+/// The router has no fallback (unknown paths get axum's empty 404, or the
+/// fallback of the app it is merged into) and works nested under a prefix;
+/// see [the module docs](self#embedding).
 ///
 /// Stream stack, outermost first: bearer authentication (also from an
 /// `access_token` query variable, for `<video>` tags), the watch log, the
@@ -91,6 +169,9 @@ pub fn router(
     sink: WatchLogSink,
 ) -> Result<Router, ConfigError> {
     let settings = &config.settings;
+    if let Some(path) = &config.player_path {
+        check_player_path(path)?;
+    }
     let root = std::fs::canonicalize(&config.root).map_err(|e| ConfigError::InvalidSetting {
         name: "root",
         value: config.root.display().to_string(),
@@ -125,15 +206,13 @@ pub fn router(
         store,
         admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         signer,
-        path_var: settings.default_video_path_url_var.clone(),
+        media_path: settings.media_path_source(),
         session_gap_minutes: config.session_gap_minutes.max(1),
+        player_path: config.player_path.clone(),
     });
     let admin = Router::new()
         .route("/admin/", get(admin::list))
-        .route(
-            "/admin",
-            get(|| async { axum::response::Redirect::permanent("/admin/") }),
-        )
+        .route("/admin", get(admin::to_list))
         .route("/admin/analytics", get(admin::analytics))
         .route("/admin/export.csv", get(admin::export_csv))
         .route("/admin/export.json", get(admin::export_json))
@@ -141,11 +220,12 @@ pub fn router(
             Arc::clone(&state),
             admin::require_admin,
         ));
-    Ok(Router::new()
-        .route("/", get(player::player))
+    let mut app = Router::new()
         .route_service("/api/stream", stream.clone())
         .route_service("/api/stream/", stream)
-        .merge(admin)
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
-        .with_state(state))
+        .merge(admin);
+    if let Some(path) = &config.player_path {
+        app = app.route(path, get(player::player));
+    }
+    Ok(app.with_state(state))
 }

@@ -1,15 +1,20 @@
-//! The player page at `/`: the media under the root, paged, and a `<video>`
-//! playing the chosen file from the stream endpoint.
+//! The player page (at `/` unless [`AppConfig::player_path`] says
+//! otherwise): the media under the root, paged, and a `<video>` playing the
+//! chosen file from the stream endpoint.
+//!
+//! [`AppConfig::player_path`]: super::AppConfig::player_path
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::response::Html;
+use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::html::{enc, esc, human_bytes, page};
+use super::error::AppError;
+use super::links::Links;
+use super::templates::{enc, human_bytes, nav, page};
 use super::AppState;
 
 const PAGE_SIZE: usize = 50;
@@ -63,82 +68,81 @@ pub(crate) fn list_media(root: &Path) -> Vec<(String, u64)> {
 
 pub(crate) async fn player(
     State(state): State<Arc<AppState>>,
+    links: Links,
     Query(query): Query<PlayerQuery>,
-) -> Html<String> {
+) -> Result<Markup, AppError> {
     let root = state.root.clone();
     let files = tokio::task::spawn_blocking(move || list_media(&root))
         .await
-        .unwrap_or_default();
+        .map_err(AppError::Internal)?;
     let pages = files.len().div_ceil(PAGE_SIZE).max(1);
-    let page_no = query
-        .page
-        .as_deref()
-        .and_then(|p| p.parse::<usize>().ok())
-        .unwrap_or(1)
-        .clamp(1, pages);
-    let token_query = query
+    let page_no = match query.page.as_deref().map(str::trim) {
+        None | Some("") => 1,
+        Some(text) => text
+            .parse::<usize>()
+            .map_err(|_| AppError::bad("page must be a whole number"))?
+            .clamp(1, pages),
+    };
+    // Carried into every link so that a viewer who came with a token keeps it.
+    let token = query
         .access_token
         .as_deref()
         .map(|t| format!("&access_token={}", enc(t)))
         .unwrap_or_default();
-
-    let mut body = String::new();
-    if let Some(play) = query
-        .play
-        .as_deref()
-        .filter(|p| files.iter().any(|(f, _)| f == p))
-    {
-        let src = match &state.signer {
-            Some(signer) => signer.signed_link("/api/stream", play, Duration::from_secs(6 * 3600)),
-            None => format!("/api/stream?{}={}", enc(&state.path_var), enc(play)),
-        };
-        body.push_str(&format!(
-            "<h1>{title}</h1><video id=\"player\" controls preload=\"metadata\" src=\"{src}{token}\"></video>\
-             <p class=\"muted\">Space plays and pauses; arrow keys seek. \
-             <a href=\"{src}{token}\">Direct link</a></p>",
-            title = esc(play),
-            src = esc(&src),
-            token = esc(&token_query),
-        ));
-    } else {
-        body.push_str("<h1>Media</h1><p class=\"muted\">Choose a file to play.</p>");
-    }
-    body.push_str(&format!(
-        "<h2>Files ({})</h2><ul class=\"files\">",
-        files.len()
-    ));
-    for (path, size) in files.iter().skip((page_no - 1) * PAGE_SIZE).take(PAGE_SIZE) {
-        body.push_str(&format!(
-            "<li><a href=\"/?play={href}&page={page_no}{token}\">{name}</a> <span class=\"muted\">{size}</span></li>",
-            href = esc(&enc(path)),
-            name = esc(path),
-            size = human_bytes(*size),
-            token = esc(&token_query),
-        ));
-    }
-    body.push_str("</ul><nav class=\"pager\">");
-    if page_no > 1 {
-        body.push_str(&format!(
-            "<a href=\"/?page={}{}\">← previous</a>",
-            page_no - 1,
-            esc(&token_query)
-        ));
-    }
-    body.push_str(&format!(
-        "<span class=\"muted\">page {page_no} of {pages}</span>"
-    ));
-    if page_no < pages {
-        body.push_str(&format!(
-            "<a href=\"/?page={}{}\">next →</a>",
-            page_no + 1,
-            esc(&token_query)
-        ));
-    }
-    body.push_str("</nav>");
-    let nav = if state.admin_token.is_some() {
-        "<a href=\"/\">Player</a><a href=\"/admin/\">Admin</a>"
-    } else {
-        "<a href=\"/\">Player</a>"
+    // Only files from the listing are offered: nothing outside the root.
+    let playing = match query.play.as_deref() {
+        None => None,
+        Some(play) => Some(
+            files
+                .iter()
+                .map(|(f, _)| f.as_str())
+                .find(|f| *f == play)
+                .ok_or(AppError::NotFound)?,
+        ),
     };
-    Html(page("Player", nav, &body))
+    // The endpoint's own media-path rule builds the link, so the player
+    // names the path where the endpoint (and the signer) read it.
+    let stream_src = |play: &str| {
+        let mount = links.at("/api/stream");
+        let link = match &state.signer {
+            Some(signer) => signer.signed_link(&mount, play, Duration::from_secs(6 * 3600)),
+            None => state.media_path.link(&mount, play, ""),
+        };
+        format!("{link}{token}")
+    };
+    let here = |query: String| links.player_with(&query).unwrap_or_default();
+    let body = html! {
+        @if let Some(play) = playing {
+            @let src = stream_src(play);
+            h1 { (play) }
+            video id="player" controls preload="metadata" src=(src) {}
+            p class="muted" {
+                "Space plays and pauses; arrow keys seek. "
+                a href=(src) { "Direct link" }
+            }
+        } @else {
+            h1 { "Media" }
+            p class="muted" { "Choose a file to play." }
+        }
+        h2 { "Files (" (files.len()) ")" }
+        ul class="files" {
+            @for (path, size) in files.iter().skip((page_no - 1) * PAGE_SIZE).take(PAGE_SIZE) {
+                li {
+                    a href=(here(format!("play={}&page={page_no}{token}", enc(path)))) { (path) }
+                    " "
+                    span class="muted" { (human_bytes(*size)) }
+                }
+            }
+        }
+        nav class="pager" {
+            @if page_no > 1 {
+                a href=(here(format!("page={}{token}", page_no - 1))) { "← previous" }
+            }
+            span class="muted" { "page " (page_no) " of " (pages) }
+            @if page_no < pages {
+                a href=(here(format!("page={}{token}", page_no + 1))) { "next →" }
+            }
+        }
+    };
+    Ok(page("Player", nav(&links, false), body))
 }

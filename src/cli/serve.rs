@@ -185,6 +185,7 @@ pub(crate) fn resolve(
                 .session_gap_minutes
                 .or(file.session_gap_minutes)
                 .unwrap_or(30),
+            player_path: Some("/".to_owned()),
         },
         bind: args
             .bind
