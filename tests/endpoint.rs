@@ -233,6 +233,38 @@ async fn head_mirrors_get_without_a_body() {
     }
 }
 
+/// Go's `ServeContent` tests `range_no_match`, `range_with_modtime_mismatch`
+/// and `range_match_weak_etag` send HEAD too: HEAD must judge `If-Range`
+/// exactly as GET does (200 without a match, 206 with one).
+#[tokio::test]
+async fn head_judges_if_range_as_get_does() {
+    let fx = Fixture::new();
+    let data = fx.file("r.mp4", 5000);
+    let svc = StreamEndpoint::new(&fx.root).into_service();
+    let (_, full, _) = get(&svc, "/?path=r.mp4", &[]).await;
+    let etag = full["etag"].to_str().unwrap().to_owned();
+    let modified = full["last-modified"].to_str().unwrap().to_owned();
+    let weak = format!("W/{etag}");
+    let cases = [
+        ("\"no-match\"".to_owned(), StatusCode::OK),
+        ("Wed, 21 Oct 2015 07:28:00 GMT".to_owned(), StatusCode::OK),
+        (weak, StatusCode::OK),
+        (etag.clone(), StatusCode::PARTIAL_CONTENT),
+        (modified, StatusCode::PARTIAL_CONTENT),
+    ];
+    for (if_range, want) in cases {
+        let headers = [("range", "bytes=10-19"), ("if-range", if_range.as_str())];
+        let (gs, gh, gb) = get(&svc, "/?path=r.mp4", &headers).await;
+        let (hs, hh, hb) = call(&svc, Method::HEAD, "/?path=r.mp4", &headers).await;
+        assert_eq!((gs, hs), (want, want), "If-Range: {if_range}");
+        assert!(hb.is_empty());
+        assert_eq!(gh.get("content-range"), hh.get("content-range"));
+        assert_eq!(gh["content-length"], hh["content-length"]);
+        let expected = if want == StatusCode::OK { &data[..] } else { &data[10..20] };
+        assert_eq!(gb, expected, "If-Range: {if_range}");
+    }
+}
+
 #[tokio::test]
 async fn other_methods_get_405_with_allow() {
     let fx = Fixture::new();

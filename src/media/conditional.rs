@@ -57,10 +57,11 @@ pub(crate) fn evaluate(method: &Method, headers: &HeaderMap, v: &Validators<'_>)
             }
         }
     }
-    // Step 5: If-Range decides whether a Range applies (GET only).
+    // Step 5: If-Range decides whether a Range applies. RFC 9110 speaks of
+    // GET; HEAD must answer with GET's headers, so it is judged the same.
     let honour_range = match header_str(headers, header::IF_RANGE) {
         None => true,
-        Some(_) if *method != Method::GET => true,
+        Some(_) if !get_or_head => true,
         Some(value) => if_range_matches(value.trim(), v),
     };
     Outcome::Proceed { honour_range }
