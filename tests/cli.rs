@@ -286,3 +286,75 @@ fn bad_configuration_stops_start_up_with_a_clear_message() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// `sign` reads the path variable as the server does: with
+/// `STREAM_DEFAULT_VIDEO_PATH_URL_VAR=video` and `SignedUrl`, the printed
+/// link plays (206) on a real server, and a tampered one does not.
+#[test]
+fn sign_honours_the_configured_path_variable() {
+    let fx = Fixture::new();
+    let data = fx.file("clip.mp4", 50_000);
+    let env = [
+        ("STREAM_DEFAULT_VIDEO_PATH_URL_VAR", "video"),
+        ("STREAM_DEFAULT_PERMISSION_CLASSES", "SignedUrl"),
+        ("STREAM_SIGNING_KEY", "k3y"),
+    ];
+    let db = format!("sqlite://{}", fx.dir.path().join("log.db").display());
+    let mut child = Command::new(BIN)
+        .args(["serve", "--root", fx.root.to_str().unwrap()])
+        .args(["--bind", "127.0.0.1:0", "--database", &db])
+        .envs(env)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut base = None;
+    let mut banner = String::new();
+    while !banner.contains("watch log") {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            panic!("serve exited early: {banner}");
+        }
+        if let Some(url) = line.trim().strip_prefix("player:") {
+            base = Some(url.trim().trim_end_matches('/').to_owned());
+        }
+        banner.push_str(&line);
+    }
+    let base = base.unwrap_or_else(|| panic!("no player URL in {banner}"));
+    let endpoint = format!("{base}/api/stream");
+    let (ok, out, err) = run(&["sign", "clip.mp4", "--base", &endpoint], &env);
+    assert!(ok, "{err}");
+    let link = out.trim().to_owned();
+    assert!(
+        link.starts_with(&format!("{endpoint}?video=clip.mp4&")),
+        "{link}"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (status, body, tampered) = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let res = client
+            .get(&link)
+            .header("range", "bytes=100-199")
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let body = res.bytes().await.unwrap();
+        let tampered = client
+            .get(link.replace("video=clip.mp4", "video=other.mp4"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        (status, body, tampered)
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    assert_eq!(status, reqwest::StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body.as_ref(), &data[100..200]);
+    assert_eq!(tampered, reqwest::StatusCode::FORBIDDEN);
+}

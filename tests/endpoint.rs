@@ -260,7 +260,11 @@ async fn head_judges_if_range_as_get_does() {
         assert!(hb.is_empty());
         assert_eq!(gh.get("content-range"), hh.get("content-range"));
         assert_eq!(gh["content-length"], hh["content-length"]);
-        let expected = if want == StatusCode::OK { &data[..] } else { &data[10..20] };
+        let expected = if want == StatusCode::OK {
+            &data[..]
+        } else {
+            &data[10..20]
+        };
         assert_eq!(gb, expected, "If-Range: {if_range}");
     }
 }
@@ -745,4 +749,68 @@ async fn settings_drive_the_endpoint() {
     let res = svc.oneshot(req).await.unwrap();
     assert_eq!(res.headers()["content-range"], "bytes 100-1048675/3145728");
     assert_eq!(body_bytes(res).await, &data[100..100 + 1024 * 1024]);
+}
+
+/// Behind a trusted proxy the stream limit counts each forwarded client on
+/// its own; an untrusted peer's `X-Forwarded-For` is ignored.
+#[tokio::test]
+async fn stream_limit_counts_clients_behind_a_trusted_proxy() {
+    use sage_stream::extension::PeerAddr;
+    use sage_stream::limit::ViewerStreamLimitLayer;
+
+    let fx = Fixture::new();
+    fx.file("l.mp4", 100);
+    let request = |peer: &str, client: &str| {
+        let mut req = Request::get("/?path=l.mp4")
+            .header("x-forwarded-for", client)
+            .body(())
+            .unwrap();
+        req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+        req
+    };
+    let proxy = "10.0.0.1:4000";
+    let trusted = ServiceBuilder::new()
+        .layer(ViewerStreamLimitLayer::new(1).trusted_proxies(["10.0.0.0/8".parse().unwrap()]))
+        .service(StreamEndpoint::new(&fx.root).into_service());
+    let first = trusted
+        .clone()
+        .oneshot(request(proxy, "203.0.113.1"))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let other = trusted
+        .clone()
+        .oneshot(request(proxy, "203.0.113.2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another client behind the proxy"
+    );
+    let same = trusted
+        .clone()
+        .oneshot(request(proxy, "203.0.113.1"))
+        .await
+        .unwrap();
+    assert_eq!(same.status(), StatusCode::TOO_MANY_REQUESTS);
+    // An untrusted peer cannot pick a key with the header.
+    let spoofing = trusted
+        .clone()
+        .oneshot(request("198.51.100.7:1", "203.0.113.9"))
+        .await
+        .unwrap();
+    assert_eq!(spoofing.status(), StatusCode::OK);
+    let spoofing_again = trusted
+        .clone()
+        .oneshot(request("198.51.100.7:1", "203.0.113.10"))
+        .await
+        .unwrap();
+    assert_eq!(spoofing_again.status(), StatusCode::TOO_MANY_REQUESTS);
+    drop((first, other, spoofing));
+    let freed = trusted
+        .oneshot(request(proxy, "203.0.113.1"))
+        .await
+        .unwrap();
+    assert_eq!(freed.status(), StatusCode::OK);
 }
