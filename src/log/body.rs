@@ -12,6 +12,7 @@ use pin_project::{pin_project, pinned_drop};
 use super::layer::LogConfig;
 use super::record::WatchRecord;
 use super::writer::WatchLogSink;
+use super::LogText;
 
 /// What is known of a logged request before its response ends.
 #[derive(Debug)]
@@ -42,16 +43,16 @@ impl Pending {
         let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.sink.record(WatchRecord {
             created_at: self.created_at,
-            path: path.or(self.requested_path).unwrap_or_default(),
-            user_id: self.user_id,
+            path: LogText::from_compact(path.or(self.requested_path).unwrap_or_default()),
+            user_id: self.user_id.map(LogText::from_compact),
             is_authenticated: self.is_authenticated,
-            ip: self.ip,
-            method: self.method,
+            ip: self.ip.map(LogText::from_compact),
+            method: LogText::from_compact(self.method),
             status,
-            range_header: self.range_header,
+            range_header: self.range_header.map(LogText::from_compact),
             bytes_sent,
             duration_ms,
-            user_agent: self.user_agent,
+            user_agent: self.user_agent.map(LogText::from_compact),
             completed,
         });
     }

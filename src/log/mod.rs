@@ -65,11 +65,10 @@ mod record;
 pub mod schema;
 mod service;
 mod store;
+mod text;
 mod writer;
 
 pub use body::LoggedBody;
-/// The text type of [`WatchRecord`]'s fields (re-exported from `compact_str`).
-pub use compact_str::CompactString;
 #[cfg(feature = "postgres")]
 pub use diesel_store::PgStore;
 #[cfg(feature = "sqlite")]
@@ -80,6 +79,7 @@ pub use memory::MemoryStore;
 pub use record::{Cursor, LogFilter, Page, PathStats, WatchBatch, WatchLogEntry, WatchRecord};
 pub use service::WatchLog;
 pub use store::{StoreError, WatchLogStore};
+pub use text::LogText;
 pub use writer::{WatchLogSink, WatchLogWriter, WriterConfig, WriterHandle, WriterStats};
 
 /// Opens the store a URL names: `sqlite://PATH` with feature `sqlite`,

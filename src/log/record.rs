@@ -1,53 +1,50 @@
 //! What the watch log stores and how it is queried.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
+
+use super::LogText;
+use crate::extension::ViewerKey;
 
 /// One logged response, as the layer produces it (the write model).
 ///
-/// Text fields are [`CompactString`]s: up to 24 bytes (a path, an IP, the
-/// method, a Range header) live inside the record, so a request allocates
-/// for its long fields only, and the writer thread frees as few blocks
-/// another thread allocated. Read them as `&str` (`record.path.as_str()`);
-/// build them with `.into()` from a `&str` or a `String`.
+/// Text fields are [`LogText`]s: read them as `&str`
+/// (`record.path.as_str()`); build them with `.into()` from a `&str` or a
+/// `String`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchRecord {
     /// When the request arrived.
     pub created_at: DateTime<Utc>,
     /// Media path relative to the root (never a server path).
-    pub path: CompactString,
+    pub path: LogText,
     /// User id from the [`Viewer`](crate::extension::Viewer), if any.
-    pub user_id: Option<CompactString>,
+    pub user_id: Option<LogText>,
     /// Whether the viewer was authenticated.
     pub is_authenticated: bool,
     /// Client IP, if known and valid.
-    pub ip: Option<CompactString>,
+    pub ip: Option<LogText>,
     /// Request method.
-    pub method: CompactString,
+    pub method: LogText,
     /// Response status.
     pub status: u16,
     /// The request's `Range` header, cut to a bounded length.
-    pub range_header: Option<CompactString>,
+    pub range_header: Option<LogText>,
     /// Body bytes actually handed to the connection.
     pub bytes_sent: u64,
     /// From the request's arrival to the end of the body, in milliseconds.
     pub duration_ms: u64,
     /// `User-Agent`, cut to a bounded length.
-    pub user_agent: Option<CompactString>,
+    pub user_agent: Option<LogText>,
     /// Whether the whole body was sent (false: the client went away or the
     /// stream failed).
     pub completed: bool,
 }
 
 impl WatchRecord {
-    /// Who watched, for grouping: `u:<user id>` or `ip:<address>`.
+    /// Who watched, for grouping, by the one [`ViewerKey`] rule:
+    /// `u:<user id>`, else `ip:<address>`, else `anonymous`.
     pub fn viewer_key(&self) -> String {
-        match (&self.user_id, &self.ip) {
-            (Some(user), _) => format!("u:{user}"),
-            (None, Some(ip)) => format!("ip:{ip}"),
-            (None, None) => "anonymous".to_owned(),
-        }
+        ViewerKey::from_stored(self.user_id.as_deref(), self.ip.as_deref()).into()
     }
 }
 

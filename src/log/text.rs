@@ -1,0 +1,99 @@
+//! [`LogText`]: the text of a watch-log field.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::ops::Deref;
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+/// The text of a [`WatchRecord`](super::WatchRecord) field: a string that
+/// keeps up to 24 bytes (a path, an IP, the method, a `Range` header) inside
+/// the record, so a request allocates for its long fields only and the
+/// writer thread frees few blocks another thread allocated.
+///
+/// Read it as `&str` (it derefs to `str`, and has [`LogText::as_str`]);
+/// build it with `.into()` from a `&str` or a `String`. Its representation
+/// is private, so the crate can change it without breaking yours.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LogText(CompactString);
+
+impl LogText {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn from_compact(text: CompactString) -> Self {
+        Self(text)
+    }
+}
+
+impl Deref for LogText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for LogText {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for LogText {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for LogText {
+    fn from(text: &str) -> Self {
+        Self(text.into())
+    }
+}
+
+impl From<String> for LogText {
+    fn from(text: String) -> Self {
+        Self(text.into())
+    }
+}
+
+impl From<LogText> for String {
+    fn from(text: LogText) -> Self {
+        text.0.into()
+    }
+}
+
+impl PartialEq<str> for LogText {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for LogText {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for LogText {
+    fn eq(&self, other: &String) -> bool {
+        self.0 == other.as_str()
+    }
+}
+
+impl fmt::Debug for LogText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for LogText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
