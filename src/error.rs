@@ -3,6 +3,7 @@
 
 /// A configuration or start-up error.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// An environment variable or setting holds a value that cannot be used.
     #[error("invalid value for {name}: {reason} (got {value:?})")]
@@ -13,6 +14,22 @@ pub enum ConfigError {
         value: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// `STREAM_RANGE_HEADER_REGEX_PATTERN` is not a regular expression.
+    #[error("invalid value for STREAM_RANGE_HEADER_REGEX_PATTERN: {source}")]
+    RangeRegex {
+        /// Why the pattern does not compile.
+        #[from]
+        source: regex::Error,
+    },
+    /// The media root cannot be used.
+    #[error("media root {}: {source}", path.display())]
+    MediaRoot {
+        /// The root as given.
+        path: std::path::PathBuf,
+        /// Why it cannot be resolved.
+        #[source]
+        source: std::io::Error,
     },
     /// A setting needs another one that is missing.
     #[error("{name} requires {needs}")]

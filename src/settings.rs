@@ -78,8 +78,15 @@ pub enum PermissionClass {
     SignedUrl,
 }
 
+/// A permission class name that is not one of [`PermissionClass`]'s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown permission class {name:?}; known: AllowAny, IsAuthenticated, SignedUrl")]
+pub struct UnknownPermissionClass {
+    name: String,
+}
+
 impl FromStr for PermissionClass {
-    type Err = String;
+    type Err = UnknownPermissionClass;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // Accept Django's dotted paths such as `rest_framework.permissions.AllowAny`.
@@ -87,9 +94,9 @@ impl FromStr for PermissionClass {
             "AllowAny" => Ok(Self::AllowAny),
             "IsAuthenticated" => Ok(Self::IsAuthenticated),
             "SignedUrl" => Ok(Self::SignedUrl),
-            other => Err(format!(
-                "unknown permission class {other:?}; known: AllowAny, IsAuthenticated, SignedUrl"
-            )),
+            other => Err(UnknownPermissionClass {
+                name: other.to_owned(),
+            }),
         }
     }
 }
@@ -217,8 +224,7 @@ impl Settings {
         let Some(pattern) = &self.range_header_regex_pattern else {
             return Ok(None);
         };
-        let regex =
-            Regex::new(pattern).map_err(|e| invalid(vars::RANGE_REGEX, pattern, e.to_string()))?;
+        let regex = Regex::new(pattern)?;
         if regex.captures_len() < 3 {
             return Err(invalid(
                 vars::RANGE_REGEX,
@@ -260,8 +266,9 @@ fn parse_classes(value: &str) -> Result<Vec<PermissionClass>, ConfigError> {
         .map(|s| s.trim_matches(|c: char| c.is_whitespace() || "()[]'\"".contains(c)))
         .filter(|s| !s.is_empty())
         .map(|s| {
-            s.parse()
-                .map_err(|e: String| invalid(vars::PERMISSION_CLASSES, value, e))
+            s.parse().map_err(|e: UnknownPermissionClass| {
+                invalid(vars::PERMISSION_CLASSES, value, e.to_string())
+            })
         })
         .collect()
 }

@@ -172,10 +172,9 @@ pub fn router(
     if let Some(path) = &config.player_path {
         check_player_path(path)?;
     }
-    let root = std::fs::canonicalize(&config.root).map_err(|e| ConfigError::InvalidSetting {
-        name: "root",
-        value: config.root.display().to_string(),
-        reason: e.to_string(),
+    let root = std::fs::canonicalize(&config.root).map_err(|source| ConfigError::MediaRoot {
+        path: config.root.clone(),
+        source,
     })?;
     let endpoint = StreamEndpoint::from_settings(&root, settings)?.into_service();
     let watch_log = WatchLogLayer::new(sink)
