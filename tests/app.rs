@@ -785,3 +785,70 @@ async fn what_requests_and_the_log_hold_is_escaped_on_every_page() {
         .starts_with("text/plain"));
     assert!(!String::from_utf8(body).unwrap().contains("script"));
 }
+
+/// Behind a trusted proxy (nginx on 127.0.0.1) each anonymous client gets
+/// its own streams, and the log and the limit agree on who it is.
+#[tokio::test]
+async fn the_stream_limit_and_the_log_see_clients_behind_a_trusted_proxy() {
+    let a = app(|c| {
+        c.max_streams_per_viewer = Some(1);
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    });
+    a.fx.file("p.mp4", 1 << 20);
+    let request = |client: &str| {
+        let mut req = Request::get("/api/stream?path=p.mp4")
+            .header("x-forwarded-for", client)
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut()
+            .insert(PeerAddr("127.0.0.1:40000".parse().unwrap()));
+        req
+    };
+    let one = a
+        .router
+        .clone()
+        .oneshot(request("203.0.113.1"))
+        .await
+        .unwrap();
+    let two = a
+        .router
+        .clone()
+        .oneshot(request("203.0.113.2"))
+        .await
+        .unwrap();
+    let again = a
+        .router
+        .clone()
+        .oneshot(request("203.0.113.1"))
+        .await
+        .unwrap();
+    assert_eq!(one.status(), StatusCode::OK);
+    assert_eq!(
+        two.status(),
+        StatusCode::OK,
+        "another client behind the proxy"
+    );
+    assert_eq!(again.status(), StatusCode::TOO_MANY_REQUESTS);
+    body_bytes(again).await;
+    body_bytes(one).await;
+    body_bytes(two).await;
+    assert!(a.writer.wait_idle(Duration::from_secs(10)));
+    let rows = a
+        .store
+        .query(&LogFilter::default(), None, 10)
+        .unwrap()
+        .entries;
+    let mut seen: Vec<(String, i32)> = rows
+        .iter()
+        .map(|r| (r.viewer_key.clone(), r.status))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("ip:203.0.113.1".to_owned(), 200),
+            ("ip:203.0.113.1".to_owned(), 429),
+            ("ip:203.0.113.2".to_owned(), 200),
+        ]
+    );
+}
