@@ -73,8 +73,12 @@ async fn full_file_with_validators() {
         .unwrap()
         .modified()
         .unwrap();
-    let secs = modified.duration_since(UNIX_EPOCH).unwrap().as_secs();
-    assert_eq!(h["etag"], format!("\"{secs:x}-{:x}\"", 300_000).as_str());
+    let since = modified.duration_since(UNIX_EPOCH).unwrap();
+    let (secs, nanos) = (since.as_secs(), since.subsec_nanos());
+    assert_eq!(
+        h["etag"],
+        format!("\"{secs:x}.{nanos:x}-{:x}\"", 300_000).as_str()
+    );
     assert_eq!(
         h["last-modified"],
         httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs)).as_str()
@@ -813,4 +817,70 @@ async fn stream_limit_counts_clients_behind_a_trusted_proxy() {
         .await
         .unwrap();
     assert_eq!(freed.status(), StatusCode::OK);
+}
+
+/// A same-size file replaced within the same second gets a new `ETag`, so a
+/// resumed download with the old one restarts (200, the new bytes) instead
+/// of splicing two versions — with and without the file id in the tag.
+#[tokio::test]
+async fn a_same_second_replacement_changes_the_etag() {
+    use std::time::Duration;
+    for with_file_id in [false, true] {
+        let fx = Fixture::new();
+        let path = fx.root.join("swap.mp4");
+        let second = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let write = |byte: u8, at: SystemTime| {
+            // A new file renamed over the old one, as a deploy does.
+            let tmp = fx.root.join("swap.tmp");
+            std::fs::write(&tmp, vec![byte; 4096]).unwrap();
+            let file = std::fs::File::options().write(true).open(&tmp).unwrap();
+            file.set_modified(at).unwrap();
+            std::fs::rename(&tmp, &path).unwrap();
+        };
+        write(b'A', second + Duration::from_millis(100));
+        let svc = ServeMedia::new(&fx.root).etag_with_file_id(with_file_id);
+        let svc = ServiceBuilder::new()
+            .layer(sage_stream::range::ParseRangeLayer::new())
+            .service(svc);
+        let (_, first, _) = get(&svc, "/?path=swap.mp4", &[("range", "bytes=0-99")]).await;
+        let old_tag = first["etag"].to_str().unwrap().to_owned();
+        write(b'B', second + Duration::from_millis(600));
+        let (status, headers, body) = get(
+            &svc,
+            "/?path=swap.mp4",
+            &[("range", "bytes=100-"), ("if-range", old_tag.as_str())],
+        )
+        .await;
+        assert_ne!(headers["etag"].to_str().unwrap(), old_tag);
+        assert_eq!(
+            headers["last-modified"], first["last-modified"],
+            "same second"
+        );
+        assert_eq!(status, StatusCode::OK, "file id in tag: {with_file_id}");
+        assert_eq!(body, vec![b'B'; 4096]);
+    }
+}
+
+/// Media is served as data: `nosniff` and a sandboxing CSP on every answer,
+/// so an `.html` or `.svg` file in the root cannot script the admin's origin.
+#[tokio::test]
+async fn media_responses_cannot_run_as_pages() {
+    let fx = Fixture::new();
+    fx.file("page.html", 50);
+    fx.file("image.svg", 50);
+    let svc = StreamEndpoint::new(&fx.root).into_service();
+    for uri in [
+        "/?path=page.html",
+        "/?path=image.svg",
+        "/?path=missing.mp4",
+        "/?path=../x",
+        "/",
+    ] {
+        let (_, headers, _) = get(&svc, uri, &[]).await;
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{uri}");
+        assert_eq!(
+            headers["content-security-policy"], "sandbox; default-src 'none'",
+            "{uri}"
+        );
+    }
 }

@@ -29,6 +29,7 @@ pub(crate) struct Job {
     pub(crate) headers: HeaderMap,
     pub(crate) range: Option<RangeRequest>,
     pub(crate) cap: Option<u64>,
+    pub(crate) etag_with_file_id: bool,
 }
 
 pub(crate) fn respond(job: Job) -> Response<MediaBody> {
@@ -38,8 +39,10 @@ pub(crate) fn respond(job: Job) -> Response<MediaBody> {
         Err(OpenFailure::Forbidden) => return text(StatusCode::FORBIDDEN, "media not readable"),
     };
     let len = metadata.len();
+    let precise = metadata.modified().ok();
     let modified = whole_seconds(metadata.modified());
-    let etag = entity_tag(len, modified);
+    let file_id = job.etag_with_file_id.then(|| file_id(&metadata)).flatten();
+    let etag = entity_tag(len, precise, file_id);
     let last_modified = modified.map(httpdate::fmt_http_date);
     let content_type = mime_guess::from_path(&job.relative)
         .first_raw()
@@ -148,7 +151,24 @@ pub(crate) fn text(status: StatusCode, reason: &'static str) -> Response<MediaBo
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_PLAIN));
     set_length(&mut response);
+    harden(&mut response);
     response
+}
+
+/// Media is data, never a page of this origin: an `.html` or `.svg` file in
+/// the root must not run script beside the admin. `nosniff` stops browsers
+/// guessing an active type; `sandbox` gives a document opened anyway a
+/// unique origin with no script.
+fn harden(response: &mut Response<MediaBody>) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
 }
 
 fn finish(builder: http::response::Builder, body: MediaBody) -> Response<MediaBody> {
@@ -158,6 +178,7 @@ fn finish(builder: http::response::Builder, body: MediaBody) -> Response<MediaBo
         .body(body)
         .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
     set_length(&mut response);
+    harden(&mut response);
     response
 }
 
@@ -178,11 +199,38 @@ fn set_length(response: &mut Response<MediaBody>) {
 
 /// Strong validator from size and modification time only, so that copies of
 /// one file on several nodes get the same tag.
-fn entity_tag(len: u64, modified: Option<std::time::SystemTime>) -> String {
-    let secs = modified
+/// A strong tag from the size and the modification time to the nanosecond,
+/// so a same-size file replaced within the same second gets a new tag (and
+/// `If-Range` with the old one a full `200`, never a splice of the two).
+/// Copies on several nodes agree when their timestamps were kept
+/// (`rsync -t`, `cp --preserve=timestamps`). With `file_id` the device and
+/// inode are added too: safe even against a tool that restores the old
+/// timestamp, but different on every node.
+fn entity_tag(
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    file_id: Option<(u64, u64)>,
+) -> String {
+    let since = modified
         .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs());
-    format!("\"{secs:x}-{len:x}\"")
+        .unwrap_or_default();
+    let (secs, nanos) = (since.as_secs(), since.subsec_nanos());
+    match file_id {
+        None => format!("\"{secs:x}.{nanos:x}-{len:x}\""),
+        Some((dev, ino)) => format!("\"{dev:x}.{ino:x}-{secs:x}.{nanos:x}-{len:x}\""),
+    }
+}
+
+/// The device and inode of a file, where the platform has them.
+#[cfg(unix)]
+fn file_id(metadata: &std::fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((metadata.dev(), metadata.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
 }
 
 fn file_segments(range: Range<u64>) -> VecDeque<Segment> {

@@ -28,6 +28,7 @@ struct Config {
     chunk_size: usize,
     follow_symlinks: bool,
     max_path_len: usize,
+    etag_with_file_id: bool,
 }
 
 /// Terminal service that answers GET and HEAD with bytes of a file under one
@@ -53,6 +54,7 @@ impl ServeMedia {
                 chunk_size: DEFAULT_CHUNK_SIZE,
                 follow_symlinks: false,
                 max_path_len: DEFAULT_MAX_PATH_LEN,
+                etag_with_file_id: false,
             }),
         }
     }
@@ -93,6 +95,17 @@ impl ServeMedia {
     /// Longest accepted media path in bytes after decoding (default 1024).
     pub fn max_path_len(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.config).max_path_len = bytes;
+        self
+    }
+
+    /// Adds the file's device and inode to its `ETag` (default: no). The
+    /// default tag (size and nanosecond modification time) already changes
+    /// when a file is replaced, and agrees across nodes that copied the
+    /// media with its timestamps; the file id also guards against a tool
+    /// that restores an old timestamp, at the price of a different tag on
+    /// every node. Use it on a single node.
+    pub fn etag_with_file_id(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.config).etag_with_file_id = on;
         self
     }
 
@@ -144,6 +157,7 @@ impl<B> Service<Request<B>> for ServeMedia {
             chunk_size: self.config.chunk_size,
             range: parts.extensions.remove::<RangeRequest>(),
             cap: parts.extensions.get::<VolumeCap>().map(|c| c.bytes()),
+            etag_with_file_id: self.config.etag_with_file_id,
             method: parts.method,
             headers: parts.headers,
         };
