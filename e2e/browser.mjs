@@ -17,6 +17,12 @@ if (!base || !token || !outDir) {
 mkdirSync(outDir, { recursive: true });
 const summary = {};
 const fail = (message) => { throw new Error(message); };
+// Every console message that reports a Content-Security-Policy violation:
+// the pages must work under their strict policy without one.
+const cspViolations = [];
+const watchCsp = (p) => p.on('console', (msg) => {
+  if (/Content.Security.Policy/i.test(msg.text())) cspViolations.push(msg.text());
+});
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -27,6 +33,7 @@ const browser = await chromium.launch({
 try {
   // --- Player: pick the clip from the list, play, seek.
   const page = await browser.newPage({ viewport: { width: 1000, height: 760 } });
+  watchCsp(page);
   await page.goto(`${base}/`);
   await page.click('text=sample.mp4');
   await page.waitForSelector('video#player');
@@ -84,6 +91,7 @@ try {
     acceptDownloads: true,
   });
   const ap = await admin.newPage();
+  watchCsp(ap);
   const rows = async () => ap.$$eval('table#log tbody tr', (trs) => trs
     .map((tr) => Array.from(tr.querySelectorAll('td')).map((td) => td.textContent))
     .filter((cells) => cells.length > 1));
@@ -130,4 +138,5 @@ try {
 } finally {
   await browser.close();
 }
+summary.cspViolations = cspViolations;
 console.log(JSON.stringify(summary));

@@ -852,3 +852,49 @@ async fn the_stream_limit_and_the_log_see_clients_behind_a_trusted_proxy() {
         ]
     );
 }
+
+/// Every page carries a strict CSP with no script and no framing, and the
+/// one inline style sheet is allowed by its hash (so the page still looks
+/// right); the stream keeps its own sandboxing policy.
+#[tokio::test]
+async fn pages_have_a_strict_content_security_policy() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let a = app(|_| {});
+    a.fx.file("c.mp4", 100);
+    let admin = format!("Bearer {TOKEN}");
+    for (uri, auth) in [
+        ("/", None),
+        ("/?play=c.mp4", None),
+        ("/admin/", Some(admin.as_str())),
+        ("/admin/analytics", Some(admin.as_str())),
+    ] {
+        let (status, headers, html) = get(&a, uri, auth).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.starts_with("default-src 'none';"), "{uri}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(
+            !csp.contains("script-src") && !csp.contains("unsafe"),
+            "{csp}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert!(
+            !html.contains("<script") && !html.contains(" style="),
+            "{uri}"
+        );
+        let style = html
+            .split_once("<style>")
+            .and_then(|(_, rest)| rest.split_once("</style>"))
+            .map(|(css, _)| css)
+            .unwrap();
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(style));
+        assert!(csp.contains(&format!("style-src 'sha256-{hash}'")), "{csp}");
+    }
+    let (_, headers, _) = get(&a, "/api/stream?path=c.mp4", None).await;
+    assert_eq!(
+        headers["content-security-policy"],
+        "sandbox; default-src 'none'"
+    );
+}

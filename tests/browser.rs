@@ -155,6 +155,11 @@ async fn chromium_plays_seeks_and_uses_the_admin() {
     assert!(summary["playback"]["afterSeek"].as_f64().unwrap() >= 8.0);
     assert!(summary["csvRows"].as_u64().unwrap() >= 1);
     assert_eq!(summary["pausedByKeyboard"], true);
+    assert_eq!(
+        summary["cspViolations"],
+        serde_json::json!([]),
+        "the pages must work under their CSP"
+    );
 
     let store = server.stop().await;
     // The playback is in the log: ranged requests of sample.mp4 with bytes.

@@ -219,12 +219,33 @@ pub fn router(
             Arc::clone(&state),
             admin::require_admin,
         ));
-    let mut app = Router::new()
+    let mut pages = admin;
+    if let Some(path) = &config.player_path {
+        pages = pages.route(path, get(player::player));
+    }
+    // The stream endpoint sets its own, stricter headers on media.
+    let pages = pages.layer(axum::middleware::map_response(secure_page));
+    let app = Router::new()
         .route_service("/api/stream", stream.clone())
         .route_service("/api/stream/", stream)
-        .merge(admin);
-    if let Some(path) = &config.player_path {
-        app = app.route(path, get(player::player));
-    }
+        .merge(pages);
     Ok(app.with_state(state))
+}
+
+/// Headers of every page: a strict CSP, no type sniffing, no framing, and no
+/// `Referer` (a player URL may carry an `access_token`) to other origins.
+async fn secure_page(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, templates::page_csp());
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
 }
