@@ -329,6 +329,96 @@ fn daily_counts(store: &dyn WatchLogStore) {
     assert_eq!(alice.iter().map(|d| d.views).sum::<i64>(), 8);
 }
 
+/// The client IP the logging layer stores for a request from `peer`,
+/// found by running one request through it into a memory store.
+fn ip_as_the_layer_stores_it(peer: &str) -> Option<String> {
+    use sage_stream::log::{WatchLogLayer, WatchLogWriter, WriterConfig};
+    use tower::{ServiceBuilder, ServiceExt};
+    let store = Arc::new(MemoryStore::new());
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), WriterConfig::default()).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(WatchLogLayer::new(sink))
+        .service(tower::service_fn(|_req: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(b"x"),
+            )))
+        }));
+    let mut req = http::Request::get("/?path=a.mp4").body(()).unwrap();
+    req.extensions_mut()
+        .insert(sage_stream::extension::PeerAddr(peer.parse().unwrap()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let res = svc.oneshot(req).await.unwrap();
+        http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap();
+    });
+    assert!(writer.wait_idle(std::time::Duration::from_secs(10)));
+    writer.shutdown();
+    let entries = store.entries();
+    assert_eq!(entries.len(), 1);
+    entries[0].ip.clone()
+}
+
+/// The database's generated `viewer_key` column says what
+/// `WatchRecord::viewer_key` says, whoever the viewer is.
+fn viewer_key_agrees_with_the_record(store: &dyn WatchLogStore) {
+    let mapped = ip_as_the_layer_stores_it("[::ffff:192.0.2.7]:443");
+    assert_eq!(
+        mapped.as_deref(),
+        Some("192.0.2.7"),
+        "the layer stores IPv4"
+    );
+    let unusual = "ünï 'q' \"dq\" %_\\ u:x ip:y\n\t✓";
+    let viewers: [(Option<&str>, Option<&str>); 10] = [
+        (Some("alice"), Some("192.0.2.1")),
+        (Some("alice"), Some("2001:db8::1")),
+        (Some("bob"), None),
+        (None, Some("192.0.2.1")),
+        (None, Some("2001:db8::1")),
+        (None, mapped.as_deref()),
+        // The same address as text no layer writes, but another writer might.
+        (None, Some("::ffff:192.0.2.7")),
+        (None, None),
+        (Some(unusual), Some("192.0.2.1")),
+        (Some(""), None),
+    ];
+    let rows: Vec<WatchRecord> = viewers
+        .iter()
+        .enumerate()
+        .map(|(i, (user, ip))| {
+            let mut r = record(i as u32, base(), "a.mp4", *user, "", 200, 1);
+            r.ip = ip.map(Into::into);
+            r
+        })
+        .collect();
+    insert(store, &rows);
+    let entries = store
+        .query(&LogFilter::default(), None, 100)
+        .unwrap()
+        .entries;
+    assert_eq!(entries.len(), rows.len());
+    for entry in &entries {
+        let original = rows
+            .iter()
+            .find(|r| r.range_header.as_deref() == entry.range_header.as_deref())
+            .expect("stored row");
+        assert_eq!(
+            entry.viewer_key,
+            original.viewer_key(),
+            "user {:?}, ip {:?}",
+            original.user_id,
+            original.ip
+        );
+    }
+    let stats = store.path_stats(&LogFilter::default(), 10).unwrap();
+    let distinct: std::collections::HashSet<String> =
+        rows.iter().map(WatchRecord::viewer_key).collect();
+    assert_eq!(stats[0].unique_viewers as usize, distinct.len());
+}
+
 macro_rules! store_suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -372,6 +462,14 @@ macro_rules! store_suite {
                     return;
                 };
                 super::daily_counts(&*store);
+            }
+
+            #[test]
+            fn viewer_key_agrees_with_the_record() {
+                let Some((store, _guard)) = $make("viewer_key") else {
+                    return;
+                };
+                super::viewer_key_agrees_with_the_record(&*store);
             }
 
             #[test]
@@ -509,55 +607,9 @@ fn postgres_upgrade_keeps_rows() {
     });
 }
 
-/// The settings SqliteStore promises: WAL, 16 KiB pages, an 8 MiB cache,
-/// and SQLite built multi-threaded by this repository's build settings.
-#[cfg(feature = "sqlite")]
-#[test]
-fn sqlite_store_settings() {
-    use diesel::sql_types::{BigInt, Text};
-    use diesel::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct PageSize {
-        #[diesel(sql_type = BigInt)]
-        page_size: i64,
-    }
-    #[derive(diesel::QueryableByName)]
-    struct JournalMode {
-        #[diesel(sql_type = Text)]
-        journal_mode: String,
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = sage_stream::log::SqliteStore::open(dir.path().join("log.db")).unwrap();
-    let mut conn = store.pool().get().unwrap();
-    let size: PageSize = diesel::sql_query("PRAGMA page_size")
-        .get_result(&mut conn)
-        .unwrap();
-    assert_eq!(size.page_size, 16384);
-    let mode: JournalMode = diesel::sql_query("PRAGMA journal_mode")
-        .get_result(&mut conn)
-        .unwrap();
-    assert_eq!(mode.journal_mode, "wal");
-    #[derive(diesel::QueryableByName)]
-    struct CacheSize {
-        #[diesel(sql_type = BigInt)]
-        cache_size: i64,
-    }
-    let cache: CacheSize = diesel::sql_query("PRAGMA cache_size")
-        .get_result(&mut conn)
-        .unwrap();
-    assert_eq!(cache.cache_size, -8192, "8 MiB, in KiB");
-    // .cargo/config.toml builds SQLite multi-threaded (no per-call mutex).
-    #[derive(diesel::QueryableByName)]
-    struct CompileOption {
-        #[diesel(sql_type = Text)]
-        compile_options: String,
-    }
-    let options: Vec<CompileOption> = diesel::sql_query("PRAGMA compile_options")
-        .load(&mut conn)
-        .unwrap();
-    let options: Vec<&str> = options.iter().map(|o| o.compile_options.as_str()).collect();
-    assert!(options.contains(&"THREADSAFE=2"), "{options:?}");
-}
+// The settings SqliteStore promises on its pooled connections (WAL, page
+// and cache size, multi-threaded SQLite) are checked by a unit test beside
+// it: the cache size is per connection, and the pool is not public.
 
 /// After the migrations, the newest-first listing (through `time_index`)
 /// and the lookups by user and by path each read their index, and no plan
@@ -597,9 +649,12 @@ fn sqlite_queries_use_their_indexes() {
         #[diesel(sql_type = Text)]
         detail: String,
     }
+    use diesel::Connection;
     let dir = tempfile::tempdir().unwrap();
-    let store = sage_stream::log::SqliteStore::open(dir.path().join("log.db")).unwrap();
-    let mut conn = store.pool().get().unwrap();
+    let path = dir.path().join("log.db");
+    sage_stream::log::SqliteStore::open(&path).unwrap();
+    // Indexes live in the file: any connection sees the migrated schema.
+    let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy()).unwrap();
     // SQLite ends every index key with the rowid (= id): the index order is
     // the listing's order, so no sort either.
     assert_plans_use_indexes(
@@ -628,9 +683,10 @@ fn postgres_queries_use_their_indexes() {
     let Some(db) = common::pg::TestDb::create("plans") else {
         return;
     };
+    use diesel::Connection;
     let store = sage_stream::log::PgStore::connect(&db.url).unwrap();
     store.migrate().unwrap();
-    let mut conn = store.pool().get().unwrap();
+    let mut conn = diesel::PgConnection::establish(&db.url).unwrap();
     // An empty table is cheapest to scan: forbid that to see which index
     // the planner would use.
     conn.batch_execute("SET enable_seqscan = off").unwrap();
@@ -642,4 +698,36 @@ fn postgres_queries_use_their_indexes() {
             .unwrap();
         lines.iter().map(|l| format!("{}\n", l.line)).collect()
     });
+}
+
+/// A database that cannot be reached is `Unavailable`; data the database
+/// refuses is not (PostgreSQL stores no NUL in text).
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_tells_unavailable_from_refused() {
+    let down = sage_stream::log::PgStore::connect("postgres://postgres@127.0.0.1:1/none").unwrap();
+    let err = down.insert_batch(&WatchBatch::new(sample())).unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(std::error::Error::source(&err).is_some());
+    let Some(db) = common::pg::TestDb::create("refused") else {
+        return;
+    };
+    let store = sage_stream::log::PgStore::connect(&db.url).unwrap();
+    let mut rows = sample();
+    rows[3].path = "nul\0byte.mp4".into();
+    let err = store.insert_batch(&WatchBatch::new(rows)).unwrap_err();
+    assert!(!err.is_unavailable(), "{err}");
+    assert_eq!(
+        store.count(&LogFilter::default()).unwrap(),
+        0,
+        "nothing half-stored"
+    );
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn sqlite_in_a_missing_directory_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = sage_stream::log::SqliteStore::open(dir.path().join("missing/log.db")).unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
 }

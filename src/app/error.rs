@@ -98,7 +98,13 @@ mod tests {
         );
         // The store's own message (which may name hosts) stays in the log.
         assert_eq!(
-            answer(StoreError::Unavailable("db.internal:5432 refused".into()).into()).await,
+            answer(
+                StoreError::Unavailable {
+                    source: "db.internal:5432 refused".into()
+                }
+                .into()
+            )
+            .await,
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "watch log database unavailable".into()

@@ -8,10 +8,12 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::NaiveDateTime;
 use serde::Serialize;
 
-use super::record::WatchLogEntry;
+/// Defined with the other read models; re-exported here, where it started.
+pub use super::query::DayCount;
+use super::query::WatchLogEntry;
 
 /// One viewer watching one video without a long pause.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -147,18 +149,10 @@ fn finish(
     session
 }
 
-/// Views per day, oldest first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct DayCount {
-    /// The UTC day.
-    pub day: NaiveDate,
-    /// Logged responses that day.
-    pub views: i64,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDate;
 
     fn row(
         id: i64,

@@ -1,6 +1,6 @@
 //! CSV and JSON renderings of watch-log rows, for exports and the CLI.
 
-use super::record::WatchLogEntry;
+use super::query::WatchLogEntry;
 
 /// RFC 4180 CSV with a header line. Cells that a spreadsheet would run as a
 /// formula (leading `=`, `+`, `-`, `@`) are prefixed with `'`.

@@ -54,57 +54,28 @@
 
 pub mod analytics;
 mod body;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod diesel_store;
 pub mod export;
 mod future;
 mod layer;
-mod memory;
+mod query;
 mod record;
-/// The diesel schema of the watch log (as `diesel print-schema` writes it).
-pub mod schema;
 mod service;
 mod store;
 mod text;
 mod writer;
 
 pub use body::LoggedBody;
-#[cfg(feature = "postgres")]
-pub use diesel_store::PgStore;
-#[cfg(feature = "sqlite")]
-pub use diesel_store::SqliteStore;
 pub use future::ResponseFuture;
 pub use layer::WatchLogLayer;
-pub use memory::MemoryStore;
-pub use record::{Cursor, LogFilter, Page, PathStats, WatchBatch, WatchLogEntry, WatchRecord};
+pub use query::{Cursor, DayCount, LogFilter, Page, PathStats, WatchLogEntry};
+pub use record::{WatchBatch, WatchRecord};
 pub use service::WatchLog;
-pub use store::{StoreError, WatchLogStore};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use store::PgStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use store::SqliteStore;
+pub use store::{open_store, MemoryStore, StoreError, WatchLogStore};
 pub use text::LogText;
 pub use writer::{WatchLogSink, WatchLogWriter, WriterConfig, WriterHandle, WriterStats};
-
-/// Opens the store a URL names: `sqlite://PATH` with feature `sqlite`,
-/// `postgres://...` or `postgresql://...` with feature `postgres`, or
-/// `memory://` (a [`MemoryStore`]: nothing survives a restart). Runs
-/// migrations. Blocking.
-pub fn open_store(url: &str) -> Result<std::sync::Arc<dyn WatchLogStore>, StoreError> {
-    if url == "memory://" {
-        return Ok(std::sync::Arc::new(MemoryStore::new()));
-    }
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        #[cfg(feature = "sqlite")]
-        return Ok(std::sync::Arc::new(SqliteStore::open(path)?));
-        #[cfg(not(feature = "sqlite"))]
-        return Err(StoreError::Url(format!(
-            "{path}: built without the sqlite feature"
-        )));
-    }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        #[cfg(feature = "postgres")]
-        return Ok(std::sync::Arc::new(PgStore::connect(url)?));
-        #[cfg(not(feature = "postgres"))]
-        return Err(StoreError::Url(
-            "built without the postgres feature".to_owned(),
-        ));
-    }
-    Err(StoreError::Url(url.to_owned()))
-}

@@ -5,9 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::analytics::DayCount;
-use super::record::{Cursor, LogFilter, Page, PathStats, WatchBatch, WatchLogEntry, WatchRecord};
-use super::store::{StoreError, WatchLogStore};
+use super::{StoreError, WatchLogStore};
+use crate::log::query::{Cursor, DayCount, LogFilter, Page, PathStats, WatchLogEntry};
+use crate::log::record::{WatchBatch, WatchRecord};
 
 /// Rows kept in memory; nothing survives the process.
 #[derive(Debug, Default)]
@@ -53,7 +53,7 @@ impl MemoryStore {
 
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable("memory store is down".into()))
+            Err(StoreError::unavailable("memory store is down"))
         } else {
             Ok(())
         }
@@ -79,9 +79,7 @@ impl WatchLogStore for MemoryStore {
             .lost_commits
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         if lost.is_ok() {
-            return Err(StoreError::Unavailable(
-                "connection lost during COMMIT".into(),
-            ));
+            return Err(StoreError::unavailable("connection lost during COMMIT"));
         }
         Ok(batch.records.len())
     }
@@ -158,7 +156,7 @@ impl WatchLogStore for MemoryStore {
     }
 }
 
-pub(crate) fn entry(id: i64, r: &WatchRecord) -> WatchLogEntry {
+fn entry(id: i64, r: &WatchRecord) -> WatchLogEntry {
     WatchLogEntry {
         id,
         created_at: r.created_at.naive_utc(),

@@ -1,0 +1,410 @@
+//! [`WatchLogWriter`]: takes rows off the request path and into the store.
+//!
+//! Requests hand rows to a [`WatchLogSink`] (a short, non-blocking push onto
+//! an in-memory queue). A writer thread takes batches (size- and
+//! time-bounded) and inserts each in one transaction; when the store fails it
+//! keeps the rows and retries with exponential backoff. A spool thread keeps
+//! the queue under its memory bound by appending the excess to a local
+//! append-only spool file (JSON lines, one batch per line), which the writer
+//! replays once the store answers again. Every batch carries an id the store
+//! commits with its rows, and a batch keeps its id through retries and the
+//! spool, so a replay or a retry after an ambiguous commit never duplicates a
+//! row.
+//!
+//! The parts: `queue.rs` (the rows in memory and the count of rows in
+//! flight), `spool.rs` (the spool file), `backoff.rs` (the pause between
+//! failing rounds); this file holds the public types and the two threads'
+//! loops.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::record::{WatchBatch, WatchRecord};
+use super::store::{StoreError, WatchLogStore};
+
+mod backoff;
+mod queue;
+mod spool;
+
+use backoff::Backoff;
+use queue::{InFlight, Queue};
+use spool::Spool;
+
+/// Tuning of a [`WatchLogWriter`].
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    /// Most rows per transaction (default 5 000). The writer also flushes
+    /// every `flush_interval`, so under load a transaction carries what
+    /// arrived in that time: fewer, larger transactions write each index
+    /// page once for many rows.
+    pub batch_size: usize,
+    /// Longest a row waits before its batch is written (default 200 ms).
+    pub flush_interval: Duration,
+    /// Rows kept in memory before the excess goes to the spool (default 50 000).
+    pub memory_limit: usize,
+    /// Spool file; `None` keeps every row in memory instead (default `None`).
+    pub spool_path: Option<PathBuf>,
+    /// Longest pause between retries while the store fails (default 5 s).
+    pub max_backoff: Duration,
+    /// How long [`WriterHandle::shutdown`] keeps trying the store before it
+    /// spools what is left (default 10 s).
+    pub shutdown_timeout: Duration,
+    /// Runs the writer and spool threads at the lowest CPU priority (default
+    /// true): when the CPU is saturated, streams come first and rows wait in
+    /// the queue (bounded by the spool) instead.
+    pub low_priority: bool,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 5_000,
+            flush_interval: Duration::from_millis(200),
+            memory_limit: 50_000,
+            spool_path: None,
+            max_backoff: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+            low_priority: true,
+        }
+    }
+}
+
+/// Counters of a writer, for monitoring and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Rows handed to the sink.
+    pub recorded: u64,
+    /// Rows the store confirmed (new rows only).
+    pub written: u64,
+    /// Rows appended to the spool file so far.
+    pub spooled: u64,
+    /// Rows replayed from the spool into the store.
+    pub replayed: u64,
+    /// Failed store calls.
+    pub failures: u64,
+    /// Rows waiting in memory now.
+    pub queued: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    recorded: AtomicU64,
+    written: AtomicU64,
+    spooled: AtomicU64,
+    replayed: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+struct Shared {
+    queue: Queue,
+    spool: Option<Spool>,
+    counters: Counters,
+    config: WriterConfig,
+}
+
+/// Where the logging layer puts rows; cheap to clone, never blocks on I/O.
+#[derive(Clone)]
+pub struct WatchLogSink {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WatchLogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchLogSink").finish_non_exhaustive()
+    }
+}
+
+impl WatchLogSink {
+    /// Queues one row. Rows recorded after shutdown began are still queued
+    /// and written by the final drain.
+    pub fn record(&self, record: WatchRecord) {
+        Counters::add(&self.shared.counters.recorded, 1);
+        self.shared.queue.push(record);
+    }
+}
+
+/// Takes rows off the request path and into a [`WatchLogStore`].
+///
+/// Requests hand rows to a [`WatchLogSink`] (a short, non-blocking push onto
+/// an in-memory queue). A writer thread takes batches (size- and
+/// time-bounded) and inserts each in one transaction; when the store fails
+/// it keeps the rows and retries with exponential backoff. A spool thread
+/// keeps the queue under its memory bound by appending the excess to a local
+/// append-only spool file (JSON lines), which the writer replays once the
+/// store answers again — also after a restart. Each batch is stored under an
+/// id it keeps through retries and the spool ([`WatchBatch`]), so a replay or
+/// a retry after an ambiguous commit never duplicates a row.
+/// [`WriterHandle::shutdown`] drains everything.
+#[derive(Debug)]
+pub struct WatchLogWriter;
+
+impl WatchLogWriter {
+    /// Spawns the writer (and spooler) threads for `store`.
+    pub fn spawn<S: WatchLogStore>(
+        store: S,
+        config: WriterConfig,
+    ) -> std::io::Result<(WatchLogSink, WriterHandle)> {
+        let spool_dirty = config.spool_path.as_deref().is_some_and(Spool::has_rows);
+        let shared = Arc::new(Shared {
+            queue: Queue::new(config.batch_size, config.memory_limit, spool_dirty),
+            spool: config.spool_path.clone().map(Spool::new),
+            counters: Counters::default(),
+            config,
+        });
+        let writer = spawn_low_priority("sage-stream-log-writer", &shared, move |shared| {
+            run_writer(shared, &store)
+        })?;
+        let spooler = match shared.spool {
+            Some(_) => Some(spawn_low_priority(
+                "sage-stream-log-spool",
+                &shared,
+                run_spooler,
+            )?),
+            None => None,
+        };
+        Ok((
+            WatchLogSink {
+                shared: Arc::clone(&shared),
+            },
+            WriterHandle {
+                shared,
+                writer: Some(writer),
+                spooler,
+            },
+        ))
+    }
+}
+
+/// Controls a running writer: statistics and shutdown.
+pub struct WriterHandle {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+    spooler: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for WriterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterHandle")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl WriterHandle {
+    /// Current counters.
+    pub fn stats(&self) -> WriterStats {
+        let c = &self.shared.counters;
+        WriterStats {
+            recorded: c.recorded.load(Ordering::Relaxed),
+            written: c.written.load(Ordering::Relaxed),
+            spooled: c.spooled.load(Ordering::Relaxed),
+            replayed: c.replayed.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            queued: self.shared.queue.queued() as u64,
+        }
+    }
+
+    /// Blocks until every recorded row is in the store (queue, batch in
+    /// flight and spool all empty) or `timeout` passes; returns whether it
+    /// got there.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if self.shared.queue.is_idle() {
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            self.shared.queue.wake_writer();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the writer: writes what is queued (trying the store for up to
+    /// [`WriterConfig::shutdown_timeout`]), spools whatever the store would
+    /// not take, and returns the final counters. Blocking.
+    pub fn shutdown(mut self) -> WriterStats {
+        self.shared.queue.close();
+        for thread in [self.writer.take(), self.spooler.take()]
+            .into_iter()
+            .flatten()
+        {
+            if thread.join().is_err() {
+                tracing::error!("watch-log thread panicked");
+            }
+        }
+        self.stats()
+    }
+
+    /// [`WriterHandle::shutdown`] on a blocking thread.
+    pub async fn shutdown_async(self) -> WriterStats {
+        tokio::task::spawn_blocking(move || self.shutdown())
+            .await
+            .unwrap_or_default()
+    }
+}
+
+/// Spawns a named thread running `run`, at the lowest CPU priority if the
+/// config asks for it.
+fn spawn_low_priority(
+    name: &str,
+    shared: &Arc<Shared>,
+    run: impl FnOnce(&Shared) + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    let shared = Arc::clone(shared);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if shared.config.low_priority {
+                if let Err(err) = thread_priority::set_current_thread_priority(
+                    thread_priority::ThreadPriority::Min,
+                ) {
+                    tracing::debug!(?err, "could not lower the watch-log thread's priority");
+                }
+            }
+            run(&shared)
+        })
+}
+
+/// The writer thread: a round every flush interval (or full batch), a
+/// backoff while the store fails; at shutdown, rounds until everything is
+/// stored or the shutdown timeout passes, then the rest goes to the spool.
+fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
+    let config = &shared.config;
+    let mut backoff = Backoff::new(config.max_backoff);
+    let mut closing_since: Option<Instant> = None;
+    loop {
+        let round = shared.queue.take_batch(
+            backoff.pause(config.flush_interval),
+            backoff.is_backing_off(),
+        );
+        if round.closing {
+            closing_since.get_or_insert_with(Instant::now);
+        }
+        if closing_since.is_some_and(|t| t.elapsed() >= config.shutdown_timeout) {
+            // Out of time: everything left goes to the spool (or back into
+            // memory, loudly, when there is none).
+            let rest = shared.queue.take_all(round.batch);
+            if rest.rows() > 0 {
+                spill(shared, rest);
+            } else {
+                shared.queue.complete(rest);
+            }
+            return;
+        }
+        if write_round(shared, store, round.spool_dirty, round.batch) {
+            backoff.succeeded();
+            if round.closing && shared.queue.is_drained() {
+                return;
+            }
+        } else {
+            backoff.failed();
+        }
+    }
+}
+
+/// Replays the spool if it holds rows, then stores the batch; a batch that
+/// fails (or waits behind a spool that would not replay) goes back to the
+/// front of the queue. Returns whether everything succeeded.
+fn write_round<S: WatchLogStore>(
+    shared: &Shared,
+    store: &S,
+    spool_dirty: bool,
+    batch: Option<InFlight<WatchBatch>>,
+) -> bool {
+    let replayed = match (&shared.spool, spool_dirty) {
+        (Some(spool), true) => replay(shared, spool, store),
+        _ => true,
+    };
+    let Some(batch) = batch else {
+        return replayed;
+    };
+    if !replayed {
+        shared.queue.requeue(batch);
+        return false;
+    }
+    match store_batch(shared, store, &batch) {
+        Ok(()) => {
+            shared.queue.complete(batch);
+            true
+        }
+        Err(err) => {
+            tracing::warn!(%err, rows = batch.rows(), "watch log write failed; will retry");
+            shared.queue.requeue(batch);
+            false
+        }
+    }
+}
+
+/// Stores every spooled batch and empties the spool; false if the store
+/// failed (the spool is kept and replayed later).
+fn replay<S: WatchLogStore>(shared: &Shared, spool: &Spool, store: &S) -> bool {
+    let replayed = spool.replay(&shared.queue, |batch| {
+        match store_batch(shared, store, batch) {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(%err, "watch-log spool replay failed; will retry");
+                false
+            }
+        }
+    });
+    match replayed {
+        Some(rows) => {
+            shared.counters.replayed.fetch_add(rows, Ordering::Relaxed);
+            true
+        }
+        None => false,
+    }
+}
+
+/// One store call, counted: rows written, or a failure.
+fn store_batch<S: WatchLogStore>(
+    shared: &Shared,
+    store: &S,
+    batch: &WatchBatch,
+) -> Result<(), StoreError> {
+    match store.insert_batch(batch) {
+        Ok(n) => {
+            Counters::add(&shared.counters.written, n);
+            Ok(())
+        }
+        Err(err) => {
+            Counters::add(&shared.counters.failures, 1);
+            Err(err)
+        }
+    }
+}
+
+/// The spool thread: keeps the queue under its memory bound.
+fn run_spooler(shared: &Shared) {
+    while let Some(excess) = shared.queue.take_excess() {
+        spill(shared, excess.into_batches(shared.config.batch_size));
+    }
+}
+
+/// Appends batches to the spool; without one, keeps them in memory to retry.
+fn spill(shared: &Shared, batches: InFlight<Vec<WatchBatch>>) {
+    match &shared.spool {
+        Some(spool) => {
+            let spooled = spool.append(&shared.queue, batches);
+            Counters::add(&shared.counters.spooled, spooled);
+        }
+        None => {
+            tracing::error!(
+                rows = batches.rows(),
+                "watch log store unavailable and no spool file configured; rows kept in memory"
+            );
+            shared.queue.requeue_all(batches);
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! The writer's in-memory queue, and the one invariant that makes
+//! [`wait_idle`](super::WriterHandle::wait_idle) honest: every recorded row
+//! is at all times queued, in flight, in the spool, or stored.
+//!
+//! Rows leave the queue only as an [`InFlight`], and the queue counts them
+//! in flight until the holder hands the `InFlight` back: [`Queue::complete`]
+//! (stored), [`Queue::requeue`] / [`Queue::requeue_all`] (to retry) or
+//! [`Queue::spooled`] (in the spool file). Nothing else touches the count.
+
+use std::collections::VecDeque;
+use std::ops::Deref;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::log::record::{WatchBatch, WatchRecord};
+
+/// Rows taken off the [`Queue`]: counted in flight until given back.
+#[must_use = "rows in flight must be completed, requeued or spooled"]
+#[derive(Debug)]
+pub(super) struct InFlight<T> {
+    items: T,
+    rows: usize,
+}
+
+impl<T> Deref for InFlight<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.items
+    }
+}
+
+impl<T> InFlight<T> {
+    /// How many rows this holds.
+    pub(super) fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+impl InFlight<Vec<WatchRecord>> {
+    /// The rows cut into batches of at most `size`, still in flight.
+    pub(super) fn into_batches(self, size: usize) -> InFlight<Vec<WatchBatch>> {
+        InFlight {
+            items: into_batches(self.items, size),
+            rows: self.rows,
+        }
+    }
+}
+
+/// What the writer takes for one round.
+#[derive(Debug)]
+pub(super) struct Round {
+    /// A batch to store: one to retry first, else up to a batch of new rows.
+    pub(super) batch: Option<InFlight<WatchBatch>>,
+    /// Shutdown has begun.
+    pub(super) closing: bool,
+    /// The spool file holds rows to replay.
+    pub(super) spool_dirty: bool,
+}
+
+/// Rows waiting for the writer, shared by the sink, the writer and the
+/// spooler.
+#[derive(Debug)]
+pub(super) struct Queue {
+    state: Mutex<State>,
+    // Wakes the writer: a full batch arrived, or shutdown.
+    writer_wake: Condvar,
+    // Wakes the spooler: the queue is over its bound, or shutdown.
+    spool_wake: Condvar,
+    batch_size: usize,
+    memory_limit: usize,
+}
+
+#[derive(Debug)]
+struct State {
+    rows: VecDeque<WatchRecord>,
+    // Batches that already have an id (a store call failed, perhaps after
+    // committing): retried as they are, so the id keeps them idempotent.
+    retry: VecDeque<WatchBatch>,
+    closing: bool,
+    // The spool file holds rows not yet replayed.
+    spool_dirty: bool,
+    // Rows handed out as an `InFlight` and not yet given back.
+    in_flight: usize,
+}
+
+impl State {
+    /// Rows waiting in memory, new or to retry.
+    fn queued(&self) -> usize {
+        self.rows.len() + self.retry.iter().map(|b| b.records.len()).sum::<usize>()
+    }
+
+    fn hand_out<T>(&mut self, items: T, rows: usize) -> InFlight<T> {
+        self.in_flight += rows;
+        InFlight { items, rows }
+    }
+
+    fn give_back<T>(&mut self, taken: InFlight<T>) -> T {
+        self.in_flight -= taken.rows;
+        taken.items
+    }
+}
+
+impl Queue {
+    /// An empty queue; `spool_dirty` says whether a spool file left by an
+    /// earlier run holds rows.
+    pub(super) fn new(batch_size: usize, memory_limit: usize, spool_dirty: bool) -> Self {
+        Self {
+            state: Mutex::new(State {
+                rows: VecDeque::new(),
+                retry: VecDeque::new(),
+                closing: false,
+                spool_dirty,
+                in_flight: 0,
+            }),
+            writer_wake: Condvar::new(),
+            spool_wake: Condvar::new(),
+            batch_size: batch_size.max(1),
+            memory_limit,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The queue stays usable even if a thread panicked holding it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues one row; also after shutdown began (the final drain takes it).
+    pub(super) fn push(&self, record: WatchRecord) {
+        let mut state = self.lock();
+        state.rows.push_back(record);
+        let len = state.rows.len();
+        drop(state);
+        // Wake a thread only on the transition: a wake-up per request would
+        // cost a system call each while the writer is busy.
+        if len == self.batch_size {
+            self.writer_wake.notify_one();
+        }
+        if len == self.memory_limit + 1 {
+            self.spool_wake.notify_one();
+        }
+    }
+
+    /// Rows waiting in memory, new or to retry.
+    pub(super) fn queued(&self) -> usize {
+        self.lock().queued()
+    }
+
+    /// Nothing queued, in flight or in the spool: every row is stored.
+    pub(super) fn is_idle(&self) -> bool {
+        let state = self.lock();
+        state.queued() == 0 && !state.spool_dirty && state.in_flight == 0
+    }
+
+    /// Nothing queued and nothing in the spool: the writer may stop.
+    pub(super) fn is_drained(&self) -> bool {
+        let state = self.lock();
+        state.queued() == 0 && !state.spool_dirty
+    }
+
+    /// Nudges the writer to look at the queue now.
+    pub(super) fn wake_writer(&self) {
+        self.writer_wake.notify_one();
+    }
+
+    /// Begins shutdown and wakes both threads.
+    pub(super) fn close(&self) {
+        self.lock().closing = true;
+        self.writer_wake.notify_all();
+        self.spool_wake.notify_all();
+    }
+
+    /// Waits `pause` (or, unless `patient`, until a batch is full or
+    /// shutdown begins), then takes a batch to retry, else up to a batch of
+    /// new rows. A patient writer (one backing off) waits the pause out even
+    /// on shutdown, so that a dead store is not hammered.
+    pub(super) fn take_batch(&self, pause: Duration, patient: bool) -> Round {
+        // A pause too long for `Instant` (a huge configured backoff) is a year.
+        let now = Instant::now();
+        let wait_until = now
+            .checked_add(pause)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400));
+        let mut state = self.lock();
+        loop {
+            let ready = !patient && (state.closing || state.rows.len() >= self.batch_size);
+            let now = Instant::now();
+            if ready || now >= wait_until {
+                break;
+            }
+            state = self
+                .writer_wake
+                .wait_timeout(state, wait_until - now)
+                .map(|(state, _)| state)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        let batch = match state.retry.pop_front() {
+            Some(batch) => Some(batch),
+            None if state.rows.is_empty() => None,
+            None => {
+                let take = state.rows.len().min(self.batch_size);
+                Some(WatchBatch::new(state.rows.drain(..take).collect()))
+            }
+        };
+        let batch = batch.map(|batch| {
+            let rows = batch.records.len();
+            state.hand_out(batch, rows)
+        });
+        Round {
+            batch,
+            closing: state.closing,
+            spool_dirty: state.spool_dirty,
+        }
+    }
+
+    /// The batch is stored.
+    pub(super) fn complete<T>(&self, taken: InFlight<T>) {
+        self.lock().give_back(taken);
+    }
+
+    /// The batch failed: it goes back to the front, to be retried first
+    /// under the same id.
+    pub(super) fn requeue(&self, taken: InFlight<WatchBatch>) {
+        let mut state = self.lock();
+        let batch = state.give_back(taken);
+        state.retry.push_front(batch);
+    }
+
+    /// The batches could not be spooled: they stay in memory, to retry.
+    pub(super) fn requeue_all(&self, taken: InFlight<Vec<WatchBatch>>) {
+        let mut state = self.lock();
+        let batches = state.give_back(taken);
+        state.retry.extend(batches);
+    }
+
+    /// The batches are in the spool file. Called under the spool's lock, so
+    /// that a replay emptying the file cannot clear the flag this sets.
+    pub(super) fn spooled(&self, taken: InFlight<Vec<WatchBatch>>) {
+        let mut state = self.lock();
+        state.give_back(taken);
+        state.spool_dirty = true;
+    }
+
+    /// The spool file is empty again. Called under the spool's lock.
+    pub(super) fn spool_replayed(&self) {
+        self.lock().spool_dirty = false;
+    }
+
+    /// Blocks until the queue holds more rows than its memory bound, then
+    /// takes the newest down to half the bound (so that spills are rare);
+    /// `None` once shutdown begins.
+    pub(super) fn take_excess(&self) -> Option<InFlight<Vec<WatchRecord>>> {
+        let mut state = self.lock();
+        while state.rows.len() <= self.memory_limit && !state.closing {
+            state = self
+                .spool_wake
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        if state.closing {
+            return None;
+        }
+        let excess: Vec<WatchRecord> = state.rows.drain(self.memory_limit / 2..).collect();
+        let rows = excess.len();
+        Some(state.hand_out(excess, rows))
+    }
+
+    /// Everything left, for the spool at the end of shutdown: `failed` (the
+    /// batch the writer held), the batches to retry, then the new rows.
+    pub(super) fn take_all(
+        &self,
+        failed: Option<InFlight<WatchBatch>>,
+    ) -> InFlight<Vec<WatchBatch>> {
+        let mut state = self.lock();
+        let mut batches: Vec<WatchBatch> = failed.map(|f| state.give_back(f)).into_iter().collect();
+        batches.extend(state.retry.drain(..));
+        let rows: Vec<WatchRecord> = state.rows.drain(..).collect();
+        batches.extend(into_batches(rows, self.batch_size));
+        let rows = batches.iter().map(|b| b.records.len()).sum();
+        state.hand_out(batches, rows)
+    }
+}
+
+/// Cuts rows into batches of at most `size` under fresh ids.
+fn into_batches(rows: Vec<WatchRecord>, size: usize) -> Vec<WatchBatch> {
+    let size = size.max(1);
+    let mut batches = Vec::with_capacity(rows.len().div_ceil(size));
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        batches.push(WatchBatch::new(rows.by_ref().take(size).collect()));
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn record(i: u64) -> WatchRecord {
+        WatchRecord {
+            created_at: Utc::now(),
+            path: "a.mp4".into(),
+            user_id: None,
+            is_authenticated: false,
+            ip: None,
+            method: "GET".into(),
+            status: 200,
+            range_header: None,
+            bytes_sent: i,
+            duration_ms: 0,
+            user_agent: None,
+            completed: true,
+        }
+    }
+
+    fn queue_of(n: u64, batch_size: usize, memory_limit: usize) -> Queue {
+        let queue = Queue::new(batch_size, memory_limit, false);
+        for i in 0..n {
+            queue.push(record(i));
+        }
+        queue
+    }
+
+    #[test]
+    fn rows_in_flight_keep_the_queue_busy_until_given_back() {
+        let queue = queue_of(5, 3, 100);
+        let round = queue.take_batch(Duration::ZERO, false);
+        let batch = round.batch.unwrap();
+        assert_eq!((batch.rows(), queue.queued()), (3, 2));
+        assert!(!queue.is_idle(), "three rows in flight, two queued");
+        queue.requeue(batch);
+        assert_eq!(queue.queued(), 5);
+        // A requeued batch comes back first, under the same id.
+        let again = queue.take_batch(Duration::ZERO, false).batch.unwrap();
+        assert_eq!(again.records[0].bytes_sent, 0);
+        queue.complete(again);
+        let rest = queue.take_batch(Duration::ZERO, false).batch.unwrap();
+        assert_eq!(rest.rows(), 2);
+        assert!(!queue.is_idle());
+        queue.complete(rest);
+        assert!(queue.is_idle());
+        assert!(queue.take_batch(Duration::ZERO, false).batch.is_none());
+    }
+
+    #[test]
+    fn excess_and_shutdown_leftovers_go_through_the_spool_bookkeeping() {
+        let queue = queue_of(11, 4, 10);
+        let excess = queue.take_excess().unwrap();
+        assert_eq!(
+            (excess.rows(), queue.queued()),
+            (6, 5),
+            "down to half the bound"
+        );
+        let batches = excess.into_batches(4);
+        assert_eq!(batches.len(), 2);
+        queue.spooled(batches);
+        assert!(!queue.is_drained(), "the spool holds rows");
+        let held = queue.take_batch(Duration::ZERO, false).batch;
+        let all = queue.take_all(held);
+        assert_eq!((all.rows(), queue.queued()), (5, 0));
+        queue.requeue_all(all);
+        assert_eq!(queue.queued(), 5);
+        queue.spool_replayed();
+        queue.close();
+        assert!(queue.take_excess().is_none());
+        assert!(!queue.is_idle());
+    }
+}
