@@ -211,11 +211,19 @@ async fn list_search_filters_and_pagination() {
         "/admin/?authenticated=maybe",
         "/admin/?after=zzz",
         "/admin/analytics?gap=0",
+        // NUL matched every row on SQLite and failed (503) on PostgreSQL.
+        "/admin/?q=%00",
+        "/admin/?path=a%00b",
+        "/admin/?user=%00",
+        "/admin/export.csv?ip=%00",
+        "/admin/analytics?q=x%00",
     ] {
         let (status, _, body) = get(&a, bad, Some(&auth)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(!body.is_empty());
     }
+    let (_, _, body) = get(&a, "/admin/?q=%00", Some(&auth)).await;
+    assert_eq!(body, "filters must not contain NUL");
 }
 
 #[tokio::test]

@@ -358,3 +358,47 @@ fn sign_honours_the_configured_path_variable() {
     assert_eq!(body.as_ref(), &data[100..200]);
     assert_eq!(tampered, reqwest::StatusCode::FORBIDDEN);
 }
+
+/// A logged path or user id holding terminal control sequences is shown
+/// escaped by `logs` (no retitled or cleared terminal, no forged row);
+/// CSV keeps the exact text.
+#[test]
+fn logs_never_print_control_characters_raw() {
+    let fx = Fixture::new();
+    let path = fx.dir.path().join("esc.db");
+    let db = format!("sqlite://{}", path.display());
+    let store = SqliteStore::open(&path).unwrap();
+    let hostile = "a\u{1b}]0;owned\u{7}\u{1b}[2Jb\n2099-01-01 00:00:00.000 fake.mp4";
+    let row = sage_stream::log::WatchRecord {
+        created_at: chrono::Utc::now(),
+        path: hostile.into(),
+        user_id: Some("u\u{1b}[31m".into()),
+        is_authenticated: true,
+        ip: Some("127.0.0.1".into()),
+        method: "GET".into(),
+        status: 200,
+        range_header: Some("bytes=0-\r".into()),
+        bytes_sent: 1,
+        duration_ms: 1,
+        user_agent: None,
+        completed: true,
+    };
+    store
+        .insert_batch(&sage_stream::log::WatchBatch::new(vec![row]))
+        .unwrap();
+    for args in [
+        &["logs", "--database", &db][..],
+        &["logs", "--stats", "--database", &db],
+    ] {
+        let (ok, table, err) = run(args, &[]);
+        assert!(ok, "{err}");
+        assert!(!table.contains(['\u{1b}', '\u{7}', '\r']), "{table:?}");
+        assert!(
+            table.contains("a\\x1b]0;owned\\x07\\x1b[2Jb\\n2099"),
+            "{table}"
+        );
+        assert_eq!(table.lines().count(), 2, "one header, one row: {table}");
+    }
+    let (ok, csv, _) = run(&["logs", "--format", "csv", "--database", &db], &[]);
+    assert!(ok && csv.contains(hostile), "{csv:?}");
+}

@@ -460,3 +460,150 @@ async fn a_file_deleted_mid_stream_still_streams_and_is_logged() {
     assert_eq!(summary, vec![(200, 1 << 20, true), (404, 15, true)]);
     writer.shutdown_async().await;
 }
+
+/// Hostile text never stops the log: a NUL in the path (PostgreSQL refuses
+/// NUL in text), a lone surrogate's bytes, a NUL in the user id and a 1 MiB
+/// `User-Agent` are made storable before they are queued, and every row —
+/// theirs and the ones after — lands, the same on each backend.
+async fn hostile_text_lands_with_every_other_row(store: Arc<dyn WatchLogStore>) {
+    let fx = Fixture::new();
+    fx.file("clip.mp4", 1000);
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), quick()).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(WatchLogLayer::new(sink))
+        .service(StreamEndpoint::new(&fx.root).into_service());
+    let huge = "u".repeat(1 << 20);
+    let mut with_nul_user = req("/?path=clip.mp4", &[]);
+    with_nul_user
+        .extensions_mut()
+        .insert(Viewer::user("ev\0il"));
+    let requests = vec![
+        req("/?path=a%00b", &[]),
+        req("/?path=%ED%A0%80", &[]),
+        req("/?path=clip.mp4", &[("user-agent", huge.as_str())]),
+        with_nul_user,
+    ];
+    for request in requests {
+        body_bytes(svc.clone().oneshot(request).await.unwrap()).await;
+    }
+    for _ in 0..10 {
+        let res = svc
+            .clone()
+            .oneshot(req("/?path=clip.mp4", &[]))
+            .await
+            .unwrap();
+        assert_eq!(body_bytes(res).await.len(), 1000);
+    }
+    let stats = writer.shutdown_async().await;
+    assert_eq!((stats.recorded, stats.written), (14, 14), "{stats:?}");
+    assert_eq!(store.count(&LogFilter::default()).unwrap(), 14);
+    let rows = store
+        .query(&LogFilter::default(), None, 20)
+        .unwrap()
+        .entries;
+    assert!(rows
+        .iter()
+        .any(|r| r.path == "a\u{fffd}b" && r.status == 400));
+    assert!(rows
+        .iter()
+        .any(|r| r.user_id.as_deref() == Some("ev\u{fffd}il")));
+    assert!(rows
+        .iter()
+        .all(|r| r.user_agent.as_ref().is_none_or(|ua| ua.len() <= 256)));
+}
+
+#[tokio::test]
+async fn hostile_text_never_stops_the_memory_log() {
+    hostile_text_lands_with_every_other_row(Arc::new(MemoryStore::new())).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn hostile_text_never_stops_the_sqlite_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sage_stream::log::SqliteStore::open(dir.path().join("log.db")).unwrap();
+    hostile_text_lands_with_every_other_row(Arc::new(store)).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn hostile_text_never_stops_the_postgres_log() {
+    let Some(db) = common::pg::TestDb::create("hostile_text") else {
+        return;
+    };
+    let store = sage_stream::log::PgStore::connect(&db.url).unwrap();
+    hostile_text_lands_with_every_other_row(Arc::new(store)).await;
+}
+
+/// Writes 100 rows, 3 of which a database trigger rejects, through the
+/// writer: the 97 others land, the 3 go to the quarantine file, and the log
+/// keeps going (a row after them lands too).
+fn rejected_rows_are_quarantined_and_the_rest_lands(store: Arc<dyn WatchLogStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let quarantine = dir.path().join("rows.quarantine");
+    let config = WriterConfig {
+        quarantine_path: Some(quarantine.clone()),
+        batch_size: 64,
+        ..quick()
+    };
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), config).unwrap();
+    for i in 0..100 {
+        let mut row = record(i);
+        if i % 40 == 7 {
+            row.path = "poison.mp4".into();
+        }
+        sink.record(row);
+    }
+    assert!(writer.wait_idle(Duration::from_secs(20)));
+    sink.record(record(1000));
+    let stats = writer.shutdown();
+    assert_eq!(stats.quarantined, 3, "{stats:?}");
+    assert_eq!(stats.written, 98, "{stats:?}");
+    assert_eq!(store.count(&LogFilter::default()).unwrap(), 98);
+    let poison = LogFilter {
+        path: Some("poison.mp4".into()),
+        ..Default::default()
+    };
+    assert_eq!(store.count(&poison).unwrap(), 0);
+    let lines = std::fs::read_to_string(&quarantine).unwrap();
+    assert_eq!(lines.lines().count(), 3);
+    assert!(lines.lines().all(|l| l.contains("\"path\":\"poison.mp4\"")));
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn sqlite_rows_a_trigger_rejects_are_quarantined() {
+    use diesel::{Connection, RunQueryDsl, SqliteConnection};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.db");
+    let store = sage_stream::log::SqliteStore::open(&path).unwrap();
+    let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    diesel::sql_query(
+        "CREATE TRIGGER reject_poison BEFORE INSERT ON watch_logs \
+         WHEN NEW.path = 'poison.mp4' BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
+    )
+    .execute(&mut conn)
+    .unwrap();
+    rejected_rows_are_quarantined_and_the_rest_lands(Arc::new(store));
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_rows_a_trigger_rejects_are_quarantined() {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    let Some(db) = common::pg::TestDb::create("trigger_rejects") else {
+        return;
+    };
+    let store = sage_stream::log::PgStore::connect(&db.url).unwrap();
+    let mut conn = PgConnection::establish(&db.url).unwrap();
+    for sql in [
+        "CREATE FUNCTION reject_poison() RETURNS trigger AS $$ BEGIN \
+         IF NEW.path = 'poison.mp4' THEN RAISE EXCEPTION 'poison refused'; END IF; \
+         RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER reject_poison BEFORE INSERT ON watch_logs \
+         FOR EACH ROW EXECUTE FUNCTION reject_poison()",
+    ] {
+        diesel::sql_query(sql).execute(&mut conn).unwrap();
+    }
+    rejected_rows_are_quarantined_and_the_rest_lands(Arc::new(store));
+}

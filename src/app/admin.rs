@@ -90,6 +90,15 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
 
 impl AdminQuery {
     fn filter(&self) -> Result<LogFilter, AppError> {
+        // No stored text holds NUL; PostgreSQL refuses it in a query and
+        // SQLite's LIKE stops at it (so `q=%00` matched every row).
+        let fields = [&self.q, &self.path, &self.user, &self.ip, &self.status];
+        if fields
+            .iter()
+            .any(|f| f.as_deref().is_some_and(|v| v.contains('\0')))
+        {
+            return Err(AppError::bad("filters must not contain NUL"));
+        }
         let date = |v: &Option<String>, name: &str| -> Result<Option<NaiveDate>, AppError> {
             non_empty(v)
                 .map(|d| {

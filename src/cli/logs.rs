@@ -96,6 +96,29 @@ pub(crate) fn run(args: LogsArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// `text` safe to print on a terminal: control characters (ESC, BEL, CR,
+/// LF, DEL, C1 …) and a backslash are written as visible escapes (`\x1b`,
+/// `\n`, `\\`), so a logged path or user agent cannot retitle, clear or
+/// forge rows on the reader's terminal. CSV and JSON stay exact.
+fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() || c == '\\') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            // Every control character (Cc) is below U+00A0: two hex digits.
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn render(entries: &[WatchLogEntry], format: Format) -> String {
     match format {
         Format::Json => sage_stream::log::export::to_json(entries) + "\n",
@@ -109,14 +132,14 @@ fn render(entries: &[WatchLogEntry], format: Format) -> String {
                 out.push_str(&format!(
                     "{:<26} {:<28} {:<10} {:<5} {:<39} {:>6} {:>11} {:<4} {}\n",
                     e.created_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
-                    e.path,
-                    e.user_id.as_deref().unwrap_or("-"),
+                    terminal_safe(&e.path),
+                    terminal_safe(e.user_id.as_deref().unwrap_or("-")),
                     if e.is_authenticated { "yes" } else { "no" },
-                    e.ip.as_deref().unwrap_or("-"),
+                    terminal_safe(e.ip.as_deref().unwrap_or("-")),
                     e.status,
                     e.bytes_sent,
                     if e.completed { "yes" } else { "no" },
-                    e.range_header.as_deref().unwrap_or("-"),
+                    terminal_safe(e.range_header.as_deref().unwrap_or("-")),
                 ));
             }
             out
@@ -147,10 +170,30 @@ fn print_stats(stats: &[PathStats], format: Format) -> Result<(), serde_json::Er
             for s in stats {
                 println!(
                     "{:<40} {:>8} {:>8} {:>14}",
-                    s.path, s.views, s.unique_viewers, s.bytes_sent
+                    terminal_safe(&s.path),
+                    s.views,
+                    s.unique_viewers,
+                    s.bytes_sent
                 );
             }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::terminal_safe;
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(terminal_safe("clip.mp4"), "clip.mp4");
+        assert_eq!(
+            terminal_safe("\u{1b}]0;owned\u{7}\u{1b}[2J"),
+            "\\x1b]0;owned\\x07\\x1b[2J"
+        );
+        assert_eq!(terminal_safe("a\nfake row"), "a\\nfake row");
+        assert_eq!(terminal_safe("a\\x1b"), "a\\\\x1b");
+        assert_eq!(terminal_safe("\u{9b}31m"), "\\x9b31m");
+    }
 }

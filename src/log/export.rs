@@ -3,7 +3,7 @@
 use super::query::WatchLogEntry;
 
 /// RFC 4180 CSV with a header line. Cells that a spreadsheet would run as a
-/// formula (leading `=`, `+`, `-`, `@`) are prefixed with `'`.
+/// formula (leading `=`, `+`, `-`, `@`, TAB or CR) are prefixed with `'`.
 pub fn to_csv(entries: &[WatchLogEntry]) -> String {
     let mut out = String::from(
         "id,created_at,path,user_id,is_authenticated,ip,method,status,range,bytes_sent,duration_ms,completed,user_agent\r\n",
@@ -33,7 +33,9 @@ pub fn to_csv(entries: &[WatchLogEntry]) -> String {
 
 /// One CSV cell, quoted when needed and defused against formula injection.
 pub fn csv_field(field: &str) -> String {
-    let defused = if field.starts_with(['=', '+', '-', '@']) && field.parse::<f64>().is_err() {
+    // TAB and CR too: spreadsheets strip them and then read what follows.
+    let risky = field.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let defused = if risky && field.parse::<f64>().is_err() {
         format!("'{field}")
     } else {
         field.to_owned()
@@ -60,6 +62,8 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
+        assert_eq!(csv_field("\t=cmd()"), "'\t=cmd()");
+        assert_eq!(csv_field("\r=cmd()"), "\"'\r=cmd()\"");
         assert_eq!(csv_field("-5"), "-5");
     }
 }

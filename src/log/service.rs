@@ -93,7 +93,7 @@ impl<S> WatchLog<S> {
             config: Arc::clone(config),
             user_id: viewer
                 .and_then(|v| v.user_id.as_deref())
-                .map(CompactString::from),
+                .map(|id| truncate(id, MAX_PATH_LEN)),
             is_authenticated: viewer.is_some_and(|v| v.authenticated),
             ip: ip.map(ip_text),
             method: method.as_str().into(),
@@ -106,16 +106,21 @@ impl<S> WatchLog<S> {
 
 const MAX_PATH_LEN: usize = 1024;
 
-/// Cuts `text` to at most `max` bytes on a character boundary.
+/// `text` as every backend can store it: cut to at most `max` bytes on a
+/// character boundary, each NUL replaced by U+FFFD (PostgreSQL refuses NUL
+/// in text, so one `?path=a%00b` used to stall its log for good). Invalid
+/// UTF-8 is replaced the same way where it is read, so both backends store
+/// the same row.
 pub(super) fn truncate(text: &str, max: usize) -> CompactString {
-    if text.len() <= max {
-        return text.into();
-    }
-    let mut end = max;
+    let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    text[..end].into()
+    let text = &text[..end];
+    if text.contains('\0') {
+        return text.replace('\0', "\u{fffd}").into();
+    }
+    text.into()
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for WatchLog<S>
@@ -164,6 +169,14 @@ pub(crate) fn ip_text(ip: IpAddr) -> CompactString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_is_made_storable() {
+        assert_eq!(truncate("a\0b", 10), "a\u{fffd}b");
+        assert_eq!(truncate("abcdef", 3), "abc");
+        assert_eq!(truncate("aé", 2), "a");
+        assert_eq!(truncate(&"x".repeat(1 << 20), 1024).len(), 1024);
+    }
 
     #[test]
     fn ip_text_writes_what_display_writes() {

@@ -47,6 +47,11 @@ pub struct WriterConfig {
     pub memory_limit: usize,
     /// Spool file; `None` keeps every row in memory instead (default `None`).
     pub spool_path: Option<PathBuf>,
+    /// Where rows the database refuses for their data go, one JSON line
+    /// each (default `None`: beside the spool as `<spool>.quarantine`, or
+    /// only the error log when there is no spool). Such a row can never be
+    /// stored as it is; quarantining it lets every other row through.
+    pub quarantine_path: Option<PathBuf>,
     /// Longest pause between retries while the store fails (default 5 s).
     pub max_backoff: Duration,
     /// How long [`WriterHandle::shutdown`] keeps trying the store before it
@@ -65,6 +70,7 @@ impl Default for WriterConfig {
             flush_interval: Duration::from_millis(200),
             memory_limit: 50_000,
             spool_path: None,
+            quarantine_path: None,
             max_backoff: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             low_priority: true,
@@ -85,6 +91,9 @@ pub struct WriterStats {
     pub replayed: u64,
     /// Failed store calls.
     pub failures: u64,
+    /// Rows the database refused for their data, set aside in the
+    /// quarantine instead of blocking the log.
+    pub quarantined: u64,
     /// Rows waiting in memory now.
     pub queued: u64,
 }
@@ -96,6 +105,7 @@ struct Counters {
     spooled: AtomicU64,
     replayed: AtomicU64,
     failures: AtomicU64,
+    quarantined: AtomicU64,
 }
 
 impl Counters {
@@ -209,6 +219,7 @@ impl WriterHandle {
             spooled: c.spooled.load(Ordering::Relaxed),
             replayed: c.replayed.load(Ordering::Relaxed),
             failures: c.failures.load(Ordering::Relaxed),
+            quarantined: c.quarantined.load(Ordering::Relaxed),
             queued: self.shared.queue.queued() as u64,
         }
     }
@@ -368,6 +379,12 @@ fn replay<S: WatchLogStore>(shared: &Shared, spool: &Spool, store: &S) -> bool {
 }
 
 /// One store call, counted: rows written, or a failure.
+///
+/// A batch the database refuses for its data (not for being unreachable)
+/// is halved until each refused row stands alone; those go to the
+/// quarantine and every other row is stored. The halves' ids derive from
+/// the batch's, so a retry or a spool replay splits the same way and skips
+/// the halves already stored.
 fn store_batch<S: WatchLogStore>(
     shared: &Shared,
     store: &S,
@@ -380,7 +397,54 @@ fn store_batch<S: WatchLogStore>(
         }
         Err(err) => {
             Counters::add(&shared.counters.failures, 1);
-            Err(err)
+            if err.is_unavailable() {
+                return Err(err);
+            }
+            if let [record] = batch.records.as_slice() {
+                quarantine(shared, record, &err);
+                return Ok(());
+            }
+            let (first, second) = batch.records.split_at(batch.records.len() / 2);
+            for (i, half) in [first, second].into_iter().enumerate() {
+                let half = WatchBatch {
+                    id: format!("{}.{i}", batch.id),
+                    records: half.to_vec(),
+                };
+                store_batch(shared, store, &half)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Sets aside a row the database will never take, loudly.
+fn quarantine(shared: &Shared, record: &WatchRecord, err: &StoreError) {
+    Counters::add(&shared.counters.quarantined, 1);
+    let line = serde_json::to_string(record).unwrap_or_default();
+    let path = shared.config.quarantine_path.clone().or_else(|| {
+        shared
+            .config
+            .spool_path
+            .as_ref()
+            .map(|spool| spool.with_extension("quarantine"))
+    });
+    let Some(path) = path else {
+        tracing::error!(%err, row = %line, "watch-log row refused by the database; not stored");
+        return;
+    };
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()));
+    match written {
+        Ok(()) => tracing::error!(
+            %err,
+            quarantine = %path.display(),
+            "watch-log row refused by the database; set aside in the quarantine"
+        ),
+        Err(io) => {
+            tracing::error!(%err, %io, row = %line, "watch-log row refused by the database; quarantine not writable")
         }
     }
 }
