@@ -607,3 +607,42 @@ fn postgres_rows_a_trigger_rejects_are_quarantined() {
     }
     rejected_rows_are_quarantined_and_the_rest_lands(Arc::new(store));
 }
+
+/// The PostgreSQL database is dropped and created again under load: the
+/// writer sees its tables missing, runs the migrations again and stores
+/// every row recorded after that, without a restart.
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_log_recovers_when_its_database_is_recreated() {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    let Some(db) = common::pg::TestDb::create("recreated") else {
+        return;
+    };
+    let store = Arc::new(sage_stream::log::PgStore::connect(&db.url).unwrap());
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), quick()).unwrap();
+    for i in 0..20 {
+        sink.record(record(i));
+    }
+    assert!(writer.wait_idle(Duration::from_secs(20)));
+    assert_eq!(store.count(&LogFilter::default()).unwrap(), 20);
+    let mut admin = PgConnection::establish(common::pg::ADMIN_URL).unwrap();
+    for sql in [
+        format!("DROP DATABASE {} WITH (FORCE)", db.name),
+        format!("CREATE DATABASE {}", db.name),
+    ] {
+        diesel::sql_query(sql).execute(&mut admin).unwrap();
+    }
+    for i in 0..30 {
+        sink.record(record(100 + i));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        writer.wait_idle(Duration::from_secs(30)),
+        "{:?}",
+        writer.stats()
+    );
+    let stats = writer.shutdown();
+    assert_eq!(stats.written, 50, "{stats:?}");
+    assert_eq!(stats.quarantined, 0);
+    assert_eq!(store.count(&LogFilter::default()).unwrap(), 30);
+}

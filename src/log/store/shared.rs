@@ -223,9 +223,14 @@ fn connection_failed(err: &DieselError) -> bool {
             _,
         )
         | DieselError::BrokenTransactionManager => true,
-        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => SQLITE_UNAVAILABLE
-            .iter()
-            .any(|message| info.message().starts_with(message)),
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            SQLITE_UNAVAILABLE
+                .iter()
+                .any(|message| info.message().starts_with(message))
+                // PostgreSQL's missing privilege: an operator's fix, not the
+                // rows' fault, so they wait instead of being quarantined.
+                || info.message().starts_with("permission denied")
+        }
         DieselError::RollbackErrorOnCommit { commit_error, .. } => connection_failed(commit_error),
         _ => false,
     }
@@ -234,6 +239,38 @@ fn connection_failed(err: &DieselError) -> bool {
 /// Whether a store's migrations have run; shared by the store's clones.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Migrated(Arc<AtomicBool>);
+
+impl Migrated {
+    /// [`query_error`], and when the log's tables are gone (the database was
+    /// dropped and created again, say) the migrations run again on the next
+    /// connection; meanwhile the store counts as unavailable, so the writer
+    /// keeps the rows and retries instead of failing them.
+    pub(super) fn query_error(&self, err: DieselError) -> StoreError {
+        if !schema_missing(&err) {
+            return query_error(err);
+        }
+        if self.0.swap(false, Ordering::AcqRel) {
+            tracing::warn!(%err, "watch-log tables are missing; running the migrations again");
+        }
+        StoreError::Unavailable {
+            source: Box::new(err),
+        }
+    }
+}
+
+/// PostgreSQL's `relation "…" does not exist` (SQLSTATE 42P01) and SQLite's
+/// `no such table`, for the log's own tables.
+fn schema_missing(err: &DieselError) -> bool {
+    let message = match err {
+        DieselError::DatabaseError(_, info) => info.message(),
+        DieselError::RollbackErrorOnCommit { commit_error, .. } => {
+            return schema_missing(commit_error)
+        }
+        _ => return false,
+    };
+    let ours = message.contains("watch_logs") || message.contains("watch_log_batches");
+    ours && (message.contains("does not exist") || message.starts_with("no such table"))
+}
 
 /// A pooled connection, after running `migrations` on it if no connection
 /// has yet: a store opened while its database was down migrates on the
@@ -258,6 +295,25 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_tables_rerun_the_migrations() {
+        let migrated = Migrated::default();
+        migrated.0.store(true, Ordering::Release);
+        let gone = DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("relation \"watch_log_batches\" does not exist".to_owned()),
+        );
+        assert!(migrated.query_error(gone).is_unavailable());
+        assert!(!migrated.0.load(Ordering::Acquire), "migrations run again");
+        let other = DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("relation \"elsewhere\" does not exist".to_owned()),
+        );
+        migrated.0.store(true, Ordering::Release);
+        assert!(!migrated.query_error(other).is_unavailable());
+        assert!(migrated.0.load(Ordering::Acquire));
+    }
 
     #[test]
     fn connection_failures_are_unavailable_and_refusals_are_query_errors() {

@@ -75,7 +75,7 @@ impl WatchLogStore for SqliteStore {
         }
         self.conn()?
             .transaction(|conn| insert_rows(conn, batch))
-            .map_err(shared::query_error)
+            .map_err(|e| self.migrated.query_error(e))
     }
 
     fn query(
@@ -95,7 +95,7 @@ impl WatchLogStore for SqliteStore {
             .limit(shared::fetch_limit(limit))
             .select(Row::as_select())
             .load(&mut self.conn()?)
-            .map_err(shared::query_error)?;
+            .map_err(|e| self.migrated.query_error(e))?;
         Ok(shared::page(rows, limit))
     }
 
@@ -104,7 +104,7 @@ impl WatchLogStore for SqliteStore {
             .filter(predicate(filter))
             .count()
             .get_result(&mut self.conn()?)
-            .map_err(shared::query_error)?;
+            .map_err(|e| self.migrated.query_error(e))?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
@@ -124,7 +124,7 @@ impl WatchLogStore for SqliteStore {
             .order((count_star().desc(), dsl::path.asc()))
             .limit(i64::try_from(limit).unwrap_or(i64::MAX))
             .load(&mut self.conn()?)
-            .map_err(shared::query_error)?;
+            .map_err(|e| self.migrated.query_error(e))?;
         Ok(shared::path_stats(rows))
     }
 
@@ -137,7 +137,7 @@ impl WatchLogStore for SqliteStore {
             .select((sql::<Text>(shared::DAY), count_star()))
             .order(sql::<Text>(shared::DAY).asc())
             .load(&mut self.conn()?)
-            .map_err(shared::query_error)?;
+            .map_err(|e| self.migrated.query_error(e))?;
         Ok(shared::days(rows))
     }
 }
