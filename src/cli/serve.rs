@@ -54,6 +54,15 @@ pub(crate) struct ServeArgs {
     /// Longest wait for a request's headers, also on idle keep-alive connections [default: 30s]
     #[arg(long, env = "STREAM_HEADER_TIMEOUT", value_parser = parse_duration)]
     pub(crate) header_timeout: Option<Duration>,
+    /// Close a connection with no request in progress after this long (HTTP/2: GOAWAY) [default: 60s]
+    #[arg(long, env = "STREAM_KEEP_ALIVE_TIMEOUT", value_parser = parse_duration)]
+    pub(crate) keep_alive_timeout: Option<Duration>,
+    /// Close a connection whose response made no write progress for this long [default: 60s]
+    #[arg(long, env = "STREAM_SEND_TIMEOUT", value_parser = parse_duration)]
+    pub(crate) send_timeout: Option<Duration>,
+    /// Most connections open at once; beyond, new ones wait in the backlog [default: half the fd limit]
+    #[arg(long, env = "STREAM_MAX_CONNECTIONS")]
+    pub(crate) max_connections: Option<usize>,
     /// Cap per ranged response in MiB (STREAM_MAX_LOAD_VOLUME).
     #[arg(long)]
     pub(crate) max_load_volume: Option<u64>,
@@ -96,6 +105,7 @@ pub(crate) struct Resolved {
     pub(crate) database: String,
     pub(crate) spool: PathBuf,
     pub(crate) header_timeout: Duration,
+    pub(crate) server: ServerConfig,
 }
 
 fn parse_token(value: &str) -> Result<(String, String), String> {
@@ -197,6 +207,17 @@ pub(crate) fn resolve(
             .header_timeout
             .or(file.header_timeout_secs.map(Duration::from_secs))
             .unwrap_or(Duration::from_secs(30)),
+        server: {
+            let defaults = ServerConfig::default();
+            ServerConfig {
+                keep_alive_timeout: args
+                    .keep_alive_timeout
+                    .unwrap_or(defaults.keep_alive_timeout),
+                send_timeout: args.send_timeout.unwrap_or(defaults.send_timeout),
+                max_connections: args.max_connections.unwrap_or(defaults.max_connections),
+                ..defaults
+            }
+        },
     })
 }
 
@@ -213,7 +234,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let app = app::router(&resolved.app, store, sink)?.layer(TraceLayer::new_for_http());
     let server_config = ServerConfig {
         header_read_timeout: resolved.header_timeout,
-        ..ServerConfig::default()
+        ..resolved.server.clone()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

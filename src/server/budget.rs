@@ -1,0 +1,204 @@
+//! Per-connection budgets: how long a connection may sit idle and how long
+//! a response may make no write progress (nginx's `client_header_timeout`,
+//! `keepalive_timeout` and `send_timeout`).
+//!
+//! Every request a connection serves registers a stream; its response body
+//! ([`TimedBody`]) stamps the stream each time the connection takes a frame
+//! from it, which happens only once the previous one was written. A
+//! watchdog per connection checks the stamps: a stream without progress for
+//! the send timeout ends the connection (its bodies drop: files close,
+//! stream slots free, watch-log rows are written as incomplete), and a
+//! connection without streams for the idle timeout is shut down gracefully
+//! (HTTP/2 gets a GOAWAY).
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http_body::{Body, Frame, SizeHint};
+use pin_project::pin_project;
+
+/// The clock of one connection and the streams it serves.
+#[derive(Debug)]
+pub(super) struct Activity {
+    opened: Instant,
+    // Milliseconds since `opened`: the last stream's end (or the opening).
+    idle_since: AtomicU64,
+    // Requests served so far: 0 means still waiting for the first head.
+    requests: AtomicU64,
+    streams: Mutex<Vec<Weak<AtomicU64>>>,
+}
+
+/// What the watchdog decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Nothing to do yet.
+    Fine,
+    /// No request head arrived within the first budget: close.
+    Silent,
+    /// No stream for the idle budget: shut the connection down gracefully.
+    Idle,
+    /// A stream made no progress for the send budget: end the connection.
+    Stalled,
+}
+
+impl Activity {
+    pub(super) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            opened: Instant::now(),
+            idle_since: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            streams: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A request head arrived: a stream starts, stamped now.
+    pub(super) fn start(self: &Arc<Self>) -> Stream {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let stamp = Arc::new(AtomicU64::new(self.now()));
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.retain(|s| s.strong_count() > 0);
+        streams.push(Arc::downgrade(&stamp));
+        Stream {
+            activity: Arc::clone(self),
+            stamp,
+        }
+    }
+
+    /// Judges the connection: `first` is the budget before the first
+    /// request head, `idle` between requests, `send` for write progress.
+    pub(super) fn verdict(&self, first: Duration, idle: Duration, send: Duration) -> Verdict {
+        let now = self.now();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.retain(|s| s.strong_count() > 0);
+        let mut open = false;
+        for stamp in streams.iter().filter_map(Weak::upgrade) {
+            open = true;
+            if now.saturating_sub(stamp.load(Ordering::Relaxed)) >= ms(send) {
+                return Verdict::Stalled;
+            }
+        }
+        drop(streams);
+        if open {
+            return Verdict::Fine;
+        }
+        let silent = self.requests.load(Ordering::Relaxed) == 0;
+        let budget = if silent { first } else { idle };
+        if now.saturating_sub(self.idle_since.load(Ordering::Relaxed)) < ms(budget) {
+            Verdict::Fine
+        } else if silent {
+            Verdict::Silent
+        } else {
+            Verdict::Idle
+        }
+    }
+}
+
+/// One request's stream; its end makes the connection idle from then.
+#[derive(Debug)]
+pub(super) struct Stream {
+    activity: Arc<Activity>,
+    stamp: Arc<AtomicU64>,
+}
+
+impl Stream {
+    fn progressed(&self) {
+        self.stamp.store(self.activity.now(), Ordering::Relaxed);
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let now = self.activity.now();
+        self.activity.idle_since.store(now, Ordering::Relaxed);
+    }
+}
+
+/// A response body that stamps its stream whenever the connection takes a
+/// frame, and ends the stream when it ends or is dropped.
+#[pin_project]
+#[derive(Debug)]
+pub(super) struct TimedBody<B> {
+    #[pin]
+    inner: B,
+    stream: Option<Stream>,
+}
+
+impl<B> TimedBody<B> {
+    pub(super) fn new(inner: B, stream: Stream) -> Self {
+        Self {
+            inner,
+            stream: Some(stream),
+        }
+    }
+}
+
+impl<B: Body> Body for TimedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        // Being polled means the last frame went out: that is progress.
+        if let Some(stream) = this.stream.as_ref() {
+            stream.progressed();
+        }
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(None | Some(Err(_))) = &polled {
+            this.stream.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_millis(40);
+
+    #[test]
+    fn verdicts() {
+        let activity = Activity::new();
+        assert_eq!(activity.verdict(S, S * 10, S * 10), Verdict::Fine);
+        std::thread::sleep(S + Duration::from_millis(5));
+        // No request head within the first budget.
+        assert_eq!(activity.verdict(S, S * 10, S * 10), Verdict::Silent);
+        let stream = activity.start();
+        assert_eq!(
+            activity.verdict(S, S, S * 10),
+            Verdict::Fine,
+            "a stream is open"
+        );
+        std::thread::sleep(S + Duration::from_millis(5));
+        assert_eq!(activity.verdict(S, S, S), Verdict::Stalled);
+        stream.progressed();
+        assert_eq!(activity.verdict(S, S, S), Verdict::Fine);
+        drop(stream);
+        assert_eq!(activity.verdict(S, S, S), Verdict::Fine, "idle just began");
+        std::thread::sleep(S + Duration::from_millis(5));
+        assert_eq!(
+            activity.verdict(S * 100, S, S),
+            Verdict::Idle,
+            "keep-alive over"
+        );
+    }
+}

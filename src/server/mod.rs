@@ -1,0 +1,313 @@
+//! A small production server loop over hyper: TCP_NODELAY, HTTP/1.1 and
+//! HTTP/2, the peer address as a request extension, graceful shutdown, and
+//! budgets that keep any one connection from holding resources for free:
+//!
+//! | budget | default | like nginx's |
+//! |---|---|---|
+//! | no complete request head (any protocol, also before protocol detection or inside an HTTP/2 preface) | 30 s | `client_header_timeout` |
+//! | idle between requests (HTTP/2: GOAWAY) | 60 s | `keepalive_timeout` |
+//! | a response that makes no write progress (aborted: file closed, stream slot freed, row logged incomplete) | 60 s | `send_timeout` |
+//! | HTTP/2 streams per connection / send buffer per stream | 32 / 256 KiB | `http2_max_concurrent_streams` |
+//! | open connections (at the limit the server stops accepting until one closes; the kernel queues the rest) | half the file-descriptor limit | `worker_connections` |
+//!
+//! When the shutdown grace period ends, the responses still open are ended
+//! (so the watch log records them as incomplete, with the bytes sent) before
+//! [`serve`] returns.
+//!
+//! Any tower-compatible server works with the layers; this one is what the
+//! `sage-stream` binary and the tests use.
+//!
+//! ```no_run
+//! use sage_stream::{server, StreamEndpoint};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! let svc = StreamEndpoint::new("media").into_service();
+//! server::serve(listener, svc, server::ServerConfig::default(), server::shutdown_signal()).await
+//! # }
+//! ```
+
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+use tower_service::Service;
+
+use crate::extension::PeerAddr;
+
+mod budget;
+
+use budget::TimedBody;
+use budget::{Activity, Verdict};
+
+/// Timeouts and limits of [`serve`]; see the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Longest wait for a request's head: on a new connection (whatever
+    /// the protocol, from the first byte or none), and for HTTP/1 headers
+    /// being read (default 30 s).
+    pub header_read_timeout: Duration,
+    /// Longest a connection may stay open without a request in progress
+    /// (default 60 s); HTTP/2 connections get a GOAWAY.
+    pub keep_alive_timeout: Duration,
+    /// Longest a response may go without the client taking more of it
+    /// (default 60 s); then its connection is closed.
+    pub send_timeout: Duration,
+    /// Most connections open at once (default: half the process's
+    /// file-descriptor limit, as each stream also holds a file open).
+    pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams per connection (default 32).
+    pub http2_max_concurrent_streams: u32,
+    /// Most bytes HTTP/2 buffers per stream for a client that does not take
+    /// them (default 256 KiB), so zero-window streams pin a bounded amount.
+    pub http2_max_send_buf_size: usize,
+    /// Longest wait for open connections to finish after shutdown starts
+    /// (default 30 s); what is still open then is ended.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+            keep_alive_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            max_connections: default_max_connections(),
+            http2_max_concurrent_streams: 32,
+            http2_max_send_buf_size: 256 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Half the soft limit on open files (each stream holds a socket and a
+/// file), less a reserve for the log and the listener; 512 where the limit
+/// cannot be read.
+fn default_max_connections() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
+        })
+        .unwrap_or(1024);
+    (soft / 2).saturating_sub(32).max(16)
+}
+
+/// Serves `service` on `listener` until `shutdown` completes, then lets open
+/// connections finish (up to [`ServerConfig::shutdown_grace`]) and ends the
+/// rest.
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    service: S,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(config.http2_max_concurrent_streams)
+        .max_send_buf_size(config.http2_max_send_buf_size);
+    let config = Arc::new(config);
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let (stop, stopped) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        // A slot first: at the limit, new connections wait in the kernel's
+        // backlog instead of failing `accept` in a loop.
+        if slots.available_permits() == 0 {
+            tracing::warn!(
+                limit = config.max_connections,
+                "connection limit reached; waiting"
+            );
+        }
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let task = connection(
+            &builder,
+            stream,
+            peer,
+            service.clone(),
+            Arc::clone(&config),
+            stopped.clone(),
+        );
+        connections.spawn(async move {
+            task.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(config.shutdown_grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "connections still open after the shutdown grace period; ending them"
+        );
+        // Dropping their connections drops their bodies: files close and the
+        // watch log records each response as incomplete.
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+    }
+    Ok(())
+}
+
+/// One connection, watched by its budgets.
+fn connection<S, B>(
+    builder: &auto::Builder<TokioExecutor>,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    service: S,
+    config: Arc<ServerConfig>,
+    mut stopped: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%err, "TCP_NODELAY not set");
+    }
+    let activity = Activity::new();
+    let per_request = {
+        let activity = Arc::clone(&activity);
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
+            let stream = activity.start();
+            let response = service.clone().oneshot(req);
+            async move {
+                let response = response.await?;
+                Ok::<_, Infallible>(response.map(|body| TimedBody::new(body, stream)))
+            }
+        })
+    };
+    let connection = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), per_request)
+        .into_owned();
+    async move {
+        tokio::pin!(connection);
+        let budgets = [
+            config.header_read_timeout,
+            config.keep_alive_timeout,
+            config.send_timeout,
+        ];
+        let tick = budgets.iter().min().copied().unwrap_or_default() / 4;
+        let mut ticks =
+            tokio::time::interval(tick.clamp(Duration::from_millis(10), Duration::from_secs(1)));
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                ended = connection.as_mut() => {
+                    if let Err(err) = ended {
+                        tracing::debug!(%peer, %err, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = ticks.tick() => {
+                    match activity.verdict(config.header_read_timeout, config.keep_alive_timeout, config.send_timeout) {
+                        Verdict::Fine => {}
+                        // Nothing was asked: nothing to finish politely.
+                        Verdict::Silent => {
+                            tracing::debug!(%peer, "no request head within the header timeout; closing");
+                            return;
+                        }
+                        Verdict::Stalled => {
+                            tracing::info!(%peer, "a response made no progress for the send timeout; closing");
+                            return;
+                        }
+                        Verdict::Idle if closing => return,
+                        Verdict::Idle => {
+                            closing = true;
+                            connection.as_mut().graceful_shutdown();
+                        }
+                    }
+                }
+                _ = stopped.changed(), if !closing => {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Completes on Ctrl-C or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,382 @@
+//! Hostile clients against a real server on 127.0.0.1: connections that
+//! send nothing, half an HTTP/2 preface, clients that never read, idle
+//! HTTP/2, and streams still open when the shutdown grace ends. Each test
+//! checks that the server closes what it must, logs what it served, frees
+//! its file descriptors and keeps serving a normal client throughout.
+//! Loops are bounded; every address is loopback.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Fixture;
+use sage_stream::limit::ViewerStreamLimitLayer;
+use sage_stream::log::{
+    LogFilter, MemoryStore, WatchLogLayer, WatchLogStore, WatchLogWriter, WriterConfig,
+    WriterHandle,
+};
+use sage_stream::server::{serve, ServerConfig};
+use sage_stream::StreamEndpoint;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tower::ServiceBuilder;
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    store: Arc<MemoryStore>,
+    writer: Option<WriterHandle>,
+}
+
+impl Server {
+    /// The endpoint behind the watch log and a one-stream-per-viewer limit.
+    async fn start(fx: &Fixture, config: ServerConfig) -> Self {
+        Self::start_with(fx, config, ViewerStreamLimitLayer::new(1)).await
+    }
+
+    async fn start_with(fx: &Fixture, config: ServerConfig, limit: ViewerStreamLimitLayer) -> Self {
+        let store = Arc::new(MemoryStore::new());
+        let (sink, writer) = WatchLogWriter::spawn(
+            store.clone(),
+            WriterConfig {
+                flush_interval: Duration::from_millis(20),
+                ..WriterConfig::default()
+            },
+        )
+        .unwrap();
+        let svc = ServiceBuilder::new()
+            .layer(WatchLogLayer::new(sink))
+            .layer(limit)
+            .service(
+                StreamEndpoint::new(&fx.root)
+                    .unlimited_volume()
+                    .into_service(),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, svc, config, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+            store,
+            writer: Some(writer),
+        }
+    }
+
+    /// A normal client still gets its bytes.
+    async fn serves_a_normal_client(&self) {
+        let res = reqwest::Client::new()
+            .get(format!("http://{}/?path=small.mp4", self.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), reqwest::StatusCode::OK);
+        assert_eq!(res.bytes().await.unwrap().len(), 1000);
+    }
+
+    /// Stops the server (within `limit`) and the writer; returns the rows.
+    async fn stop(mut self, limit: Duration) -> Vec<sage_stream::log::WatchLogEntry> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(limit, self.task)
+            .await
+            .expect("server stopped in time")
+            .unwrap()
+            .unwrap();
+        if let Some(writer) = self.writer.take() {
+            writer.shutdown_async().await;
+        }
+        self.store
+            .query(&LogFilter::default(), None, 1000)
+            .unwrap()
+            .entries
+    }
+}
+
+fn quick_budgets() -> ServerConfig {
+    ServerConfig {
+        header_read_timeout: Duration::from_millis(500),
+        keep_alive_timeout: Duration::from_millis(500),
+        send_timeout: Duration::from_millis(800),
+        shutdown_grace: Duration::from_millis(500),
+        ..ServerConfig::default()
+    }
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Waits (bounded) until `fds` is back near `baseline`.
+async fn fds_return_to(baseline: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = open_fds();
+        if now <= baseline + 4 || Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether the server closes `stream` within `limit` (reading what it sends).
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let mut buf = vec![0u8; 64 * 1024];
+    tokio::time::timeout(limit, async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_half_open_connections_are_closed() {
+    let fx = Fixture::new();
+    fx.file("small.mp4", 1000);
+    let server = Server::start(&fx, quick_budgets()).await;
+    server.serves_a_normal_client().await;
+    let baseline = open_fds();
+    let started = Instant::now();
+    let mut sockets = Vec::new();
+    for i in 0..60 {
+        let mut socket = TcpStream::connect(server.addr).await.unwrap();
+        match i % 3 {
+            // Not one byte.
+            0 => {}
+            // Half of the HTTP/2 preface.
+            1 => socket.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap(),
+            // The whole preface and SETTINGS, then no request.
+            _ => socket
+                .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+                .await
+                .unwrap(),
+        }
+        sockets.push(socket);
+    }
+    server.serves_a_normal_client().await;
+    for (i, socket) in sockets.iter_mut().enumerate() {
+        assert!(
+            closed_within(socket, Duration::from_secs(5)).await,
+            "connection {i} was left open"
+        );
+    }
+    let closed_after = started.elapsed();
+    drop(sockets);
+    let fds = fds_return_to(baseline).await;
+    eprintln!(
+        "60 silent/half-open connections closed after {closed_after:?}; fds {baseline} -> {fds}"
+    );
+    assert!(fds <= baseline + 4, "fds {baseline} -> {fds}");
+    server.serves_a_normal_client().await;
+    server.stop(Duration::from_secs(5)).await;
+}
+
+/// A client that asks for a large file and never reads: after the send
+/// timeout its connection is closed, the file with it, its stream slot is
+/// free again and its row says incomplete with the bytes sent so far.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_cut_off_and_logged() {
+    let fx = Fixture::new();
+    fx.file("small.mp4", 1000);
+    fx.file("big.mp4", 32 << 20);
+    let server = Server::start(&fx, quick_budgets()).await;
+    let baseline = open_fds();
+    let mut stalled = TcpStream::connect(server.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /?path=big.mp4 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The slot is held meanwhile: the same viewer (127.0.0.1) gets 429.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = reqwest::get(format!("http://{}/?path=small.mp4", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::TOO_MANY_REQUESTS);
+    // Well past the send timeout the slot is free again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let res = reqwest::get(format!("http://{}/?path=small.mp4", server.addr))
+            .await
+            .unwrap();
+        if res.status() == reqwest::StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled stream kept its slot"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(closed_within(&mut stalled, Duration::from_secs(5)).await);
+    drop(stalled);
+    let fds = fds_return_to(baseline).await;
+    assert!(fds <= baseline + 4, "fds {baseline} -> {fds}");
+    let rows = server.stop(Duration::from_secs(5)).await;
+    let big: Vec<_> = rows.iter().filter(|r| r.path == "big.mp4").collect();
+    assert_eq!(big.len(), 1, "{rows:?}");
+    assert!(!big[0].completed);
+    assert!(big[0].bytes_sent > 0 && big[0].bytes_sent < 32 << 20);
+}
+
+/// An HTTP/2 connection left idle after its request gets a GOAWAY and is
+/// closed after the keep-alive timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_with_goaway() {
+    let fx = Fixture::new();
+    fx.file("small.mp4", 1000);
+    let server = Server::start(&fx, quick_budgets()).await;
+    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(server.addr).await.unwrap());
+    let (mut send, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    let req = http::Request::get(format!("http://{}/?path=small.mp4", server.addr))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let res = send.send_request(req).await.unwrap();
+    assert_eq!(res.status(), http::StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap();
+    assert_eq!(body.to_bytes().len(), 1000);
+    let started = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("the idle HTTP/2 connection stayed open");
+    assert!(ended.unwrap().is_ok(), "closed cleanly (GOAWAY)");
+    eprintln!(
+        "idle HTTP/2 connection closed after {:?}",
+        started.elapsed()
+    );
+    server.stop(Duration::from_secs(5)).await;
+}
+
+/// Streams still open when the shutdown grace period ends are ended and
+/// logged as incomplete, with the bytes sent so far, before `serve` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_open_at_the_end_of_the_grace_period_are_logged() {
+    let fx = Fixture::new();
+    fx.file("big.mp4", 32 << 20);
+    let config = ServerConfig {
+        send_timeout: Duration::from_secs(60),
+        shutdown_grace: Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
+    let server = Server::start(&fx, config).await;
+    let mut stalled = Vec::new();
+    for i in 0..3 {
+        let mut socket = TcpStream::connect(server.addr).await.unwrap();
+        // Three viewers (the limit is per viewer): tokens are not needed,
+        // distinct user agents tag the rows.
+        let head =
+            format!("GET /?path=big.mp4 HTTP/1.1\r\nhost: x\r\nuser-agent: stalled-{i}\r\n\r\n");
+        socket.write_all(head.as_bytes()).await.unwrap();
+        stalled.push(socket);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    let rows = server.stop(Duration::from_secs(5)).await;
+    eprintln!("serve returned {:?} after the stop", started.elapsed());
+    let stalled_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| {
+            r.user_agent
+                .as_deref()
+                .is_some_and(|ua| ua.starts_with("stalled-"))
+        })
+        .collect();
+    // One viewer (127.0.0.1) may hold one stream: the first streams, the
+    // others were refused at once; all three are logged.
+    assert_eq!(stalled_rows.len(), 3, "{rows:?}");
+    let streaming: Vec<_> = stalled_rows.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(streaming.len(), 1);
+    assert!(!streaming[0].completed);
+    assert!(streaming[0].bytes_sent > 0 && streaming[0].bytes_sent < 32 << 20);
+    drop(stalled);
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// HTTP/2 clients that open every stream they may with a zero window and
+/// never read: what the server buffers is bounded (streams per connection x
+/// send buffer per stream), and after the send timeout the connections are
+/// closed and the memory and descriptors come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_window_http2_streams_pin_a_bounded_amount() {
+    let fx = Fixture::new();
+    fx.file("small.mp4", 1000);
+    fx.file("big.mp4", 64 << 20);
+    let server =
+        Server::start_with(&fx, quick_budgets(), ViewerStreamLimitLayer::unlimited()).await;
+    server.serves_a_normal_client().await;
+    let (fds_before, rss_before) = (open_fds(), rss_kib());
+    let mut connections = Vec::new();
+    let mut responses = Vec::new();
+    for _ in 0..10 {
+        let io = hyper_util::rt::TokioIo::new(TcpStream::connect(server.addr).await.unwrap());
+        let (send, connection) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .initial_stream_window_size(0)
+                .handshake(io)
+                .await
+                .unwrap();
+        connections.push(tokio::spawn(connection));
+        // More than the server allows at once: the rest wait.
+        for _ in 0..40 {
+            let mut send = send.clone();
+            let req = http::Request::get(format!("http://{}/?path=big.mp4", server.addr))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            responses.push(tokio::spawn(async move {
+                send.send_request(req).await.map(|r| r.status())
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let rss_peak = rss_kib();
+    server.serves_a_normal_client().await;
+    // Past the send timeout the stalled connections are gone.
+    for connection in connections {
+        let ended = tokio::time::timeout(Duration::from_secs(5), connection).await;
+        assert!(ended.is_ok(), "a zero-window connection stayed open");
+    }
+    for response in responses {
+        let _ = tokio::time::timeout(Duration::from_secs(1), response).await;
+    }
+    let fds = fds_return_to(fds_before).await;
+    eprintln!(
+        "10 connections x 40 zero-window streams: RSS {} -> {} KiB (peak), fds {fds_before} -> {fds}",
+        rss_before, rss_peak
+    );
+    assert!(
+        rss_peak.saturating_sub(rss_before) < 128 * 1024,
+        "RSS grew by {} KiB",
+        rss_peak - rss_before
+    );
+    assert!(fds <= fds_before + 4, "fds {fds_before} -> {fds}");
+    server.serves_a_normal_client().await;
+    server.stop(Duration::from_secs(5)).await;
+}
