@@ -50,6 +50,9 @@ pub mod cap;
 pub mod endpoint;
 pub mod error;
 pub mod extension;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limit;
 #[cfg(feature = "log")]
 #[cfg_attr(docsrs, doc(cfg(feature = "log")))]

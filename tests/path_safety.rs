@@ -34,6 +34,8 @@ const HOSTILE: &[&str] = &[
     "C:%5Cwindows%5Cwin.ini",
     "C:/windows/win.ini",
     "c:secret.txt",
+    ".%2Fc:secret.txt",
+    ".//C:%2Fsecret.txt",
     "file:///etc/passwd",
     "%00",
     "clip.mp4%00.txt",

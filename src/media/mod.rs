@@ -47,10 +47,10 @@
 //! # }
 //! ```
 
-mod body;
-mod conditional;
-mod path;
-mod respond;
+pub(crate) mod body;
+pub(crate) mod conditional;
+pub(crate) mod path;
+pub(crate) mod respond;
 mod service;
 
 pub use crate::extension::ServedFile;

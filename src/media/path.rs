@@ -54,10 +54,6 @@ pub(crate) fn normalise(raw: &str, max_len: usize) -> Result<String, PathRefusal
     if raw.starts_with('/') {
         return Err(PathRefusal::Absolute);
     }
-    let bytes = raw.as_bytes();
-    if bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' {
-        return Err(PathRefusal::DrivePrefix);
-    }
     let mut out = String::with_capacity(raw.len());
     for segment in raw.split('/') {
         match segment {
@@ -73,6 +69,12 @@ pub(crate) fn normalise(raw: &str, max_len: usize) -> Result<String, PathRefusal
     }
     if out.is_empty() {
         return Err(PathRefusal::Empty);
+    }
+    // Judged on the result: `./c:/x` must not become the drive path `c:/x`
+    // (found by the `path` fuzz target).
+    let bytes = out.as_bytes();
+    if bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' {
+        return Err(PathRefusal::DrivePrefix);
     }
     Ok(out)
 }
@@ -132,6 +134,11 @@ mod tests {
         assert_eq!(normalise("a/../b", 100), Err(PathRefusal::ParentComponent));
         assert_eq!(normalise("/etc/passwd", 100), Err(PathRefusal::Absolute));
         assert_eq!(normalise("C:/x", 100), Err(PathRefusal::DrivePrefix));
+        assert_eq!(normalise("./c:/x", 100), Err(PathRefusal::DrivePrefix));
+        assert_eq!(
+            normalise(".//r:sentinel", 100),
+            Err(PathRefusal::DrivePrefix)
+        );
         assert_eq!(normalise("a\\b", 100), Err(PathRefusal::Backslash));
         assert_eq!(normalise("a\0b", 100), Err(PathRefusal::ControlCharacter));
         assert_eq!(normalise(&"a".repeat(101), 100), Err(PathRefusal::TooLong));

@@ -245,7 +245,7 @@ fn file_segments(range: Range<u64>) -> VecDeque<Segment> {
 }
 
 /// The parts of a `multipart/byteranges` body and its exact length.
-fn multipart_segments(
+pub(crate) fn multipart_segments(
     ranges: &[Range<u64>],
     len: u64,
     content_type: &str,
