@@ -207,3 +207,38 @@ async fn over_long_paths_are_refused() {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(body_bytes(res).await.as_ref(), b"media path too long");
 }
+
+/// Every hostile path again behind five harmless-looking prefixes (330
+/// variants), through the query endpoint with and without `Range`.
+#[tokio::test]
+async fn generated_hostile_paths_never_escape() {
+    let fx = fixture();
+    let svc = StreamEndpoint::new(&fx.root).into_service();
+    let mut tried = 0;
+    for prefix in ["", "./", "dir/", "dir/./", "%2E/"] {
+        for raw in HOSTILE {
+            let uri = format!("/api/stream?path={prefix}{}", uri_safe(raw));
+            assert_refused(&svc, &uri, &fx).await;
+            tried += 1;
+        }
+    }
+    assert!(tried >= 200, "{tried}");
+}
+
+/// A hard link is a name for the same file, so one inside the root serves
+/// that file, wherever its other names are: confinement is about names, not
+/// inodes. Whoever may create links in the media root may publish any file
+/// they can read (see SECURITY.md).
+#[cfg(unix)]
+#[tokio::test]
+async fn a_hard_link_inside_the_root_is_inside_by_nature() {
+    let fx = fixture();
+    std::fs::hard_link(&fx.sentinel, fx.path("hard.txt")).unwrap();
+    let svc = StreamEndpoint::new(&fx.root).into_service();
+    let res = svc
+        .oneshot(Request::get("/?path=hard.txt").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_bytes(res).await.as_ref(), SENTINEL);
+}
