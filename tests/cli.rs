@@ -402,3 +402,53 @@ fn logs_never_print_control_characters_raw() {
     let (ok, csv, _) = run(&["logs", "--format", "csv", "--database", &db], &[]);
     assert!(ok && csv.contains(hostile), "{csv:?}");
 }
+
+/// `sage-stream logs | head` ends quietly when `head` stops reading: exit
+/// 0, no panic (it used to exit 101 on the closed pipe).
+#[test]
+fn logs_into_a_closed_pipe_exits_cleanly() {
+    let fx = Fixture::new();
+    let path = fx.dir.path().join("pipe.db");
+    let db = format!("sqlite://{}", path.display());
+    let store = SqliteStore::open(&path).unwrap();
+    let rows = (0..3000)
+        .map(|i| sage_stream::log::WatchRecord {
+            created_at: chrono::Utc::now(),
+            path: format!("clip-{i}.mp4").into(),
+            user_id: None,
+            is_authenticated: false,
+            ip: Some("127.0.0.1".into()),
+            method: "GET".into(),
+            status: 200,
+            range_header: None,
+            bytes_sent: 1,
+            duration_ms: 1,
+            user_agent: Some("x".repeat(200).into()),
+            completed: true,
+        })
+        .collect();
+    store
+        .insert_batch(&sage_stream::log::WatchBatch::new(rows))
+        .unwrap();
+    for format in ["table", "csv", "json"] {
+        let mut child = Command::new(BIN)
+            .args(["logs", "--limit", "3000", "--format", format, "--database", &db])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read one line, then hang up, as `head -1` does.
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{format}: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!first.is_empty());
+    }
+}

@@ -80,20 +80,32 @@ pub(crate) fn run(args: LogsArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     if args.stats {
         let stats = store.path_stats(&filter, args.limit)?;
-        print_stats(&stats, args.format)?;
-        return Ok(());
+        return emit(&render_stats(&stats, args.format)?);
     }
     let after = match args.after.as_deref() {
         Some(text) => Some(Cursor::decode(text).ok_or("bad --after cursor")?),
         None => None,
     };
     let page = store.query(&filter, after, args.limit)?;
-    let out = render(&page.entries, args.format);
-    print!("{out}");
+    let mut out = render(&page.entries, args.format);
     if let (Format::Table, Some(next)) = (args.format, page.next) {
-        println!("more: --after {}", next.encode());
+        out.push_str(&format!("more: --after {}\n", next.encode()));
     }
-    Ok(())
+    emit(&out)
+}
+
+/// Writes `out` to standard output; a reader that went away (`logs | head`)
+/// is not an error.
+fn emit(out: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(()),
+    }
 }
 
 /// `text` safe to print on a terminal: control characters (ESC, BEL, CR,
@@ -147,13 +159,18 @@ fn render(entries: &[WatchLogEntry], format: Format) -> String {
     }
 }
 
-fn print_stats(stats: &[PathStats], format: Format) -> Result<(), serde_json::Error> {
+fn render_stats(stats: &[PathStats], format: Format) -> Result<String, serde_json::Error> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(stats)?),
+        Format::Json => {
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(stats)?);
+        }
         Format::Csv => {
-            print!("path,views,unique_viewers,bytes_sent\r\n");
+            out.push_str("path,views,unique_viewers,bytes_sent\r\n");
             for s in stats {
-                print!(
+                let _ = write!(
+                    out,
                     "{},{},{},{}\r\n",
                     sage_stream::log::export::csv_field(&s.path),
                     s.views,
@@ -163,12 +180,14 @@ fn print_stats(stats: &[PathStats], format: Format) -> Result<(), serde_json::Er
             }
         }
         Format::Table => {
-            println!(
+            let _ = writeln!(
+                out,
                 "{:<40} {:>8} {:>8} {:>14}",
                 "path", "views", "viewers", "bytes"
             );
             for s in stats {
-                println!(
+                let _ = writeln!(
+                    out,
                     "{:<40} {:>8} {:>8} {:>14}",
                     terminal_safe(&s.path),
                     s.views,
@@ -178,7 +197,7 @@ fn print_stats(stats: &[PathStats], format: Format) -> Result<(), serde_json::Er
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]
