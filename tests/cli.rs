@@ -432,7 +432,15 @@ fn logs_into_a_closed_pipe_exits_cleanly() {
         .unwrap();
     for format in ["table", "csv", "json"] {
         let mut child = Command::new(BIN)
-            .args(["logs", "--limit", "3000", "--format", format, "--database", &db])
+            .args([
+                "logs",
+                "--limit",
+                "3000",
+                "--format",
+                format,
+                "--database",
+                &db,
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -39,11 +39,16 @@ pub(crate) struct ServeArgs {
     /// Turns the admin on at /admin/ with this token (bearer, or Basic password).
     #[arg(long, env = "STREAM_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,
-    /// Accept `Authorization: Bearer TOKEN` as user USER (repeatable).
-    #[arg(long = "token", value_name = "TOKEN=USER", value_parser = parse_token)]
+    /// Accept `Authorization: Bearer TOKEN` as user USER (repeatable; the variable takes a comma-separated list).
+    #[arg(long = "token", value_name = "TOKEN=USER", value_parser = parse_token, env = "STREAM_TOKENS", value_delimiter = ',', hide_env_values = true)]
     pub(crate) tokens: Vec<(String, String)>,
-    /// Proxy (IP or CIDR) whose X-Forwarded-For / Forwarded is believed (repeatable).
-    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    /// Proxy (IP or CIDR) whose X-Forwarded-For / Forwarded is believed (repeatable; the variable takes a comma-separated list).
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "CIDR",
+        env = "STREAM_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
     pub(crate) trusted_proxies: Vec<IpNet>,
     /// At most N concurrent streams per viewer (429 beyond) [default: no limit]
     #[arg(long, env = "STREAM_MAX_STREAMS_PER_VIEWER")]
@@ -151,16 +156,22 @@ pub(crate) fn resolve(
     };
     settings.apply_lookup(flags)?;
 
-    let mut trusted_proxies = Vec::new();
-    for text in &file.trusted_proxies {
-        trusted_proxies.push(
-            text.parse::<IpNet>()
-                .map_err(|e| format!("trusted_proxies: {e}"))?,
-        );
+    // A list from a higher source (flags or environment) replaces the
+    // file's, as single values do; it is not added to it.
+    let mut trusted_proxies = args.trusted_proxies;
+    if trusted_proxies.is_empty() {
+        for text in &file.trusted_proxies {
+            trusted_proxies.push(
+                text.parse::<IpNet>()
+                    .map_err(|e| format!("trusted_proxies: {e}"))?,
+            );
+        }
     }
-    trusted_proxies.extend(args.trusted_proxies);
-    let mut tokens: Vec<(String, String)> = file.tokens.into_iter().collect();
-    tokens.extend(args.tokens);
+    let tokens: Vec<(String, String)> = if args.tokens.is_empty() {
+        file.tokens.into_iter().collect()
+    } else {
+        args.tokens
+    };
 
     let root = args
         .root
@@ -333,6 +344,16 @@ mod tests {
         let r = resolve(args, env).unwrap();
         assert_eq!(r.app.settings.max_load_volume_mib(), 6);
         assert_eq!(r.app.admin_token.as_deref(), Some("flag"));
+        // A list from the flags replaces the file's.
+        let args = ServeArgs {
+            config: Some(config.clone()),
+            tokens: vec![("t2".into(), "bob".into())],
+            trusted_proxies: vec!["192.0.2.1".parse().unwrap(), "::1".parse().unwrap()],
+            ..ServeArgs::default()
+        };
+        let r = resolve(args, |_| None).unwrap();
+        assert_eq!(r.app.tokens, vec![("t2".to_owned(), "bob".to_owned())]);
+        assert_eq!(r.app.trusted_proxies.len(), 2);
         // Defaults.
         let r = resolve(ServeArgs::default(), |_| None).unwrap();
         assert_eq!(r.bind.to_string(), "127.0.0.1:8000");
