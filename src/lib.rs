@@ -13,11 +13,16 @@
 //! | [`permission::RequirePermissionLayer`] | `AllowAny`, `IsAuthenticated`, `SignedUrl`, closures, combinators |
 //! | [`auth::BearerAuthLayer`] | maps bearer tokens to a [`extension::Viewer`] |
 //! | [`StreamEndpoint`] | all of the above with django-sage-streaming's defaults |
-//! | [`log::WatchLogLayer`] | one watch-log row per response, usable alone around any service |
-//! | [`log::WatchLogStore`] | the log's storage: [`log::MemoryStore`], and with features `sqlite` / `postgres` the diesel stores |
 //! | [`limit::ViewerStreamLimitLayer`] | at most N concurrent streams per viewer |
-//! | [`app::router`] | the whole server: endpoint, player page and admin |
-//! | [`server::serve`] | a hyper server loop with timeouts and graceful shutdown |
+//! | [`extension`] | the typed extensions the layers agree through, and the two shared rules (`MediaPathSource`, `ViewerKey`) |
+//! | [`SageStreamExt`] | one `ServiceBuilder` method per layer |
+//! | `log::WatchLogLayer` (feature `log`) | one watch-log row per response, usable alone around any service |
+//! | `log::WatchLogStore` (feature `log`) | the log's storage: `MemoryStore`, and with features `sqlite` / `postgres` the diesel stores |
+//! | `app::router` (feature `server`) | the whole server: endpoint, player page and admin |
+//! | `server::serve` (feature `server`) | a hyper server loop with connection budgets and graceful shutdown |
+//!
+//! The layers need no Cargo feature; `log`, `sqlite`, `postgres`, `server`
+//! and `cli` (the binary, default with `sqlite`) add the rest.
 //!
 //! ```
 //! use http::{Request, StatusCode};

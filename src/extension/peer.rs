@@ -6,7 +6,7 @@ use http::Extensions;
 
 /// Request extension: the address of the TCP peer.
 ///
-/// [`server::serve`](crate::server) inserts it; under another server insert
+/// `server::serve` (feature `server`) inserts it; under another server insert
 /// it yourself, or (feature `axum`) let [`PeerAddr::of`] read axum's
 /// `ConnectInfo<SocketAddr>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
