@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Fixture;
+use common::{closed_within, Fixture};
 use sage_stream::limit::ViewerStreamLimitLayer;
 use sage_stream::log::{
     LogFilter, MemoryStore, WatchLogLayer, WatchLogStore, WatchLogWriter, WriterConfig,
@@ -19,7 +19,7 @@ use sage_stream::log::{
 };
 use sage_stream::server::{serve, ServerConfig};
 use sage_stream::StreamEndpoint;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tower::ServiceBuilder;
@@ -126,20 +126,6 @@ async fn fds_return_to(baseline: usize) -> usize {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Whether the server closes `stream` within `limit` (reading what it sends).
-async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
-    let mut buf = vec![0u8; 64 * 1024];
-    tokio::time::timeout(limit, async {
-        while let Ok(n) = stream.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-        }
-    })
-    .await
-    .is_ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

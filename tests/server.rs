@@ -5,7 +5,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{parse_content_range, parse_multipart, Fixture};
+use common::{closed_within, parse_content_range, parse_multipart, Fixture};
 use reqwest::{header, StatusCode};
 use sage_stream::auth::BearerAuthLayer;
 use sage_stream::permission::IsAuthenticated;
@@ -284,18 +284,4 @@ async fn slow_and_idle_clients_are_cut_off() {
         "idle keep-alive connection was not closed"
     );
     server.shutdown().await;
-}
-
-/// Whether the server closes `stream` within `limit` (reading what it sends).
-async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> bool {
-    let mut buf = vec![0u8; 4096];
-    tokio::time::timeout(limit, async {
-        while let Ok(n) = stream.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-        }
-    })
-    .await
-    .is_ok()
 }

@@ -137,6 +137,22 @@ pub fn parse_content_range(value: &str) -> (u64, u64, u64) {
     (a.parse().unwrap(), b.parse().unwrap(), len.parse().unwrap())
 }
 
+/// Whether the server closes `stream` within `limit` (reading and
+/// discarding whatever it sends first).
+pub async fn closed_within(stream: &mut tokio::net::TcpStream, limit: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    tokio::time::timeout(limit, async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
 pub fn exists(path: &Path) -> bool {
     path.exists()
 }
