@@ -366,3 +366,38 @@ async fn zero_window_http2_streams_pin_a_bounded_amount() {
     server.serves_a_normal_client().await;
     server.stop(Duration::from_secs(5)).await;
 }
+
+/// At the connection limit the server stops accepting: the next client
+/// waits in the kernel's backlog (no `accept` errors in a loop) and is
+/// served as soon as a connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_connection_limit_clients_wait_and_are_then_served() {
+    let fx = Fixture::new();
+    fx.file("small.mp4", 1000);
+    let config = ServerConfig {
+        max_connections: 2,
+        ..quick_budgets()
+    };
+    let server = Server::start_with(&fx, config, ViewerStreamLimitLayer::unlimited()).await;
+    // Two connections that send nothing hold both slots until the header
+    // timeout (500 ms) closes them.
+    let held = [
+        TcpStream::connect(server.addr).await.unwrap(),
+        TcpStream::connect(server.addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let res = reqwest::get(format!("http://{}/?path=small.mp4", server.addr))
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().len(), 1000);
+    eprintln!("the third client was served after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "served before a slot was free: {waited:?}"
+    );
+    drop(held);
+    server.stop(Duration::from_secs(5)).await;
+}
