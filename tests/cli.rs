@@ -460,3 +460,19 @@ fn logs_into_a_closed_pipe_exits_cleanly() {
         assert!(!first.is_empty());
     }
 }
+
+/// No media root is baked in at build time: away from a checkout (no
+/// `./media`) and without `--root`, `serve` stops and says what to pass.
+#[test]
+fn serve_without_a_media_root_says_to_pass_root() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", "memory://"])
+        .current_dir(empty.path())
+        .env_remove("STREAM_MEDIA_ROOT")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--root"), "{err}");
+}

@@ -16,15 +16,17 @@ use tower_http::trace::TraceLayer;
 
 use super::{parse_duration, redact, DEFAULT_DATABASE};
 
-/// The sample clips shipped with the crate.
-const SAMPLE_MEDIA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/media");
+/// The media root when none is named: `./media`, which holds the sample
+/// clips in a checkout. Nothing is baked in at compile time, so a copied
+/// binary does not look for the source tree.
+const DEFAULT_MEDIA: &str = "media";
 
 #[derive(clap::Args, Default)]
 pub(crate) struct ServeArgs {
     /// TOML configuration file (see README); flags and environment variables override it.
     #[arg(long, env = "STREAM_CONFIG")]
     pub(crate) config: Option<PathBuf>,
-    /// Directory whose files may be streamed [default: the bundled sample media]
+    /// Directory whose files may be streamed [default: ./media if it exists]
     #[arg(long, env = "STREAM_MEDIA_ROOT")]
     pub(crate) root: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8000]
@@ -176,7 +178,17 @@ pub(crate) fn resolve(
     let root = args
         .root
         .or(file.root)
-        .unwrap_or_else(|| PathBuf::from(SAMPLE_MEDIA));
+        .map_or_else(
+            || {
+                let media = PathBuf::from(DEFAULT_MEDIA);
+                if media.is_dir() {
+                    Ok(media)
+                } else {
+                    Err("no media root: pass --root DIR (or set STREAM_MEDIA_ROOT); ./media does not exist here")
+                }
+            },
+            Ok,
+        )?;
     if !root.is_dir() {
         return Err(format!("media root {} is not a directory", root.display()).into());
     }
