@@ -69,7 +69,9 @@ struct Confined {
 fn confined_root() -> &'static Confined {
     static ROOT: OnceLock<Confined> = OnceLock::new();
     ROOT.get_or_init(|| {
-        let base = std::env::temp_dir().join(format!("sage-stream-fuzz-{}", std::process::id()));
+        // One fixed directory, made idempotently: every run and every
+        // parallel fuzzer shares it instead of leaving one behind per process.
+        let base = std::env::temp_dir().join("sage-stream-fuzz-root");
         let root = base.join("root");
         let _ = std::fs::create_dir_all(root.join("dir/sub"));
         let _ = std::fs::write(base.join("sentinel"), b"outside");
