@@ -167,12 +167,15 @@ start_server "sage-stream, log off (control)" 8095 "/api/stream?path=big.bin" "/
   env STREAM_WATCH_LOG_ENABLED=false target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8095 --database "sqlite://$work/off2.db"
 start_server "sage-stream, log SQLite" 8093 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
   target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8093 --database "sqlite://$work/log.db"
+# --durable-log: every row journaled to the spool as its response ends.
+start_server "sage-stream, log SQLite durable" 8096 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
+  target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8096 --database "sqlite://$work/durable.db" --durable-log
 pg_db=""
-if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+if pg_isready -q -d "$PG_URL" 2>/dev/null; then
   pg_db="sage_bench_$$"
-  psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $pg_db" >/dev/null
+  psql -q "$PG_URL" -c "CREATE DATABASE $pg_db" >/dev/null
   start_server "sage-stream, log PostgreSQL" 8094 "/api/stream?path=big.bin" "/api/stream?path=sample.mp4" -- \
-    target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8094 --database "postgres://postgres@127.0.0.1:5432/$pg_db"
+    target/release/sage-stream serve --root "$work/media" --bind 127.0.0.1:8094 --database "${PG_URL%/*}/$pg_db"
 fi
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -199,7 +202,7 @@ for i in "${!names[@]}"; do note_peak "$i"; done
 for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
 for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 if [ -n "$pg_db" ]; then
-  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE $pg_db WITH (FORCE)" >/dev/null
+  psql -q "$PG_URL" -c "DROP DATABASE $pg_db WITH (FORCE)" >/dev/null
 fi
 
 # median VALUES...: the middle value (the mean of the two middle ones).
@@ -256,7 +259,7 @@ quartiles() {
 echo "| workload | database | $(for r in $shown; do printf 'round %s | ' "$r"; done)middle half | median | cost |"
 echo "|---|---|$(for r in $shown; do printf -- '---:|'; done)---:|---:|---:|"
 for script in $WORKLOADS; do
-  for db in "off (control)" SQLite PostgreSQL; do
+  for db in "off (control)" SQLite "SQLite durable" PostgreSQL; do
     [ -n "$(field 1 "$script" "sage-stream, log $db" 4)" ] || continue
     ratios=()
     for r in $rounds; do

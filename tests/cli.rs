@@ -25,44 +25,75 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     )
 }
 
+/// A running `sage-stream serve` and the base URL its banner printed.
+struct Served {
+    child: std::process::Child,
+    base: String,
+    banner: String,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Served {
+    /// Starts `serve` with `args` and `env`, waits for its banner.
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(args)
+            .args(["--bind", "127.0.0.1:0"])
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut banner = String::new();
+        let mut base = None;
+        // The banner ends with the watch-log line.
+        while !banner.contains("watch log") {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                panic!("serve exited early: {banner}");
+            }
+            if let Some(url) = line.trim().strip_prefix("player:") {
+                base = Some(url.trim().trim_end_matches('/').to_owned());
+            }
+            banner.push_str(&line);
+        }
+        let base = base.unwrap_or_else(|| panic!("no player URL in {banner}"));
+        Self {
+            child,
+            base,
+            banner,
+            stdout,
+        }
+    }
+
+    /// SIGTERM, then what it printed until it exited, and whether it
+    /// exited successfully.
+    fn stop(mut self) -> (bool, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut self.stdout, &mut rest);
+        let ok = self.child.wait().is_ok_and(|s| s.success());
+        (ok, rest)
+    }
+}
+
 #[test]
 fn serve_logs_every_request_and_a_graceful_stop_loses_none() {
     let fx = Fixture::new();
     let data = fx.file("clip.mp4", 200_000);
     let db = format!("sqlite://{}", fx.dir.path().join("log.db").display());
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--root",
-            fx.root.to_str().unwrap(),
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            &db,
-            "--admin-token",
-            "t",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut banner = String::new();
-    let mut base = None;
-    // The banner ends with the watch-log line.
-    while !banner.contains("watch log") {
-        let mut line = String::new();
-        if stdout.read_line(&mut line).unwrap() == 0 {
-            panic!("serve exited early: {banner}");
-        }
-        banner.push_str(&line);
-        if let Some(url) = line.trim().strip_prefix("player:") {
-            base = Some(url.trim().trim_end_matches('/').to_owned());
-        }
-    }
-    let base = base.unwrap_or_else(|| panic!("no player URL in {banner}"));
-    assert!(banner.contains("/admin/"), "{banner}");
+    let root = fx.root.to_str().unwrap();
+    let served = Served::start(
+        &["--root", root, "--database", &db, "--admin-token", "t"],
+        &[],
+    );
+    let base = served.base.clone();
+    assert!(served.banner.contains("/admin/"), "{}", served.banner);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let client = reqwest::Client::new();
@@ -80,14 +111,8 @@ fn serve_logs_every_request_and_a_graceful_stop_loses_none() {
         }
     });
     // SIGTERM right away: the rows are still in the writer's queue.
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    assert!(child.wait().unwrap().success());
+    let (ok, rest) = served.stop();
+    assert!(ok, "{rest}");
     assert!(rest.contains("25 recorded, 25 written"), "{rest}");
     let store = SqliteStore::open(fx.dir.path().join("log.db")).unwrap();
     assert_eq!(store.count(&LogFilter::default()).unwrap(), 25);
@@ -300,30 +325,11 @@ fn sign_honours_the_configured_path_variable() {
         ("STREAM_SIGNING_KEY", "k3y"),
     ];
     let db = format!("sqlite://{}", fx.dir.path().join("log.db").display());
-    let mut child = Command::new(BIN)
-        .args(["serve", "--root", fx.root.to_str().unwrap()])
-        .args(["--bind", "127.0.0.1:0", "--database", &db])
-        .envs(env)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut base = None;
-    let mut banner = String::new();
-    while !banner.contains("watch log") {
-        let mut line = String::new();
-        if stdout.read_line(&mut line).unwrap() == 0 {
-            panic!("serve exited early: {banner}");
-        }
-        if let Some(url) = line.trim().strip_prefix("player:") {
-            base = Some(url.trim().trim_end_matches('/').to_owned());
-        }
-        banner.push_str(&line);
-    }
-    let base = base.unwrap_or_else(|| panic!("no player URL in {banner}"));
-    let endpoint = format!("{base}/api/stream");
+    let served = Served::start(
+        &["--root", fx.root.to_str().unwrap(), "--database", &db],
+        &env,
+    );
+    let endpoint = format!("{}/api/stream", served.base);
     let (ok, out, err) = run(&["sign", "clip.mp4", "--base", &endpoint], &env);
     assert!(ok, "{err}");
     let link = out.trim().to_owned();
@@ -350,10 +356,7 @@ fn sign_honours_the_configured_path_variable() {
             .status();
         (status, body, tampered)
     });
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    served.stop();
     assert_eq!(status, reqwest::StatusCode::PARTIAL_CONTENT);
     assert_eq!(body.as_ref(), &data[100..200]);
     assert_eq!(tampered, reqwest::StatusCode::FORBIDDEN);
@@ -475,4 +478,67 @@ fn serve_without_a_media_root_says_to_pass_root() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--root"), "{err}");
+}
+
+/// `--durable-log`: a server killed with SIGKILL right after its last
+/// response loses no row; the next start replays the journal, once.
+#[test]
+fn kill_9_with_the_durable_log_loses_no_row() {
+    let fx = Fixture::new();
+    let data = fx.file("clip.mp4", 100_000);
+    let db_path = fx.dir.path().join("log.db");
+    let db = format!("sqlite://{}", db_path.display());
+    let root = fx.root.to_str().unwrap();
+    let served = Served::start(
+        &["--root", root, "--database", &db],
+        &[("STREAM_DURABLE_LOG", "true")],
+    );
+    let url = format!("{}/api/stream?path=clip.mp4", served.base);
+    let requests = 400usize;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        for chunk in (0..requests).collect::<Vec<_>>().chunks(8) {
+            let mut calls = Vec::new();
+            for &i in chunk {
+                let (client, url) = (client.clone(), url.clone());
+                calls.push(tokio::spawn(async move {
+                    let start = i * 100;
+                    let res = client
+                        .get(url)
+                        .header("range", format!("bytes={start}-{}", start + 99))
+                        .send()
+                        .await
+                        .unwrap();
+                    (start, res.bytes().await.unwrap())
+                }));
+            }
+            for call in calls {
+                let (start, body) = call.await.unwrap();
+                assert_eq!(body.as_ref(), &data[start..start + 100]);
+            }
+        }
+    });
+    // The row is journaled as the response ends on the server, a moment
+    // after the client has the last byte.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut served = served;
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+    let before = SqliteStore::open(&db_path)
+        .unwrap()
+        .count(&LogFilter::default())
+        .unwrap();
+
+    let served = Served::start(&["--root", root, "--database", &db], &[]);
+    let (ok, rest) = served.stop();
+    assert!(ok, "{rest}");
+    let after = SqliteStore::open(&db_path)
+        .unwrap()
+        .count(&LogFilter::default())
+        .unwrap();
+    assert_eq!(
+        after, requests as u64,
+        "{before} rows were in the database at the kill; the rest came from the journal"
+    );
 }

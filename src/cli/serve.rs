@@ -38,6 +38,9 @@ pub(crate) struct ServeArgs {
     /// Spool file for rows while the database is unreachable [default: beside the SQLite file, else ./sage_stream.spool]
     #[arg(long, env = "STREAM_SPOOL")]
     pub(crate) spool: Option<PathBuf>,
+    /// Journal each watch-log row to the spool as its response ends, so that kill -9 loses none (one write per request)
+    #[arg(long, env = "STREAM_DURABLE_LOG")]
+    pub(crate) durable_log: bool,
     /// Turns the admin on at /admin/ with this token (bearer, or Basic password).
     #[arg(long, env = "STREAM_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,
@@ -92,6 +95,7 @@ pub(crate) struct ConfigFile {
     bind: Option<SocketAddr>,
     database: Option<String>,
     spool: Option<PathBuf>,
+    durable_log: Option<bool>,
     admin_token: Option<String>,
     max_streams_per_viewer: Option<usize>,
     session_gap_minutes: Option<u32>,
@@ -111,6 +115,7 @@ pub(crate) struct Resolved {
     pub(crate) bind: SocketAddr,
     pub(crate) database: String,
     pub(crate) spool: PathBuf,
+    pub(crate) durable_log: bool,
     pub(crate) header_timeout: Duration,
     pub(crate) server: ServerConfig,
 }
@@ -226,6 +231,7 @@ pub(crate) fn resolve(
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
         database,
         spool,
+        durable_log: args.durable_log || file.durable_log.unwrap_or(false),
         header_timeout: args
             .header_timeout
             .or(file.header_timeout_secs.map(Duration::from_secs))
@@ -251,6 +257,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         store.clone(),
         WriterConfig {
             spool_path: Some(resolved.spool.clone()),
+            durable: resolved.durable_log,
             ..WriterConfig::default()
         },
     )?;
@@ -263,6 +270,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // Before the banner: a SIGTERM sent as soon as it appears must stop
+        // the server gracefully.
+        let stop = server::shutdown_signal();
         let listener = tokio::net::TcpListener::bind(resolved.bind).await?;
         let addr = listener.local_addr()?;
         let root = &resolved.app.root;
@@ -280,7 +290,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             if resolved.app.settings.watch_log_enabled { "on" } else { "off" },
             redact(&resolved.database)
         );
-        server::serve(listener, app, server_config, server::shutdown_signal()).await?;
+        server::serve(listener, app, server_config, stop).await?;
         let stats = writer.shutdown_async().await;
         println!(
             "sage-stream: stopped; watch log: {} recorded, {} written, {} spooled",

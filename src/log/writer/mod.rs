@@ -43,10 +43,22 @@ pub struct WriterConfig {
     pub batch_size: usize,
     /// Longest a row waits before its batch is written (default 200 ms).
     pub flush_interval: Duration,
-    /// Rows kept in memory before the excess goes to the spool (default 50 000).
+    /// Most rows kept in memory while the store is slow or down (default
+    /// 50 000). Past half of it the spool thread moves the newest rows to the
+    /// spool; should it fall behind, the request that finds the queue full
+    /// moves them itself, so the bound holds whenever the spool is writable.
     pub memory_limit: usize,
     /// Spool file; `None` keeps every row in memory instead (default `None`).
     pub spool_path: Option<PathBuf>,
+    /// Journals every row to the spool file as its response ends, before it
+    /// is queued anywhere (default false; needs `spool_path`). A row then
+    /// survives the process being killed (`kill -9`, an OOM kill, an abort)
+    /// at the cost of one `write` per request on the request's thread; the
+    /// writer fsyncs the journal every `flush_interval`, which bounds what a
+    /// power loss can take. Without it, a killed process loses the rows
+    /// still in memory: at most `flush_interval` of them normally, at most
+    /// `memory_limit` while the store is down.
+    pub durable: bool,
     /// Where rows the database refuses for their data go, one JSON line
     /// each (default `None`: beside the spool as `<spool>.quarantine`, or
     /// only the error log when there is no spool). Such a row can never be
@@ -57,9 +69,10 @@ pub struct WriterConfig {
     /// How long [`WriterHandle::shutdown`] keeps trying the store before it
     /// spools what is left (default 10 s).
     pub shutdown_timeout: Duration,
-    /// Runs the writer and spool threads at the lowest CPU priority (default
-    /// true): when the CPU is saturated, streams come first and rows wait in
-    /// the queue (bounded by the spool) instead.
+    /// Runs the writer thread at the lowest CPU priority (default true): when
+    /// the CPU is saturated, streams come first and rows wait in the queue
+    /// instead. The spool thread keeps the normal priority, since it is what
+    /// bounds that queue.
     pub low_priority: bool,
 }
 
@@ -70,6 +83,7 @@ impl Default for WriterConfig {
             flush_interval: Duration::from_millis(200),
             memory_limit: 50_000,
             spool_path: None,
+            durable: false,
             quarantine_path: None,
             max_backoff: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
@@ -85,8 +99,12 @@ pub struct WriterStats {
     pub recorded: u64,
     /// Rows the store confirmed (new rows only).
     pub written: u64,
-    /// Rows appended to the spool file so far.
+    /// Rows appended to the spool file so far because the store was slow or
+    /// down.
     pub spooled: u64,
+    /// Rows journaled to the spool file as they were recorded
+    /// ([`WriterConfig::durable`]).
+    pub journaled: u64,
     /// Rows replayed from the spool into the store.
     pub replayed: u64,
     /// Failed store calls.
@@ -96,6 +114,8 @@ pub struct WriterStats {
     pub quarantined: u64,
     /// Rows waiting in memory now.
     pub queued: u64,
+    /// The most rows that ever waited in memory at once.
+    pub queued_peak: u64,
 }
 
 #[derive(Default)]
@@ -103,6 +123,7 @@ struct Counters {
     recorded: AtomicU64,
     written: AtomicU64,
     spooled: AtomicU64,
+    journaled: AtomicU64,
     replayed: AtomicU64,
     failures: AtomicU64,
     quarantined: AtomicU64,
@@ -134,11 +155,25 @@ impl std::fmt::Debug for WatchLogSink {
 }
 
 impl WatchLogSink {
-    /// Queues one row. Rows recorded after shutdown began are still queued
-    /// and written by the final drain.
+    /// Queues one row (or, with [`WriterConfig::durable`], journals it).
+    /// Rows recorded after shutdown began are still queued and written by
+    /// the final drain.
     pub fn record(&self, record: WatchRecord) {
-        Counters::add(&self.shared.counters.recorded, 1);
-        self.shared.queue.push(record);
+        let shared = &self.shared;
+        Counters::add(&shared.counters.recorded, 1);
+        if let (true, Some(spool)) = (shared.config.durable, &shared.spool) {
+            match spool.journal(&shared.queue, &record) {
+                Ok(()) => return Counters::add(&shared.counters.journaled, 1),
+                Err(err) => {
+                    tracing::error!(%err, "cannot journal a watch-log row; queued in memory")
+                }
+            }
+        }
+        if let Some(excess) = shared.queue.push(record) {
+            // The spool thread fell behind: this request spills the excess
+            // itself (one file append), so that memory stays bounded.
+            spill(shared, excess.into_batches(shared.config.batch_size));
+        }
     }
 }
 
@@ -165,17 +200,24 @@ impl WatchLogWriter {
     ) -> std::io::Result<(WatchLogSink, WriterHandle)> {
         let spool_dirty = config.spool_path.as_deref().is_some_and(Spool::has_rows);
         let shared = Arc::new(Shared {
-            queue: Queue::new(config.batch_size, config.memory_limit, spool_dirty),
+            queue: Queue::new(
+                config.batch_size,
+                config.memory_limit,
+                config.spool_path.is_some(),
+                spool_dirty,
+            ),
             spool: config.spool_path.clone().map(Spool::new),
             counters: Counters::default(),
             config,
         });
-        let writer = spawn_low_priority("sage-stream-log-writer", &shared, move |shared| {
+        let low = shared.config.low_priority;
+        let writer = spawn_named("sage-stream-log-writer", low, &shared, move |shared| {
             run_writer(shared, &store)
         })?;
         let spooler = match shared.spool {
-            Some(_) => Some(spawn_low_priority(
+            Some(_) => Some(spawn_named(
                 "sage-stream-log-spool",
+                false,
                 &shared,
                 run_spooler,
             )?),
@@ -217,10 +259,12 @@ impl WriterHandle {
             recorded: c.recorded.load(Ordering::Relaxed),
             written: c.written.load(Ordering::Relaxed),
             spooled: c.spooled.load(Ordering::Relaxed),
+            journaled: c.journaled.load(Ordering::Relaxed),
             replayed: c.replayed.load(Ordering::Relaxed),
             failures: c.failures.load(Ordering::Relaxed),
             quarantined: c.quarantined.load(Ordering::Relaxed),
             queued: self.shared.queue.queued() as u64,
+            queued_peak: self.shared.queue.peak() as u64,
         }
     }
 
@@ -265,10 +309,11 @@ impl WriterHandle {
     }
 }
 
-/// Spawns a named thread running `run`, at the lowest CPU priority if the
-/// config asks for it.
-fn spawn_low_priority(
+/// Spawns a named thread running `run`, at the lowest CPU priority if
+/// `low_priority`.
+fn spawn_named(
     name: &str,
+    low_priority: bool,
     shared: &Arc<Shared>,
     run: impl FnOnce(&Shared) + Send + 'static,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -276,7 +321,7 @@ fn spawn_low_priority(
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            if shared.config.low_priority {
+            if low_priority {
                 if let Err(err) = thread_priority::set_current_thread_priority(
                     thread_priority::ThreadPriority::Min,
                 ) {
@@ -334,14 +379,19 @@ fn write_round<S: WatchLogStore>(
     batch: Option<InFlight<WatchBatch>>,
 ) -> bool {
     let replayed = match (&shared.spool, spool_dirty) {
-        (Some(spool), true) => replay(shared, spool, store),
+        (Some(spool), true) => {
+            if shared.config.durable {
+                spool.sync();
+            }
+            replay(shared, spool, store)
+        }
         _ => true,
     };
     let Some(batch) = batch else {
         return replayed;
     };
     if !replayed {
-        shared.queue.requeue(batch);
+        requeue(shared, batch);
         return false;
     }
     match store_batch(shared, store, &batch) {
@@ -351,24 +401,34 @@ fn write_round<S: WatchLogStore>(
         }
         Err(err) => {
             tracing::warn!(%err, rows = batch.rows(), "watch log write failed; will retry");
-            shared.queue.requeue(batch);
+            requeue(shared, batch);
             false
         }
+    }
+}
+
+/// Puts a failed batch back to retry, spilling what that takes over the
+/// memory bound.
+fn requeue(shared: &Shared, batch: InFlight<WatchBatch>) {
+    if let Some(excess) = shared.queue.requeue(batch) {
+        spill(shared, excess.into_batches(shared.config.batch_size));
     }
 }
 
 /// Stores every spooled batch and empties the spool; false if the store
 /// failed (the spool is kept and replayed later).
 fn replay<S: WatchLogStore>(shared: &Shared, spool: &Spool, store: &S) -> bool {
-    let replayed = spool.replay(&shared.queue, |batch| {
-        match store_batch(shared, store, batch) {
+    let replayed = spool.replay(
+        &shared.queue,
+        shared.config.batch_size,
+        |batch| match store_batch(shared, store, batch) {
             Ok(()) => true,
             Err(err) => {
                 tracing::warn!(%err, "watch-log spool replay failed; will retry");
                 false
             }
-        }
-    });
+        },
+    );
     match replayed {
         Some(rows) => {
             shared.counters.replayed.fetch_add(rows, Ordering::Relaxed);

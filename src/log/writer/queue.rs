@@ -65,10 +65,12 @@ pub(super) struct Queue {
     state: Mutex<State>,
     // Wakes the writer: a full batch arrived, or shutdown.
     writer_wake: Condvar,
-    // Wakes the spooler: the queue is over its bound, or shutdown.
+    // Wakes the spooler: the queue is past half its bound, or shutdown.
     spool_wake: Condvar,
     batch_size: usize,
     memory_limit: usize,
+    // Whether rows over the bound can go to a spool (else they stay).
+    spills: bool,
 }
 
 #[derive(Debug)]
@@ -77,6 +79,10 @@ struct State {
     // Batches that already have an id (a store call failed, perhaps after
     // committing): retried as they are, so the id keeps them idempotent.
     retry: VecDeque<WatchBatch>,
+    // Rows in `retry`, kept so that a push counts the queue in O(1).
+    retry_rows: usize,
+    // The most rows ever queued at once.
+    peak: usize,
     closing: bool,
     // The spool file holds rows not yet replayed.
     spool_dirty: bool,
@@ -87,7 +93,26 @@ struct State {
 impl State {
     /// Rows waiting in memory, new or to retry.
     fn queued(&self) -> usize {
-        self.rows.len() + self.retry.iter().map(|b| b.records.len()).sum::<usize>()
+        self.rows.len() + self.retry_rows
+    }
+
+    fn push_retry(&mut self, batch: WatchBatch, front: bool) {
+        self.retry_rows += batch.records.len();
+        if front {
+            self.retry.push_front(batch);
+        } else {
+            self.retry.push_back(batch);
+        }
+    }
+
+    fn note_peak(&mut self) {
+        self.peak = self.peak.max(self.queued());
+    }
+
+    fn pop_retry(&mut self) -> Option<WatchBatch> {
+        let batch = self.retry.pop_front()?;
+        self.retry_rows -= batch.records.len();
+        Some(batch)
     }
 
     fn hand_out<T>(&mut self, items: T, rows: usize) -> InFlight<T> {
@@ -104,11 +129,18 @@ impl State {
 impl Queue {
     /// An empty queue; `spool_dirty` says whether a spool file left by an
     /// earlier run holds rows.
-    pub(super) fn new(batch_size: usize, memory_limit: usize, spool_dirty: bool) -> Self {
+    pub(super) fn new(
+        batch_size: usize,
+        memory_limit: usize,
+        spills: bool,
+        spool_dirty: bool,
+    ) -> Self {
         Self {
             state: Mutex::new(State {
                 rows: VecDeque::new(),
                 retry: VecDeque::new(),
+                retry_rows: 0,
+                peak: 0,
                 closing: false,
                 spool_dirty,
                 in_flight: 0,
@@ -117,6 +149,7 @@ impl Queue {
             spool_wake: Condvar::new(),
             batch_size: batch_size.max(1),
             memory_limit,
+            spills,
         }
     }
 
@@ -126,19 +159,42 @@ impl Queue {
     }
 
     /// Queues one row; also after shutdown began (the final drain takes it).
-    pub(super) fn push(&self, record: WatchRecord) {
+    /// If the queue is at its memory bound (the spooler has fallen behind),
+    /// first takes the newest rows out and returns them, for the caller to
+    /// spill itself: the bound then holds however fast rows come.
+    pub(super) fn push(&self, record: WatchRecord) -> Option<InFlight<Vec<WatchRecord>>> {
         let mut state = self.lock();
+        let excess =
+            (self.spills && state.queued() >= self.memory_limit).then(|| self.excess(&mut state));
         state.rows.push_back(record);
-        let len = state.rows.len();
+        state.note_peak();
+        let (len, queued) = (state.rows.len(), state.queued());
         drop(state);
         // Wake a thread only on the transition: a wake-up per request would
         // cost a system call each while the writer is busy.
         if len == self.batch_size {
             self.writer_wake.notify_one();
         }
-        if len == self.memory_limit + 1 {
+        if queued == self.spill_at() + 1 {
             self.spool_wake.notify_one();
         }
+        excess
+    }
+
+    // Past this many queued rows the spooler moves the newest to the spool,
+    // leaving half the bound's headroom for it to catch up.
+    fn spill_at(&self) -> usize {
+        self.memory_limit / 2
+    }
+
+    /// The most rows ever queued at once.
+    pub(super) fn peak(&self) -> usize {
+        self.lock().peak
+    }
+
+    /// A row went straight to the spool's journal.
+    pub(super) fn journaled(&self) {
+        self.lock().spool_dirty = true;
     }
 
     /// Rows waiting in memory, new or to retry.
@@ -193,7 +249,7 @@ impl Queue {
                 .map(|(state, _)| state)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
-        let batch = match state.retry.pop_front() {
+        let batch = match state.pop_retry() {
             Some(batch) => Some(batch),
             None if state.rows.is_empty() => None,
             None => {
@@ -218,18 +274,29 @@ impl Queue {
     }
 
     /// The batch failed: it goes back to the front, to be retried first
-    /// under the same id.
-    pub(super) fn requeue(&self, taken: InFlight<WatchBatch>) {
+    /// under the same id. Returns the newest rows if that took the queue
+    /// over its bound, for the caller to spill.
+    pub(super) fn requeue(
+        &self,
+        taken: InFlight<WatchBatch>,
+    ) -> Option<InFlight<Vec<WatchRecord>>> {
         let mut state = self.lock();
         let batch = state.give_back(taken);
-        state.retry.push_front(batch);
+        state.push_retry(batch, true);
+        let excess =
+            (self.spills && state.queued() > self.memory_limit).then(|| self.excess(&mut state));
+        state.note_peak();
+        excess
     }
 
     /// The batches could not be spooled: they stay in memory, to retry.
     pub(super) fn requeue_all(&self, taken: InFlight<Vec<WatchBatch>>) {
         let mut state = self.lock();
         let batches = state.give_back(taken);
-        state.retry.extend(batches);
+        for batch in batches {
+            state.push_retry(batch, false);
+        }
+        state.note_peak();
     }
 
     /// The batches are in the spool file. Called under the spool's lock, so
@@ -245,12 +312,12 @@ impl Queue {
         self.lock().spool_dirty = false;
     }
 
-    /// Blocks until the queue holds more rows than its memory bound, then
-    /// takes the newest down to half the bound (so that spills are rare);
-    /// `None` once shutdown begins.
+    /// Blocks until the queue holds more than half its memory bound, then
+    /// takes the newest rows down to a quarter of it (so that spills are
+    /// rare and large); `None` once shutdown begins.
     pub(super) fn take_excess(&self) -> Option<InFlight<Vec<WatchRecord>>> {
         let mut state = self.lock();
-        while state.rows.len() <= self.memory_limit && !state.closing {
+        while state.queued() <= self.spill_at() && !state.closing {
             state = self
                 .spool_wake
                 .wait(state)
@@ -259,9 +326,18 @@ impl Queue {
         if state.closing {
             return None;
         }
-        let excess: Vec<WatchRecord> = state.rows.drain(self.memory_limit / 2..).collect();
+        Some(self.excess(&mut state))
+    }
+
+    fn excess(&self, state: &mut State) -> InFlight<Vec<WatchRecord>> {
+        let keep = (self.memory_limit / 4).saturating_sub(state.retry_rows);
+        let excess: Vec<WatchRecord> = if state.rows.len() > keep {
+            state.rows.drain(keep..).collect()
+        } else {
+            Vec::new()
+        };
         let rows = excess.len();
-        Some(state.hand_out(excess, rows))
+        state.hand_out(excess, rows)
     }
 
     /// Everything left, for the spool at the end of shutdown: `failed` (the
@@ -273,6 +349,7 @@ impl Queue {
         let mut state = self.lock();
         let mut batches: Vec<WatchBatch> = failed.map(|f| state.give_back(f)).into_iter().collect();
         batches.extend(state.retry.drain(..));
+        state.retry_rows = 0;
         let rows: Vec<WatchRecord> = state.rows.drain(..).collect();
         batches.extend(into_batches(rows, self.batch_size));
         let rows = batches.iter().map(|b| b.records.len()).sum();
@@ -314,7 +391,7 @@ mod tests {
     }
 
     fn queue_of(n: u64, batch_size: usize, memory_limit: usize) -> Queue {
-        let queue = Queue::new(batch_size, memory_limit, false);
+        let queue = Queue::new(batch_size, memory_limit, true, false);
         for i in 0..n {
             queue.push(record(i));
         }
@@ -328,7 +405,7 @@ mod tests {
         let batch = round.batch.unwrap();
         assert_eq!((batch.rows(), queue.queued()), (3, 2));
         assert!(!queue.is_idle(), "three rows in flight, two queued");
-        queue.requeue(batch);
+        assert!(queue.requeue(batch).is_none());
         assert_eq!(queue.queued(), 5);
         // A requeued batch comes back first, under the same id.
         let again = queue.take_batch(Duration::ZERO, false).batch.unwrap();
@@ -344,12 +421,12 @@ mod tests {
 
     #[test]
     fn excess_and_shutdown_leftovers_go_through_the_spool_bookkeeping() {
-        let queue = queue_of(11, 4, 10);
+        let queue = queue_of(11, 4, 20);
         let excess = queue.take_excess().unwrap();
         assert_eq!(
             (excess.rows(), queue.queued()),
             (6, 5),
-            "down to half the bound"
+            "past half the bound, down to a quarter"
         );
         let batches = excess.into_batches(4);
         assert_eq!(batches.len(), 2);
