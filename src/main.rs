@@ -27,6 +27,8 @@ fn main() -> ExitCode {
             cli::sign(args);
             Ok(())
         }
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        Command::ImportDjango(args) => cli::import_django::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! [`Settings`]: django-sage-streaming's five `STREAM_*` settings with its
-//! defaults, readable from environment variables of the same names.
+//! defaults, and sage-stream's own, readable from environment variables of
+//! the same names.
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
@@ -7,8 +8,12 @@
 //! | `STREAM_DEFAULT_VIDEO_PATH_URL_VAR` | `path` | query variable naming the media path |
 //! | `STREAM_MAX_LOAD_VOLUME` | `8` | cap per ranged response, in MiB (1 MiB = 1 048 576 bytes) |
 //! | `STREAM_WATCH_LOG_ENABLED` | `true` | whether the watch log records requests |
-//! | `STREAM_RANGE_HEADER_REGEX_PATTERN` | unset (RFC 9110 grammar) | regex with two capture groups, for Django compatibility |
+//! | `STREAM_RANGE_HEADER_REGEX_PATTERN` | unset (RFC 9110 grammar) | regex with two capture groups, matched as Django does: case-insensitive, anchored at the start (the app's misspelt `STREAM_RANGE_HEADER_REGEX_PATTER` is read too, with a warning) |
 //! | `STREAM_SIGNING_KEY` | unset | secret for the `SignedUrl` permission class |
+//! | `STREAM_MEDIA_URL` | unset | Django's `MEDIA_URL` (e.g. `/media/`): removed from the front of requested paths |
+//! | `STREAM_AUTH_URL` | unset | endpoint the `AuthRequest` permission class asks (`http://…`) |
+//! | `STREAM_AUTH_CACHE_SECONDS` | `30` | how long `AuthRequest` reuses a decision (0: never) |
+//! | `STREAM_AUTH_TIMEOUT_SECONDS` | `5` | longest `AuthRequest` waits for the endpoint (then 503) |
 //!
 //! ```
 //! use sage_stream::settings::Settings;
@@ -64,6 +69,17 @@ pub mod vars {
     pub const RANGE_REGEX: &str = "STREAM_RANGE_HEADER_REGEX_PATTERN";
     /// Signing key for `SignedUrl`.
     pub const SIGNING_KEY: &str = "STREAM_SIGNING_KEY";
+    /// The range regex under the name django-sage-streaming actually reads
+    /// (a typo in that app); accepted with a warning.
+    pub const RANGE_REGEX_MISSPELT: &str = "STREAM_RANGE_HEADER_REGEX_PATTER";
+    /// Django's `MEDIA_URL`, removed from the front of requested paths.
+    pub const MEDIA_URL: &str = "STREAM_MEDIA_URL";
+    /// Endpoint of the `AuthRequest` permission class.
+    pub const AUTH_URL: &str = "STREAM_AUTH_URL";
+    /// Seconds `AuthRequest` caches a decision.
+    pub const AUTH_CACHE_SECONDS: &str = "STREAM_AUTH_CACHE_SECONDS";
+    /// Seconds `AuthRequest` waits for its endpoint.
+    pub const AUTH_TIMEOUT_SECONDS: &str = "STREAM_AUTH_TIMEOUT_SECONDS";
 }
 
 /// A built-in permission, by the name used in settings.
@@ -76,11 +92,17 @@ pub enum PermissionClass {
     IsAuthenticated,
     /// [`SignedUrl`], keyed by `STREAM_SIGNING_KEY`.
     SignedUrl,
+    /// `AuthRequest` (feature `auth-request`): asks `STREAM_AUTH_URL`, e.g.
+    /// a Django view that sees the session. Asynchronous, so it is built by
+    /// `Settings::auth_request`, not [`Settings::permission`].
+    AuthRequest,
 }
 
 /// A permission class name that is not one of [`PermissionClass`]'s.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown permission class {name:?}; known: AllowAny, IsAuthenticated, SignedUrl")]
+#[error(
+    "unknown permission class {name:?}; known: AllowAny, IsAuthenticated, SignedUrl, AuthRequest"
+)]
 pub struct UnknownPermissionClass {
     name: String,
 }
@@ -94,6 +116,7 @@ impl FromStr for PermissionClass {
             "AllowAny" => Ok(Self::AllowAny),
             "IsAuthenticated" => Ok(Self::IsAuthenticated),
             "SignedUrl" => Ok(Self::SignedUrl),
+            "AuthRequest" => Ok(Self::AuthRequest),
             other => Err(UnknownPermissionClass {
                 name: other.to_owned(),
             }),
@@ -121,9 +144,20 @@ pub struct Settings {
     /// `STREAM_WATCH_LOG_ENABLED`.
     pub watch_log_enabled: bool,
     /// `STREAM_RANGE_HEADER_REGEX_PATTERN`; `None` selects the RFC 9110 grammar.
+    #[cfg_attr(feature = "serde", serde(alias = "range_header_regex_patter"))]
     pub range_header_regex_pattern: Option<String>,
     /// `STREAM_SIGNING_KEY`, the secret of the `SignedUrl` class.
     pub signing_key: Option<String>,
+    /// `STREAM_MEDIA_URL`: Django's `MEDIA_URL` (e.g. `/media/`), removed
+    /// from the front of requested paths that start with it.
+    pub media_url: Option<String>,
+    /// `STREAM_AUTH_URL`: the endpoint `AuthRequest` asks.
+    pub auth_url: Option<String>,
+    /// `STREAM_AUTH_CACHE_SECONDS`: how long `AuthRequest` reuses a
+    /// decision (0: never).
+    pub auth_cache_seconds: u64,
+    /// `STREAM_AUTH_TIMEOUT_SECONDS`: longest `AuthRequest` waits.
+    pub auth_timeout_seconds: u64,
 }
 
 impl Default for Settings {
@@ -135,6 +169,10 @@ impl Default for Settings {
             watch_log_enabled: true,
             range_header_regex_pattern: None,
             signing_key: None,
+            media_url: None,
+            auth_url: None,
+            auth_cache_seconds: 30,
+            auth_timeout_seconds: 5,
         }
     }
 }
@@ -181,11 +219,49 @@ impl Settings {
             self.watch_log_enabled = parse_bool(&v)
                 .ok_or_else(|| invalid(vars::WATCH_LOG_ENABLED, &v, "expected true or false"))?;
         }
-        if let Some(v) = lookup(vars::RANGE_REGEX) {
-            self.range_header_regex_pattern = Some(v);
+        match (
+            lookup(vars::RANGE_REGEX),
+            lookup(vars::RANGE_REGEX_MISSPELT),
+        ) {
+            (Some(v), misspelt) => {
+                if misspelt.is_some() {
+                    tracing::warn!(
+                        "both {} and {} are set; using {0}",
+                        vars::RANGE_REGEX,
+                        vars::RANGE_REGEX_MISSPELT
+                    );
+                }
+                self.range_header_regex_pattern = Some(v);
+            }
+            (None, Some(v)) => {
+                tracing::warn!(
+                    "{} is django-sage-streaming's misspelling; accepted, but please name it {}",
+                    vars::RANGE_REGEX_MISSPELT,
+                    vars::RANGE_REGEX
+                );
+                self.range_header_regex_pattern = Some(v);
+            }
+            (None, None) => {}
         }
         if let Some(v) = lookup(vars::SIGNING_KEY) {
             self.signing_key = Some(v);
+        }
+        if let Some(v) = lookup(vars::MEDIA_URL) {
+            self.media_url = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = lookup(vars::AUTH_URL) {
+            self.auth_url = Some(v).filter(|v| !v.is_empty());
+        }
+        for (name, field) in [
+            (vars::AUTH_CACHE_SECONDS, &mut self.auth_cache_seconds),
+            (vars::AUTH_TIMEOUT_SECONDS, &mut self.auth_timeout_seconds),
+        ] {
+            if let Some(v) = lookup(name) {
+                *field = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid(name, &v, "expected a whole number of seconds"))?;
+            }
         }
         self.validate()
     }
@@ -198,9 +274,40 @@ impl Settings {
         if self.default_video_path_url_var.is_empty() {
             return Err(invalid(vars::PATH_VAR, "", "must not be empty"));
         }
+        if self.auth_timeout_seconds == 0 {
+            return Err(invalid(
+                vars::AUTH_TIMEOUT_SECONDS,
+                "0",
+                "must be at least 1",
+            ));
+        }
         self.range_regex()?;
-        self.permission()?;
+        self.permission_except_auth_request()?;
         Ok(())
+    }
+
+    fn uses_auth_request(&self) -> bool {
+        self.default_permission_classes
+            .contains(&PermissionClass::AuthRequest)
+    }
+
+    /// `AuthRequest` listed needs a URL; a URL needs `AuthRequest` listed
+    /// (so that a forgotten class cannot leave the stream open). Checked by
+    /// [`Settings::auth_request`], once every source has been applied.
+    #[cfg(feature = "auth-request")]
+    fn check_auth_request(&self) -> Result<(), ConfigError> {
+        match (self.uses_auth_request(), &self.auth_url) {
+            (true, None) => Err(ConfigError::Missing {
+                name: vars::PERMISSION_CLASSES,
+                needs: "STREAM_AUTH_URL for AuthRequest",
+            }),
+            (false, Some(url)) => Err(invalid(
+                vars::AUTH_URL,
+                url,
+                "set, but AuthRequest is not among STREAM_DEFAULT_PERMISSION_CLASSES",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The cap in whole MiB, as `STREAM_MAX_LOAD_VOLUME` writes it.
@@ -214,17 +321,23 @@ impl Settings {
     }
 
     /// Where requests name the media path: the
-    /// `STREAM_DEFAULT_VIDEO_PATH_URL_VAR` query variable.
+    /// `STREAM_DEFAULT_VIDEO_PATH_URL_VAR` query variable, with
+    /// `STREAM_MEDIA_URL` removed from the front.
     pub fn media_path_source(&self) -> MediaPathSource {
-        MediaPathSource::query(self.default_video_path_url_var.clone())
+        let source = MediaPathSource::query(self.default_video_path_url_var.clone());
+        match &self.media_url {
+            Some(url) => source.media_url(url.clone()),
+            None => source,
+        }
     }
 
-    /// The compiled range regex, if one is set.
+    /// The compiled range regex, if one is set, matched as
+    /// django-sage-streaming matches it (see [`django_regex`]).
     pub fn range_regex(&self) -> Result<Option<Regex>, ConfigError> {
         let Some(pattern) = &self.range_header_regex_pattern else {
             return Ok(None);
         };
-        let regex = Regex::new(pattern)?;
+        let regex = django_regex(pattern)?;
         if regex.captures_len() < 3 {
             return Err(invalid(
                 vars::RANGE_REGEX,
@@ -236,10 +349,29 @@ impl Settings {
     }
 
     /// The permission classes as one permission.
+    ///
+    /// Refuses a list with `AuthRequest`, which is asynchronous: build that
+    /// one with `Settings::auth_request` (feature `auth-request`) and the rest with
+    /// [`Settings::permission_except_auth_request`], and stack both (the
+    /// server does). Refusing keeps a forgotten `AuthRequest` from leaving
+    /// the stream open.
     pub fn permission(&self) -> Result<AllOf, ConfigError> {
+        if self.uses_auth_request() {
+            return Err(invalid(
+                vars::PERMISSION_CLASSES,
+                "AuthRequest",
+                "AuthRequest is asynchronous: stack Settings::auth_request() with require_permission_async, and permission_except_auth_request() for the rest",
+            ));
+        }
+        self.permission_except_auth_request()
+    }
+
+    /// The permission classes but `AuthRequest`, as one permission.
+    pub fn permission_except_auth_request(&self) -> Result<AllOf, ConfigError> {
         let mut all: Vec<Arc<dyn Permission>> = Vec::new();
         for class in &self.default_permission_classes {
             all.push(match class {
+                PermissionClass::AuthRequest => continue,
                 PermissionClass::AllowAny => Arc::new(AllowAny),
                 PermissionClass::IsAuthenticated => Arc::new(IsAuthenticated),
                 PermissionClass::SignedUrl => {
@@ -257,6 +389,44 @@ impl Settings {
         }
         Ok(AllOf(all))
     }
+
+    /// The `AuthRequest` permission, when the classes list it: asks
+    /// `STREAM_AUTH_URL`, caching for `STREAM_AUTH_CACHE_SECONDS`.
+    #[cfg(feature = "auth-request")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth-request")))]
+    pub fn auth_request(&self) -> Result<Option<crate::permission::AuthRequest>, ConfigError> {
+        self.check_auth_request()?;
+        let Some(url) = self
+            .auth_url
+            .as_deref()
+            .filter(|_| self.uses_auth_request())
+        else {
+            return Ok(None);
+        };
+        let auth = crate::permission::AuthRequest::new(url)
+            .map_err(|err| invalid(vars::AUTH_URL, url, err.to_string()))?
+            .cache_ttl(std::time::Duration::from_secs(self.auth_cache_seconds))
+            .timeout(std::time::Duration::from_secs(self.auth_timeout_seconds))
+            .media_path(self.media_path_source());
+        Ok(Some(auth))
+    }
+}
+
+/// `pattern` compiled to match as django-sage-streaming applies
+/// `STREAM_RANGE_HEADER_REGEX_PATTERN`: Python's
+/// `re.compile(pattern, re.I).match(header)`, i.e. case-insensitive and
+/// anchored at the start of the header (not at its end).
+///
+/// ```
+/// let re = sage_stream::settings::django_regex(r"bytes=(\d+)-(\d*)").unwrap();
+/// assert!(re.is_match("BYTES=0-9"));
+/// assert!(!re.is_match("xbytes=0-9"), "anchored at the start");
+/// assert!(re.is_match("bytes=0-9 and more"), "not at the end");
+/// ```
+pub fn django_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})"))
+        .case_insensitive(true)
+        .build()
 }
 
 fn parse_classes(value: &str) -> Result<Vec<PermissionClass>, ConfigError> {

@@ -62,6 +62,7 @@ use std::sync::Arc;
 
 use axum::routing::get;
 use axum::Router;
+use http::Request;
 use tower::ServiceBuilder;
 
 use crate::auth::BearerAuthLayer;
@@ -69,7 +70,7 @@ use crate::error::ConfigError;
 use crate::extension::IpNet;
 use crate::limit::ViewerStreamLimitLayer;
 use crate::log::{WatchLogLayer, WatchLogSink, WatchLogStore};
-use crate::permission::SignedUrl;
+use crate::permission::{AsyncPermission, AuthRequest, Denial, RequirePermissionLayer, SignedUrl};
 use crate::settings::{PermissionClass, Settings};
 use crate::StreamEndpoint;
 
@@ -176,7 +177,15 @@ pub fn router(
         path: config.root.clone(),
         source,
     })?;
-    let endpoint = StreamEndpoint::from_settings(&root, settings)?.into_service();
+    // AuthRequest is asynchronous: it runs as a layer of its own, before the
+    // stream limit (which then counts the viewer it names); the endpoint
+    // checks the other classes.
+    let auth = ForwardAuth(settings.auth_request()?);
+    let mut endpoint_settings = settings.clone();
+    endpoint_settings
+        .default_permission_classes
+        .retain(|c| *c != PermissionClass::AuthRequest);
+    let endpoint = StreamEndpoint::from_settings(&root, &endpoint_settings)?.into_service();
     let watch_log = WatchLogLayer::new(sink)
         .enabled(settings.watch_log_enabled)
         .media_path(settings.media_path_source())
@@ -191,6 +200,7 @@ pub fn router(
     let stream = ServiceBuilder::new()
         .layer(BearerAuthLayer::new(config.tokens.clone()).query_var("access_token"))
         .layer(watch_log)
+        .layer(RequirePermissionLayer::new_async(auth))
         .layer(limit)
         .service(endpoint);
     // Links from the player carry a signature when the permission wants one.
@@ -230,6 +240,53 @@ pub fn router(
         .route_service("/api/stream/", stream)
         .merge(pages);
     Ok(app.with_state(state))
+}
+
+/// The `AuthRequest` class when configured, else a check that allows (one
+/// stack type either way).
+#[derive(Clone, Debug)]
+struct ForwardAuth(Option<AuthRequest>);
+
+impl<B: Send + Unpin + 'static> AsyncPermission<B> for ForwardAuth {
+    type Future = ForwardAuthFuture<B>;
+
+    fn check(&self, request: Request<B>) -> Self::Future {
+        match &self.0 {
+            Some(auth) => ForwardAuthFuture::Asking(auth.check(request)),
+            None => ForwardAuthFuture::Open(Some(request)),
+        }
+    }
+}
+
+type AuthCheck<B> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Request<B>, Denial>> + Send>>;
+
+/// Future of [`ForwardAuth`]: ready at once when there is nothing to ask.
+// The request only passes through; boxing it would cost an allocation per
+// request on the path that asks nothing.
+#[allow(clippy::large_enum_variant)]
+enum ForwardAuthFuture<B> {
+    Open(Option<Request<B>>),
+    Asking(AuthCheck<B>),
+}
+
+impl<B: Unpin> std::future::Future for ForwardAuthFuture<B> {
+    type Output = Result<Request<B>, Denial>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        // Both variants are Unpin (a request, a boxed future).
+        match self.get_mut() {
+            Self::Open(request) => std::task::Poll::Ready(
+                request
+                    .take()
+                    .ok_or_else(|| Denial::unavailable("polled after completion")),
+            ),
+            Self::Asking(future) => future.as_mut().poll(cx),
+        }
+    }
 }
 
 /// Headers of every page: a strict CSP, no type sniffing, no framing, and no

@@ -1,5 +1,7 @@
 //! Command-line interface of the `sage-stream` binary.
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod import_django;
 pub(crate) mod logs;
 pub(crate) mod serve;
 
@@ -21,6 +23,8 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+// Parsed once at start-up: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Serve the media root at /api/stream?path=FILE and log who watched.
@@ -31,6 +35,9 @@ pub(crate) enum Command {
     Logs(logs::LogsArgs),
     /// Print a signed URL for PATH (needs STREAM_SIGNING_KEY or --key).
     Sign(SignArgs),
+    /// Copy django-sage-streaming's watch history (sage_stream_watchlog) into the watch log; rerunnable.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    ImportDjango(import_django::ImportDjangoArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -62,12 +69,16 @@ pub(crate) struct SignArgs {
     /// Query variable naming the media path, as the server reads it.
     #[arg(long, env = "STREAM_DEFAULT_VIDEO_PATH_URL_VAR", default_value = sage_stream::extension::DEFAULT_PATH_VAR)]
     path_var: String,
+    /// Django's MEDIA_URL, as the server's --media-url: a PATH starting with it is signed without it.
+    #[arg(long, env = "STREAM_MEDIA_URL")]
+    media_url: Option<String>,
 }
 
 pub(crate) fn sign(args: SignArgs) {
     // The same media-path rule as the server's, so the link names the path
     // where the server looks for it.
-    let source = sage_stream::extension::MediaPathSource::query(args.path_var);
+    let source = sage_stream::extension::MediaPathSource::query(args.path_var)
+        .media_url(args.media_url.unwrap_or_default());
     let signer = sage_stream::permission::SignedUrl::new(args.key).media_path(source);
     println!(
         "{}",

@@ -85,6 +85,12 @@ pub(crate) struct ServeArgs {
     /// Watch log on or off (STREAM_WATCH_LOG_ENABLED).
     #[arg(long)]
     pub(crate) watch_log: Option<bool>,
+    /// Django's MEDIA_URL (e.g. /media/): removed from the front of requested paths
+    #[arg(long, env = "STREAM_MEDIA_URL")]
+    pub(crate) media_url: Option<String>,
+    /// Endpoint the AuthRequest permission asks before each stream (http://…; e.g. a Django view)
+    #[arg(long, env = "STREAM_AUTH_URL")]
+    pub(crate) auth_url: Option<String>,
 }
 
 /// The TOML file. Every key is optional.
@@ -158,6 +164,8 @@ pub(crate) fn resolve(
             vars::PERMISSION_CLASSES => args.permission.clone(),
             vars::PATH_VAR => args.path_var.clone(),
             vars::WATCH_LOG_ENABLED => args.watch_log.map(|v| v.to_string()),
+            vars::MEDIA_URL => args.media_url.clone(),
+            vars::AUTH_URL => args.auth_url.clone(),
             _ => None,
         }
     };

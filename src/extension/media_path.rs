@@ -70,8 +70,28 @@ enum Source {
 /// assert!(by_uri.decode(&Uri::from_static("/other/a.mp4")).is_err());
 /// assert_eq!(by_uri.link("/media", "clips/a.mp4", "x=1"), "/media/clips/a.mp4?x=1");
 /// ```
+///
+/// With a media URL (django-sage-streaming's `MEDIA_URL`, the
+/// `STREAM_MEDIA_URL` setting), a decoded path that starts with it names the
+/// file below the root: `?path=/media/clips/a.mp4` and `?path=clips/a.mp4`
+/// are the same file, signed, logged and served as `clips/a.mp4`.
+///
+/// ```
+/// use http::Uri;
+/// use sage_stream::extension::MediaPathSource;
+///
+/// let django = MediaPathSource::query("path").media_url("/media/");
+/// assert_eq!(django.decode(&Uri::from_static("/s?path=/media/clips/a.mp4")).unwrap(), "clips/a.mp4");
+/// assert_eq!(django.decode(&Uri::from_static("/s?path=clips/a.mp4")).unwrap(), "clips/a.mp4");
+/// // Still confined later: the prefix removed, `..` remains and is refused.
+/// assert_eq!(django.decode(&Uri::from_static("/s?path=/media/../x")).unwrap(), "../x");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MediaPathSource(Source);
+pub struct MediaPathSource {
+    source: Source,
+    // With a trailing `/`; removed from the front of decoded paths.
+    media_url: Option<String>,
+}
 
 impl Default for MediaPathSource {
     fn default() -> Self {
@@ -105,20 +125,51 @@ const COMPONENT: &AsciiSet = &CONTROLS
 impl MediaPathSource {
     /// The path is the value of this query variable.
     pub fn query(var: impl Into<String>) -> Self {
-        Self(Source::Query(var.into()))
+        Self {
+            source: Source::Query(var.into()),
+            media_url: None,
+        }
     }
 
     /// The path is the URI path below `prefix` (`/media` or `/media/`: the
     /// same), e.g. `/media/clips/a.mp4` names `clips/a.mp4`.
     pub fn uri_prefix(prefix: impl Into<String>) -> Self {
-        Self(Source::UriPrefix(
-            prefix.into().trim_end_matches('/').to_owned(),
-        ))
+        Self {
+            source: Source::UriPrefix(prefix.into().trim_end_matches('/').to_owned()),
+            media_url: None,
+        }
+    }
+
+    /// Removes `url` (e.g. `/media/`; a trailing `/` is implied) from the
+    /// front of decoded paths that start with it; other paths are left as
+    /// they are. An empty `url` turns it off.
+    pub fn media_url(mut self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.media_url = (!url.is_empty()).then(|| {
+            let mut url = url.trim_end_matches('/').to_owned();
+            url.push('/');
+            url
+        });
+        self
+    }
+
+    /// The media URL removed from paths, if any (with its trailing `/`).
+    pub fn media_url_prefix(&self) -> Option<&str> {
+        self.media_url.as_deref()
+    }
+
+    /// `path` with the media URL removed from its front, when it starts
+    /// with it: the name of the file below the root.
+    pub fn strip_media_url<'p>(&self, path: &'p str) -> &'p str {
+        match &self.media_url {
+            Some(url) => path.strip_prefix(url.as_str()).unwrap_or(path),
+            None => path,
+        }
     }
 
     /// The query variable, in query mode.
     pub fn query_var(&self) -> Option<&str> {
-        match &self.0 {
+        match &self.source {
             Source::Query(var) => Some(var),
             Source::UriPrefix(_) => None,
         }
@@ -126,15 +177,25 @@ impl MediaPathSource {
 
     /// The mount prefix (without a trailing `/`), in URI mode.
     pub fn prefix(&self) -> Option<&str> {
-        match &self.0 {
+        match &self.source {
             Source::Query(_) => None,
             Source::UriPrefix(prefix) => Some(prefix),
         }
     }
 
-    /// The media path `uri` names.
+    /// The media path `uri` names (the media URL removed).
     pub fn decode(&self, uri: &Uri) -> Result<String, MediaPathError> {
-        match &self.0 {
+        let mut path = self.decode_raw(uri)?;
+        if let Some(url) = &self.media_url {
+            if path.starts_with(url.as_str()) {
+                path.drain(..url.len());
+            }
+        }
+        Ok(path)
+    }
+
+    fn decode_raw(&self, uri: &Uri) -> Result<String, MediaPathError> {
+        match &self.source {
             Source::Query(var) => match query_value(uri.query(), var) {
                 None => Err(MediaPathError::Missing),
                 Some(Err(())) => Err(MediaPathError::NotUtf8),
@@ -184,7 +245,7 @@ impl MediaPathSource {
     pub fn link(&self, mount: &str, path: &str, query: &str) -> String {
         let path = utf8_percent_encode(path, COMPONENT);
         let sep = if query.is_empty() { "" } else { "&" };
-        match &self.0 {
+        match &self.source {
             Source::Query(var) => {
                 let var = utf8_percent_encode(var, COMPONENT);
                 format!("{mount}?{var}={path}{sep}{query}")

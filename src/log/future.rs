@@ -7,6 +7,7 @@ use http_body::Body;
 use pin_project::{pin_project, pinned_drop};
 
 use super::body::{Active, LoggedBody, Pending};
+use crate::extension::Viewer;
 use crate::media::ServedFile;
 
 /// Response future of [`WatchLog`](super::WatchLog).
@@ -37,7 +38,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        let Some(pending) = this.pending.take() else {
+        let Some(mut pending) = this.pending.take() else {
             return Poll::Ready(result.map(|r| r.map(|b| LoggedBody::new(b, None))));
         };
         let response = match result {
@@ -47,6 +48,15 @@ where
                 return Poll::Ready(Err(err));
             }
         };
+        // A layer inside identified the viewer (forward authentication puts
+        // its answer on the response): that is whom the row is about.
+        if let Some(viewer) = response.extensions().get::<Viewer>() {
+            pending.user_id = viewer
+                .user_id
+                .as_deref()
+                .map(|id| super::service::truncate(id, super::service::MAX_PATH_LEN));
+            pending.is_authenticated = viewer.authenticated;
+        }
         let status = response.status();
         let skip = (status == StatusCode::NOT_MODIFIED && !pending.config.log_not_modified)
             || (status.is_client_error() && !pending.config.log_refusals);

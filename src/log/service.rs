@@ -104,7 +104,7 @@ impl<S> WatchLog<S> {
     }
 }
 
-const MAX_PATH_LEN: usize = 1024;
+pub(super) const MAX_PATH_LEN: usize = 1024;
 
 /// `text` as every backend can store it: cut to at most `max` bytes on a
 /// character boundary, each NUL replaced by U+FFFD (PostgreSQL refuses NUL

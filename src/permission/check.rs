@@ -11,11 +11,15 @@ use crate::query::query_value;
 
 /// Why a request was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Denial {
     /// No or unknown credentials: answered `401` with `WWW-Authenticate`.
     Unauthenticated(Cow<'static, str>),
     /// Known viewer, not allowed: answered `403`.
     Forbidden(Cow<'static, str>),
+    /// The check could not be made (a policy service is down): answered
+    /// `503`. A permission that cannot decide refuses; it never allows.
+    Unavailable(Cow<'static, str>),
 }
 
 impl Denial {
@@ -29,13 +33,25 @@ impl Denial {
         Self::Forbidden(reason.into())
     }
 
+    /// A `503` refusal with a short reason: the check could not be made.
+    pub fn unavailable(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::Unavailable(reason.into())
+    }
+
     /// The reason given to the client.
     pub fn reason(&self) -> &str {
         match self {
-            Self::Unauthenticated(r) | Self::Forbidden(r) => r,
+            Self::Unauthenticated(r) | Self::Forbidden(r) | Self::Unavailable(r) => r,
         }
     }
 }
+
+/// Request extension: the viewer a permission check learned (from an
+/// authentication endpoint). [`RequirePermission`](super::RequirePermission)
+/// moves it onto the response, where the watch log, which runs outside the
+/// permission, finds it.
+#[derive(Clone, Debug)]
+pub(crate) struct LearnedViewer(pub(crate) Viewer);
 
 /// The outcome of a permission check.
 pub type Decision = Result<(), Denial>;

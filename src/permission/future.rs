@@ -6,8 +6,9 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use pin_project::pin_project;
 use tower_service::Service;
 
-use super::check::Denial;
+use super::check::{Denial, LearnedViewer};
 use crate::body::ResponseBody;
+use crate::extension::Viewer;
 
 /// Response future of [`RequirePermission`](super::RequirePermission).
 #[pin_project]
@@ -29,6 +30,8 @@ enum State<C, S, F> {
     Calling {
         #[pin]
         future: F,
+        // A viewer the check learned, for the response (see LearnedViewer).
+        learned: Option<Viewer>,
     },
 }
 
@@ -67,7 +70,11 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Checking { check, inner } => match ready!(check.poll(cx)) {
-                    Ok(request) => {
+                    Ok(mut request) => {
+                        let learned = request
+                            .extensions_mut()
+                            .remove::<LearnedViewer>()
+                            .map(|l| l.0);
                         let Some(mut inner) = inner.take() else {
                             return Poll::Ready(Ok(ResponseBody::refusal(
                                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -75,12 +82,17 @@ where
                             )));
                         };
                         let future = inner.call(request);
-                        this.state.set(State::Calling { future });
+                        this.state.set(State::Calling { future, learned });
                     }
                     Err(denial) => return Poll::Ready(Ok(refuse(denial))),
                 },
-                StateProj::Calling { future } => {
-                    let response = ready!(future.poll(cx))?;
+                StateProj::Calling { future, learned } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(viewer) = learned.take() {
+                        // The watch log runs outside the permission: this is
+                        // how it learns whom the check identified.
+                        response.extensions_mut().insert(viewer);
+                    }
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
             }
@@ -100,6 +112,14 @@ fn refuse<B>(denial: Denial) -> Response<ResponseBody<B>> {
         }
         Denial::Forbidden(reason) => {
             ResponseBody::refusal(StatusCode::FORBIDDEN, reason.into_owned())
+        }
+        Denial::Unavailable(reason) => {
+            let mut response =
+                ResponseBody::refusal(StatusCode::SERVICE_UNAVAILABLE, reason.into_owned());
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            response
         }
     }
 }

@@ -43,6 +43,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "auth-request")]
+mod auth_request;
 mod check;
 mod future;
 mod layer;
@@ -57,3 +59,9 @@ pub use future::ResponseFuture;
 pub use layer::RequirePermissionLayer;
 pub use service::RequirePermission;
 pub use signed_url::{SignedUrl, EXPIRES_VAR, SIGNATURE_VAR};
+
+#[cfg(feature = "auth-request")]
+#[cfg_attr(docsrs, doc(cfg(feature = "auth-request")))]
+pub use auth_request::{
+    AuthRequest, InvalidAuthUrl, AUTHENTICATED_HEADER, PATH_HEADER, USER_HEADER,
+};

@@ -81,8 +81,12 @@ impl SignedUrl {
         mac
     }
 
-    /// The hex signature of `path` valid until `expires` (Unix seconds).
+    /// The hex signature of `path` valid until `expires` (Unix seconds):
+    /// HMAC-SHA256 over `path`, a newline and `expires` in decimal, keyed
+    /// with the signing key. A path that starts with the source's media URL
+    /// is signed without it, as the check reads it.
     pub fn sign(&self, path: &str, expires: u64) -> String {
+        let path = self.source.strip_media_url(path);
         hex::encode(self.mac(path, expires).finalize().into_bytes())
     }
 

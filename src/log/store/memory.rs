@@ -65,6 +65,17 @@ impl WatchLogStore for MemoryStore {
         self.check()
     }
 
+    fn last_batch_id(&self, prefix: &str) -> Result<Option<String>, StoreError> {
+        self.check()?;
+        Ok(self
+            .lock()
+            .batches
+            .iter()
+            .filter(|id| id.starts_with(prefix))
+            .max()
+            .cloned())
+    }
+
     fn insert_batch(&self, batch: &WatchBatch) -> Result<usize, StoreError> {
         self.check()?;
         let mut rows = self.lock();

@@ -148,6 +148,11 @@ pub trait WatchLogStore: Send + Sync + 'static {
 
     /// Rows matching `filter` per UTC day, oldest first.
     fn views_per_day(&self, filter: &LogFilter) -> Result<Vec<DayCount>, StoreError>;
+
+    /// The greatest stored batch id (compared as text) that starts with
+    /// `prefix`, if any. An import that names its batches by a zero-padded
+    /// position resumes after it (`sage-stream import-django` does).
+    fn last_batch_id(&self, prefix: &str) -> Result<Option<String>, StoreError>;
 }
 
 impl<T: WatchLogStore + ?Sized> WatchLogStore for Arc<T> {
@@ -167,6 +172,9 @@ impl<T: WatchLogStore + ?Sized> WatchLogStore for Arc<T> {
     }
     fn count(&self, filter: &LogFilter) -> Result<u64, StoreError> {
         (**self).count(filter)
+    }
+    fn last_batch_id(&self, prefix: &str) -> Result<Option<String>, StoreError> {
+        (**self).last_batch_id(prefix)
     }
     fn path_stats(&self, filter: &LogFilter, limit: usize) -> Result<Vec<PathStats>, StoreError> {
         (**self).path_stats(filter, limit)

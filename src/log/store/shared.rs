@@ -59,6 +59,19 @@ impl<'a> From<&'a WatchRecord> for NewWatchLog<'a> {
     }
 }
 
+/// A `LIKE` pattern (escape `\\`) matching text that starts with `prefix`.
+pub(super) fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 /// The id row a batch leaves in `watch_log_batches`.
 #[derive(Insertable)]
 #[diesel(table_name = watch_log_batches)]

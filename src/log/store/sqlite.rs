@@ -99,6 +99,19 @@ impl WatchLogStore for SqliteStore {
         Ok(shared::page(rows, limit))
     }
 
+    fn last_batch_id(&self, prefix: &str) -> Result<Option<String>, StoreError> {
+        use diesel::dsl::max;
+        watch_log_batches::table
+            .filter(
+                watch_log_batches::batch_id
+                    .like(shared::like_prefix(prefix))
+                    .escape('\\'),
+            )
+            .select(max(watch_log_batches::batch_id))
+            .first(&mut self.conn()?)
+            .map_err(|e| self.migrated.query_error(e))
+    }
+
     fn count(&self, filter: &LogFilter) -> Result<u64, StoreError> {
         let count: i64 = watch_logs::table
             .filter(predicate(filter))
