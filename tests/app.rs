@@ -38,6 +38,14 @@ fn app(configure: impl FnOnce(&mut AppConfig)) -> App {
     let fx = Fixture::new();
     let store: Arc<dyn WatchLogStore> =
         Arc::new(SqliteStore::open(fx.dir.path().join("log.db")).unwrap());
+    app_with(fx, store, configure)
+}
+
+fn app_with(
+    fx: Fixture,
+    store: Arc<dyn WatchLogStore>,
+    configure: impl FnOnce(&mut AppConfig),
+) -> App {
     let (sink, writer) = WatchLogWriter::spawn(
         store.clone(),
         WriterConfig {
@@ -224,6 +232,37 @@ async fn list_search_filters_and_pagination() {
     }
     let (_, _, body) = get(&a, "/admin/?q=%00", Some(&auth)).await;
     assert_eq!(body, "filters must not contain NUL");
+}
+
+/// The same refusals with the PostgreSQL store, which used to answer 503
+/// for a NUL in a filter (the check runs before any query).
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_admin_filters_with_nul_are_400() {
+    let Some(db) = common::pg::TestDb::create("postgres_admin_filters_with_nul_are_400") else {
+        return;
+    };
+    let store: Arc<dyn WatchLogStore> =
+        Arc::new(sage_stream::log::PgStore::connect(&db.url).unwrap());
+    let a = app_with(Fixture::new(), store, |_| {});
+    let auth = basic(TOKEN);
+    for bad in [
+        "/admin/?q=%00",
+        "/admin/?path=a%00b",
+        "/admin/?user=%00",
+        "/admin/export.csv?ip=%00",
+        "/admin/analytics?q=x%00",
+    ] {
+        let (status, _, body) = get(&a, bad, Some(&auth)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(body.contains("NUL"), "{bad}: {body}");
+    }
+    let (status, _, _) = get(&a, "/admin/?q=clip", Some(&auth)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "PostgreSQL answers the same filter without NUL"
+    );
 }
 
 #[tokio::test]
