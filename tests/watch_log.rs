@@ -323,6 +323,17 @@ fn writer_retries_spools_and_replays_without_loss_or_duplicates() {
     assert!(spool_is_empty(&spool), "spool emptied after replay");
 }
 
+/// The store holds rows `0..n` (by `bytes_sent`), each once.
+fn assert_each_row_once(store: &MemoryStore, n: i64, stats: &sage_stream::log::WriterStats) {
+    let mut sent: Vec<i64> = store.entries().iter().map(|e| e.bytes_sent).collect();
+    sent.sort_unstable();
+    assert_eq!(
+        sent,
+        (0..n).collect::<Vec<i64>>(),
+        "each row once: {stats:?}"
+    );
+}
+
 /// No spool file with rows, and none set aside for replay.
 fn spool_is_empty(spool: &std::path::Path) -> bool {
     let name = spool.file_name().unwrap().to_string_lossy().into_owned();
@@ -393,13 +404,7 @@ fn an_outage_under_load_keeps_memory_within_the_bound() {
         writer.stats()
     );
     let stats = writer.shutdown();
-    let mut sent: Vec<i64> = store.entries().iter().map(|e| e.bytes_sent).collect();
-    sent.sort_unstable();
-    assert_eq!(
-        sent,
-        (0..40_000).collect::<Vec<i64>>(),
-        "each row once: {stats:?}"
-    );
+    assert_each_row_once(&store, 40_000, &stats);
     assert!(spool_is_empty(&spool));
 }
 
@@ -440,13 +445,7 @@ fn a_durable_log_journals_every_row_before_it_is_queued() {
         writer.stats()
     );
     let stats = writer.shutdown();
-    let mut sent: Vec<i64> = store.entries().iter().map(|e| e.bytes_sent).collect();
-    sent.sort_unstable();
-    assert_eq!(
-        sent,
-        (0..500).collect::<Vec<i64>>(),
-        "each row once: {stats:?}"
-    );
+    assert_each_row_once(&store, 500, &stats);
     assert!(stats.failures >= 2, "{stats:?}");
     assert!(spool_is_empty(&spool));
 }

@@ -188,18 +188,9 @@ pub(super) fn days(rows: Vec<(String, i64)>) -> Vec<DayCount> {
         .collect()
 }
 
-/// Escapes `%`, `_` and `\` for a LIKE pattern with `\` as escape.
+/// A `LIKE` pattern (escape `\`) matching text that contains `text`.
 pub(super) fn like_pattern(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
+    format!("%{}", like_prefix(text))
 }
 
 /// A diesel error as a [`StoreError`]: [`StoreError::Unavailable`] when the
