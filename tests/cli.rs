@@ -616,7 +616,7 @@ fn import_and_check(from: &str, add_rows: impl FnOnce()) {
                 from,
                 "--database",
                 &db,
-                "--media-root",
+                "--strip-prefix",
                 "/srv/site/media/",
             ],
             &[],
@@ -631,7 +631,7 @@ fn import_and_check(from: &str, add_rows: impl FnOnce()) {
     let store = SqliteStore::open(&log).unwrap();
     assert_eq!(store.count(&LogFilter::default()).unwrap(), 10_000);
     let alice = LogFilter {
-        user_id: Some("1".to_owned()),
+        user_id: Some("alice".to_owned()),
         ..LogFilter::default()
     };
     assert_eq!(store.count(&alice).unwrap(), 5_000);
@@ -642,7 +642,8 @@ fn import_and_check(from: &str, add_rows: impl FnOnce()) {
         .find(|e| e.ip.as_deref() == Some("10.0.1.2"))
         .expect("the row of Django id 258");
     assert_eq!(row.path, format!("clips/{}.mp4", 258 % 13));
-    assert_eq!(row.user_id.as_deref(), Some("1"));
+    assert_eq!(row.user_id.as_deref(), Some("alice"), "auth_user.username");
+    assert_eq!((row.status, row.bytes_sent), (0, 0), "unknown, marked");
     assert!(row.is_authenticated);
     assert_eq!(row.created_at.to_string(), "2024-05-01 10:04:18".to_owned());
     assert!(!row.completed);
@@ -652,6 +653,41 @@ fn import_and_check(from: &str, add_rows: impl FnOnce()) {
     );
     let anonymous = page.entries.iter().filter(|e| e.user_id.is_none()).count();
     assert_eq!(anonymous, 5_000);
+    // The admin and the analytics show them, with the Django user names.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use tower::ServiceExt;
+        let media = tempfile::tempdir().unwrap();
+        let store: std::sync::Arc<dyn WatchLogStore> =
+            std::sync::Arc::new(SqliteStore::open(&log).unwrap());
+        let (sink, writer) = sage_stream::log::WatchLogWriter::spawn(
+            store.clone(),
+            sage_stream::log::WriterConfig::default(),
+        )
+        .unwrap();
+        let mut config = sage_stream::app::AppConfig::new(media.path());
+        config.admin_token = Some("t".to_owned());
+        let app = sage_stream::app::router(&config, store, sink).unwrap();
+        for (uri, wanted) in [
+            ("/admin/?user=alice", "alice"),
+            ("/admin/?user=alice", "unknown"),
+            ("/admin/analytics", "clips/"),
+        ] {
+            let req = http::Request::get(uri)
+                .header("authorization", "Bearer t")
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let res = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), http::StatusCode::OK, "{uri}");
+            let body = http_body_util::BodyExt::collect(res.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let html = String::from_utf8_lossy(&body);
+            assert!(html.contains(wanted), "{uri} shows {wanted}");
+        }
+        writer.shutdown_async().await;
+    });
 
     // Idempotent: a rerun adds nothing.
     let (ok, out, err) = import();

@@ -261,9 +261,17 @@ fn entries_table(entries: &[WatchLogEntry]) -> Markup {
                             td { (e.user_id.as_deref().unwrap_or("—")) }
                             td { (yes_no(e.is_authenticated)) }
                             td { (e.ip.as_deref().unwrap_or("—")) }
-                            td class="num" { (e.status) }
-                            td { (e.range_header.as_deref().unwrap_or("—")) }
-                            td class="num" { (e.bytes_sent) }
+                            // Status 0 marks a row whose status and bytes were
+                            // never recorded (imported from django-sage-streaming).
+                            @if e.status == 0 {
+                                td class="num muted" title="not recorded (imported)" { "unknown" }
+                                td { (e.range_header.as_deref().unwrap_or("—")) }
+                                td class="num muted" { "unknown" }
+                            } @else {
+                                td class="num" { (e.status) }
+                                td { (e.range_header.as_deref().unwrap_or("—")) }
+                                td class="num" { (e.bytes_sent) }
+                            }
                             td { (yes_no(e.completed)) }
                         }
                     }

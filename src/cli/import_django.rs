@@ -6,8 +6,11 @@ use sage_stream::log::{WatchBatch, WatchLogStore, WatchRecord};
 
 use super::DatabaseArgs;
 
-/// What the imported rows say for the fields the Django app never recorded.
+/// What the imported rows say for the fields the Django app never recorded:
+/// status 0 (shown as "unknown" in the admin), 0 bytes, not completed, and
+/// this user agent.
 const IMPORT_USER_AGENT: &str = "django-sage-streaming import";
+const UNKNOWN_STATUS: u16 = 0;
 
 #[derive(clap::Args)]
 pub(crate) struct ImportDjangoArgs {
@@ -17,7 +20,7 @@ pub(crate) struct ImportDjangoArgs {
     #[command(flatten)]
     database: DatabaseArgs,
     /// Prefix cut from the stored video_path (Django kept full server paths), e.g. /srv/site/media/
-    #[arg(long, env = "STREAM_MEDIA_ROOT")]
+    #[arg(long = "strip-prefix", alias = "media-root")]
     media_root: Option<String>,
     /// Django's MEDIA_URL, also cut from the front of video_path (e.g. /media/)
     #[arg(long, env = "STREAM_MEDIA_URL")]
@@ -59,10 +62,12 @@ pub(crate) fn run(args: ImportDjangoArgs) -> Result<(), Box<dyn std::error::Erro
         .and_then(|id| id[prefix.len()..].parse().ok())
         .unwrap_or(0);
     let mut source = Source::open(&args.from)?;
+    let users = source.has_table("auth_user")?;
     let batch = args.batch.clamp(1, 50_000);
     let (mut read, mut written, mut last) = (0u64, 0u64, resume_after);
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     loop {
-        let rows = source.rows_after(&args.table, last, batch)?;
+        let rows = source.rows_after(&args.table, users, last, batch)?;
         let Some(tail) = rows.last() else { break };
         last = tail.id;
         read += rows.len() as u64;
@@ -72,6 +77,12 @@ pub(crate) fn run(args: ImportDjangoArgs) -> Result<(), Box<dyn std::error::Erro
             records,
         };
         written += store.insert_batch(&batch)? as u64;
+        if progress {
+            eprint!("\rimport-django: {read} rows read, {written} written, up to id {last}");
+        }
+    }
+    if progress && read > 0 {
+        eprintln!();
     }
     println!(
         "import-django: {read} rows read from {}, {written} written{}",
@@ -112,7 +123,7 @@ fn record(row: &DjangoRow, args: &ImportDjangoArgs) -> WatchRecord {
             text(ip).into()
         }),
         method: "GET".into(),
-        status: 200,
+        status: UNKNOWN_STATUS,
         range_header: None,
         bytes_sent: 0,
         duration_ms: 0,
@@ -166,32 +177,69 @@ impl Source {
         Err(format!("--from {url:?}: expected postgres://… or sqlite://PATH").into())
     }
 
-    /// Up to `limit` rows with ids above `after`, in id order.
+    /// Whether the Django database has `table`.
+    fn has_table(&mut self, table: &str) -> Result<bool, Box<dyn std::error::Error>> {
+        use diesel::sql_types::Text;
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Found {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let found: Found = match self {
+            #[cfg(feature = "postgres")]
+            Self::Postgres(conn) => diesel::sql_query(
+                "SELECT count(*)::bigint AS n FROM information_schema.tables WHERE table_name = $1",
+            )
+            .bind::<Text, _>(table)
+            .get_result(conn)?,
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(conn) => diesel::sql_query(
+                "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = ?",
+            )
+            .bind::<Text, _>(table)
+            .get_result(conn)?,
+        };
+        Ok(found.n > 0)
+    }
+
+    /// Up to `limit` rows with ids above `after`, in id order; the user as
+    /// `auth_user.username` when `users` (the table exists), else its id.
     fn rows_after(
         &mut self,
         table: &str,
+        users: bool,
         after: i64,
         limit: usize,
     ) -> Result<Vec<DjangoRow>, Box<dyn std::error::Error>> {
         use diesel::sql_types::BigInt;
         use diesel::RunQueryDsl;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (join, user) = if users {
+            (
+                "LEFT JOIN auth_user u ON u.id = w.user_id",
+                "COALESCE(u.username, CAST(w.user_id AS TEXT))",
+            )
+        } else {
+            ("", "CAST(w.user_id AS TEXT)")
+        };
         let rows: Vec<SourceRow> = match self {
             #[cfg(feature = "postgres")]
             Self::Postgres(conn) => diesel::sql_query(format!(
-                "SELECT id::bigint AS id, video_path::text AS video_path, user_id::text AS user_id, \
-                 is_authenticated, ip::text AS ip, \
-                 to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS created \
-                 FROM \"{table}\" WHERE id > $1 ORDER BY id LIMIT $2"
+                "SELECT w.id::bigint AS id, w.video_path::text AS video_path, {user}::text AS user_id, \
+                 w.is_authenticated, w.ip::text AS ip, \
+                 to_char(w.created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS created \
+                 FROM \"{table}\" w {join} WHERE w.id > $1 ORDER BY w.id LIMIT $2"
             ))
             .bind::<BigInt, _>(after)
             .bind::<BigInt, _>(limit)
             .load(conn)?,
             #[cfg(feature = "sqlite")]
             Self::Sqlite(conn) => diesel::sql_query(format!(
-                "SELECT id, video_path, CAST(user_id AS TEXT) AS user_id, is_authenticated, \
-                 CAST(ip AS TEXT) AS ip, CAST(created AS TEXT) AS created \
-                 FROM \"{table}\" WHERE id > ? ORDER BY id LIMIT ?"
+                "SELECT w.id AS id, w.video_path AS video_path, {user} AS user_id, \
+                 w.is_authenticated AS is_authenticated, CAST(w.ip AS TEXT) AS ip, \
+                 CAST(w.created AS TEXT) AS created \
+                 FROM \"{table}\" w {join} WHERE w.id > ? ORDER BY w.id LIMIT ?"
             ))
             .bind::<BigInt, _>(after)
             .bind::<BigInt, _>(limit)
