@@ -20,6 +20,7 @@
 //! | `log::WatchLogStore` (feature `log`) | the log's storage: `MemoryStore`, and with features `sqlite` / `postgres` the diesel stores |
 //! | `app::router` (feature `server`) | the whole server: endpoint, player page and admin |
 //! | `server::serve` (feature `server`) | a hyper server loop with connection budgets and graceful shutdown |
+//! | `observe::ObserveLayer` (feature `server`) | Prometheus metrics and an access-log line per response |
 //!
 //! The layers need no Cargo feature; `log`, `sqlite`, `postgres`, `server`
 //! and `cli` (the binary, default with `sqlite`) add the rest.
@@ -63,6 +64,9 @@ pub mod limit;
 #[cfg_attr(docsrs, doc(cfg(feature = "log")))]
 pub mod log;
 pub mod media;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod observe;
 pub mod permission;
 mod query;
 pub mod range;

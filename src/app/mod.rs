@@ -9,6 +9,12 @@
 //! | `/admin/` | watch-log list: filters, search, keyset pagination |
 //! | `/admin/export.csv`, `/admin/export.json` | the filtered rows |
 //! | `/admin/analytics` | per-video totals, views per day (SVG), viewing sessions |
+//! | `/healthz` | 200 while the process serves (liveness) |
+//! | `/readyz` | 200 when the log store answers and the writer is storing rows, else 503 with the reason (readiness) |
+//!
+//! Prometheus metrics ([`AppConfig::metrics`], [`metrics_router`]) are not on
+//! these routes: they tell traffic volumes, so `sage-stream serve` serves
+//! them only on a listener of their own (`--metrics-bind`).
 //!
 //! The admin exists only when [`AppConfig::admin_token`] is set; the token is
 //! accepted as a bearer token or as the Basic-auth password (any user name).
@@ -51,6 +57,7 @@
 
 mod admin;
 mod error;
+mod health;
 mod links;
 mod player;
 mod templates;
@@ -70,6 +77,7 @@ use crate::error::ConfigError;
 use crate::extension::IpNet;
 use crate::limit::ViewerStreamLimitLayer;
 use crate::log::{WatchLogLayer, WatchLogSink, WatchLogStore};
+use crate::observe::{Metrics, ObserveLayer, Route, METRICS_CONTENT_TYPE};
 use crate::permission::{AsyncPermission, AuthRequest, Denial, RequirePermissionLayer, SignedUrl};
 use crate::settings::{PermissionClass, Settings};
 use crate::StreamEndpoint;
@@ -95,6 +103,12 @@ pub struct AppConfig {
     /// out, e.g. when the app is merged into one that has its own `/`.
     /// Must start with `/` and not be one of the other routes.
     pub player_path: Option<String>,
+    /// Counts requests and exports the writer's counters here; `None` (the
+    /// default) counts nothing. Serve them with [`metrics_router`].
+    pub metrics: Option<Metrics>,
+    /// One `info` event per response (target `sage_stream::access`); off
+    /// by default, on in `sage-stream serve`.
+    pub access_log: bool,
 }
 
 impl AppConfig {
@@ -109,7 +123,19 @@ impl AppConfig {
             max_streams_per_viewer: None,
             session_gap_minutes: 30,
             player_path: Some("/".to_owned()),
+            metrics: None,
+            access_log: false,
         }
+    }
+
+    fn observe(&self, route: Route, sink: &WatchLogSink) -> ObserveLayer {
+        let mut layer = ObserveLayer::new(route)
+            .access_log(self.access_log)
+            .trusted_proxies(self.trusted_proxies.clone());
+        if let Some(metrics) = &self.metrics {
+            layer = layer.metrics(metrics.clone().watch_log(sink.clone()));
+        }
+        layer
     }
 }
 
@@ -122,12 +148,15 @@ pub(crate) struct AppState {
     pub(crate) media_path: crate::extension::MediaPathSource,
     pub(crate) session_gap_minutes: u32,
     pub(crate) player_path: Option<String>,
+    pub(crate) sink: WatchLogSink,
 }
 
 /// The routes besides the player, which the player must not take.
-const ROUTES: [&str; 7] = [
+const ROUTES: [&str; 9] = [
     "/api/stream",
     "/api/stream/",
+    "/healthz",
+    "/readyz",
     "/admin",
     "/admin/",
     "/admin/analytics",
@@ -186,7 +215,7 @@ pub fn router(
         .default_permission_classes
         .retain(|c| *c != PermissionClass::AuthRequest);
     let endpoint = StreamEndpoint::from_settings(&root, &endpoint_settings)?.into_service();
-    let watch_log = WatchLogLayer::new(sink)
+    let watch_log = WatchLogLayer::new(sink.clone())
         .enabled(settings.watch_log_enabled)
         .media_path(settings.media_path_source())
         .trusted_proxies(config.trusted_proxies.clone());
@@ -199,6 +228,7 @@ pub fn router(
         .trusted_proxies(config.trusted_proxies.clone());
     let stream = ServiceBuilder::new()
         .layer(BearerAuthLayer::new(config.tokens.clone()).query_var("access_token"))
+        .layer(config.observe(Route::Stream, &sink))
         .layer(watch_log)
         .layer(RequirePermissionLayer::new_async(auth))
         .layer(limit)
@@ -218,6 +248,7 @@ pub fn router(
         media_path: settings.media_path_source(),
         session_gap_minutes: config.session_gap_minutes.max(1),
         player_path: config.player_path.clone(),
+        sink: sink.clone(),
     });
     let admin = Router::new()
         .route("/admin/", get(admin::list))
@@ -234,12 +265,33 @@ pub fn router(
         pages = pages.route(path, get(player::player));
     }
     // The stream endpoint sets its own, stricter headers on media.
-    let pages = pages.layer(axum::middleware::map_response(secure_page));
+    let pages = pages
+        .layer(axum::middleware::map_response(secure_page))
+        .layer(config.observe(Route::Page, &sink));
     let app = Router::new()
         .route_service("/api/stream", stream.clone())
         .route_service("/api/stream/", stream)
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
         .merge(pages);
     Ok(app.with_state(state))
+}
+
+/// The Prometheus endpoint: `GET /metrics` renders `metrics` (serve it on
+/// a listener of its own, or behind your own access rule).
+pub fn metrics_router(metrics: Metrics) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(http::header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+                    metrics.render(),
+                )
+            }
+        }),
+    )
 }
 
 /// The `AuthRequest` class when configured, else a check that allows (one

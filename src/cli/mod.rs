@@ -19,8 +19,18 @@ pub(crate) const DEFAULT_DATABASE: &str = "sqlite://sage_stream.db";
     about = "Stream video files over HTTP with byte ranges, permissions and a watch log"
 )]
 pub(crate) struct Cli {
+    /// How stderr logs are written: text for people, json (one object per line) for collectors
+    #[arg(long, global = true, env = "STREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+/// The format of the log on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
 }
 
 // Parsed once at start-up: the size of the largest variant costs nothing.

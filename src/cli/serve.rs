@@ -12,7 +12,6 @@ use sage_stream::log::{WatchLogWriter, WriterConfig};
 use sage_stream::server::{self, ServerConfig};
 use sage_stream::settings::{vars, Settings};
 use serde::Deserialize;
-use tower_http::trace::TraceLayer;
 
 use super::{parse_duration, redact, DEFAULT_DATABASE};
 
@@ -58,9 +57,9 @@ pub(crate) struct ServeArgs {
     /// At most N concurrent streams per viewer (429 beyond) [default: no limit]
     #[arg(long, env = "STREAM_MAX_STREAMS_PER_VIEWER")]
     pub(crate) max_streams_per_viewer: Option<usize>,
-    /// A pause longer than this many minutes starts a new viewing session [default: 30]
-    #[arg(long, env = "STREAM_SESSION_GAP_MINUTES")]
-    pub(crate) session_gap_minutes: Option<u32>,
+    /// A pause longer than this starts a new viewing session: 30m, 1h [default: 30m]
+    #[arg(long, env = "STREAM_SESSION_GAP", value_parser = parse_duration)]
+    pub(crate) session_gap: Option<Duration>,
     /// Longest wait for a request's headers, also on idle keep-alive connections [default: 30s]
     #[arg(long, env = "STREAM_HEADER_TIMEOUT", value_parser = parse_duration)]
     pub(crate) header_timeout: Option<Duration>,
@@ -73,21 +72,28 @@ pub(crate) struct ServeArgs {
     /// Most connections open at once; beyond, new ones wait in the backlog [default: half the fd limit]
     #[arg(long, env = "STREAM_MAX_CONNECTIONS")]
     pub(crate) max_connections: Option<usize>,
-    /// Cap per ranged response in MiB (STREAM_MAX_LOAD_VOLUME).
-    #[arg(long)]
-    pub(crate) max_load_volume: Option<u64>,
-    /// Permission classes, comma-separated (STREAM_DEFAULT_PERMISSION_CLASSES).
-    #[arg(long)]
+    /// Cap per ranged response in MiB [default: 8]
+    // Text here: the settings parse it, with an error that names the variable.
+    #[arg(long, env = "STREAM_MAX_LOAD_VOLUME", value_name = "MIB")]
+    pub(crate) max_load_volume: Option<String>,
+    /// Permission classes, comma-separated: AllowAny, IsAuthenticated, SignedUrl, AuthRequest [default: AllowAny]
+    #[arg(long, env = "STREAM_DEFAULT_PERMISSION_CLASSES")]
     pub(crate) permission: Option<String>,
-    /// Query variable of the media path (STREAM_DEFAULT_VIDEO_PATH_URL_VAR).
-    #[arg(long)]
+    /// Query variable of the media path [default: path]
+    #[arg(long, env = "STREAM_DEFAULT_VIDEO_PATH_URL_VAR")]
     pub(crate) path_var: Option<String>,
-    /// Watch log on or off (STREAM_WATCH_LOG_ENABLED).
+    /// Keep no watch log [env: STREAM_WATCH_LOG_ENABLED=false]
     #[arg(long)]
-    pub(crate) watch_log: Option<bool>,
+    pub(crate) no_watch_log: bool,
     /// Django's MEDIA_URL (e.g. /media/): removed from the front of requested paths
     #[arg(long, env = "STREAM_MEDIA_URL")]
     pub(crate) media_url: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, on a listener of their own [default: off]
+    #[arg(long, env = "STREAM_METRICS_BIND", value_name = "ADDR")]
+    pub(crate) metrics_bind: Option<SocketAddr>,
+    /// Write no access-log line per request (they go to stderr at info, as text or --log-format json)
+    #[arg(long, env = "STREAM_NO_ACCESS_LOG")]
+    pub(crate) no_access_log: bool,
     /// Endpoint the AuthRequest permission asks before each stream (http://…; e.g. a Django view)
     #[arg(long, env = "STREAM_AUTH_URL")]
     pub(crate) auth_url: Option<String>,
@@ -104,8 +110,21 @@ pub(crate) struct ConfigFile {
     durable_log: Option<bool>,
     admin_token: Option<String>,
     max_streams_per_viewer: Option<usize>,
-    session_gap_minutes: Option<u32>,
-    header_timeout_secs: Option<u64>,
+    #[serde(default, deserialize_with = "duration_value")]
+    session_gap: Option<Duration>,
+    #[serde(
+        default,
+        alias = "header_timeout_secs",
+        deserialize_with = "duration_value"
+    )]
+    header_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_value")]
+    keep_alive_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_value")]
+    send_timeout: Option<Duration>,
+    max_connections: Option<usize>,
+    metrics_bind: Option<SocketAddr>,
+    access_log: Option<bool>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
     #[serde(default)]
@@ -119,6 +138,7 @@ pub(crate) struct ConfigFile {
 pub(crate) struct Resolved {
     pub(crate) app: AppConfig,
     pub(crate) bind: SocketAddr,
+    pub(crate) metrics_bind: Option<SocketAddr>,
     pub(crate) database: String,
     pub(crate) spool: PathBuf,
     pub(crate) durable_log: bool,
@@ -132,6 +152,26 @@ fn parse_token(value: &str) -> Result<(String, String), String> {
             Ok((token.to_owned(), user.to_owned()))
         }
         _ => Err("expected TOKEN=USER".to_owned()),
+    }
+}
+
+/// A duration in the file, written as the flags take it (`"30s"`, `"90d"`);
+/// a bare integer is seconds, as the old `header_timeout_secs` took.
+fn duration_value<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Seconds(u64),
+        Text(String),
+    }
+    match Option::<Written>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Written::Seconds(seconds)) => Ok(Some(Duration::from_secs(seconds))),
+        Some(Written::Text(text)) => parse_duration(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
     }
 }
 
@@ -160,10 +200,10 @@ pub(crate) fn resolve(
     settings.apply_lookup(&env)?;
     let flags = |name: &str| -> Option<String> {
         match name {
-            vars::MAX_LOAD_VOLUME => args.max_load_volume.map(|v| v.to_string()),
+            vars::MAX_LOAD_VOLUME => args.max_load_volume.clone(),
             vars::PERMISSION_CLASSES => args.permission.clone(),
             vars::PATH_VAR => args.path_var.clone(),
-            vars::WATCH_LOG_ENABLED => args.watch_log.map(|v| v.to_string()),
+            vars::WATCH_LOG_ENABLED => args.no_watch_log.then(|| "false".to_owned()),
             vars::MEDIA_URL => args.media_url.clone(),
             vars::AUTH_URL => args.auth_url.clone(),
             _ => None,
@@ -227,12 +267,14 @@ pub(crate) fn resolve(
                 .max_streams_per_viewer
                 .or(file.max_streams_per_viewer)
                 .filter(|n| *n > 0),
-            session_gap_minutes: args
-                .session_gap_minutes
-                .or(file.session_gap_minutes)
-                .unwrap_or(30),
+            session_gap_minutes: args.session_gap.or(file.session_gap).map_or(30, |gap| {
+                u32::try_from(gap.as_secs() / 60).unwrap_or(u32::MAX).max(1)
+            }),
             player_path: Some("/".to_owned()),
+            metrics: None,
+            access_log: !args.no_access_log && file.access_log.unwrap_or(true),
         },
+        metrics_bind: args.metrics_bind.or(file.metrics_bind),
         bind: args
             .bind
             .or(file.bind)
@@ -242,16 +284,23 @@ pub(crate) fn resolve(
         durable_log: args.durable_log || file.durable_log.unwrap_or(false),
         header_timeout: args
             .header_timeout
-            .or(file.header_timeout_secs.map(Duration::from_secs))
+            .or(file.header_timeout)
             .unwrap_or(Duration::from_secs(30)),
         server: {
             let defaults = ServerConfig::default();
             ServerConfig {
                 keep_alive_timeout: args
                     .keep_alive_timeout
+                    .or(file.keep_alive_timeout)
                     .unwrap_or(defaults.keep_alive_timeout),
-                send_timeout: args.send_timeout.unwrap_or(defaults.send_timeout),
-                max_connections: args.max_connections.unwrap_or(defaults.max_connections),
+                send_timeout: args
+                    .send_timeout
+                    .or(file.send_timeout)
+                    .unwrap_or(defaults.send_timeout),
+                max_connections: args
+                    .max_connections
+                    .or(file.max_connections)
+                    .unwrap_or(defaults.max_connections),
                 ..defaults
             }
         },
@@ -259,7 +308,11 @@ pub(crate) fn resolve(
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let resolved = resolve(args, |name| std::env::var(name).ok())?;
+    let mut resolved = resolve(args, |name| std::env::var(name).ok())?;
+    let metrics = resolved
+        .metrics_bind
+        .map(|_| sage_stream::observe::Metrics::new());
+    resolved.app.metrics.clone_from(&metrics);
     let store = sage_stream::log::open_store(&resolved.database)?;
     let (sink, writer) = WatchLogWriter::spawn(
         store.clone(),
@@ -269,7 +322,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             ..WriterConfig::default()
         },
     )?;
-    let app = app::router(&resolved.app, store, sink)?.layer(TraceLayer::new_for_http());
+    let app = app::router(&resolved.app, store, sink)?;
     let server_config = ServerConfig {
         header_read_timeout: resolved.header_timeout,
         ..resolved.server.clone()
@@ -283,11 +336,35 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         let stop = server::shutdown_signal();
         let listener = tokio::net::TcpListener::bind(resolved.bind).await?;
         let addr = listener.local_addr()?;
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_addr = match (resolved.metrics_bind, metrics) {
+            (Some(bind), Some(metrics)) => {
+                let listener = tokio::net::TcpListener::bind(bind).await?;
+                let metrics_addr = listener.local_addr()?;
+                let config = server_config.clone();
+                tokio::spawn(async move {
+                    let stop = async move {
+                        let _ = metrics_stopped.await;
+                    };
+                    if let Err(err) =
+                        server::serve(listener, app::metrics_router(metrics), config, stop).await
+                    {
+                        tracing::error!(%err, "metrics listener failed");
+                    }
+                });
+                Some(metrics_addr)
+            }
+            _ => None,
+        };
         let root = &resolved.app.root;
         println!("sage-stream: serving {}", root.display());
         println!("  player:  http://{addr}/");
         if let Some(file) = first_file(root) {
             println!("  stream:  http://{addr}/api/stream?path={file}");
+        }
+        println!("  health:  http://{addr}/healthz, http://{addr}/readyz");
+        if let Some(metrics_addr) = metrics_addr {
+            println!("  metrics: http://{metrics_addr}/metrics");
         }
         match &resolved.app.admin_token {
             Some(_) => println!("  admin:   http://{addr}/admin/  (token: the configured admin token, as Basic password or bearer)"),
@@ -299,6 +376,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             redact(&resolved.database)
         );
         server::serve(listener, app, server_config, stop).await?;
+        let _ = metrics_stop.send(());
         let stats = writer.shutdown_async().await;
         println!(
             "sage-stream: stopped; watch log: {} recorded, {} written, {} spooled",
@@ -367,7 +445,7 @@ mod tests {
         // Flags over environment.
         let args = ServeArgs {
             config: Some(config.clone()),
-            max_load_volume: Some(6),
+            max_load_volume: Some("6".into()),
             admin_token: Some("flag".into()),
             ..ServeArgs::default()
         };
@@ -389,6 +467,50 @@ mod tests {
         assert_eq!(r.bind.to_string(), "127.0.0.1:8000");
         assert!(r.app.admin_token.is_none());
         assert_eq!(r.app.settings, Settings::default());
+        // Durations are written as the flags take them; a bare integer is
+        // seconds (the old `header_timeout_secs`).
+        std::fs::write(
+            &config,
+            format!(
+                "root = {root:?}\nheader_timeout = \"45s\"\nkeep_alive_timeout = 5\nsend_timeout = \"2m\"\nsession_gap = \"2h\"\n",
+                root = dir.path().display().to_string()
+            ),
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(config.clone()),
+            ..ServeArgs::default()
+        };
+        let r = resolve(args, |_| None).unwrap();
+        assert_eq!(r.header_timeout, Duration::from_secs(45));
+        assert_eq!(r.server.keep_alive_timeout, Duration::from_secs(5));
+        assert_eq!(r.server.send_timeout, Duration::from_secs(120));
+        assert_eq!(r.app.session_gap_minutes, 120);
+        std::fs::write(
+            &config,
+            format!(
+                "root = {root:?}\nheader_timeout_secs = 7\n",
+                root = dir.path().display().to_string()
+            ),
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(config.clone()),
+            no_watch_log: true,
+            ..ServeArgs::default()
+        };
+        let r = resolve(args, |_| None).unwrap();
+        assert_eq!(r.header_timeout, Duration::from_secs(7));
+        assert!(!r.app.settings.watch_log_enabled);
+        std::fs::write(&config, "header_timeout = \"soon\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(config.clone()),
+            ..ServeArgs::default()
+        };
+        assert!(resolve(args, |_| None)
+            .unwrap_err()
+            .to_string()
+            .contains("bad duration"));
         // Errors name what is wrong.
         std::fs::write(&config, "nonsense = 1\n").unwrap();
         let args = ServeArgs {
@@ -404,5 +526,28 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("STREAM_MAX_LOAD_VOLUME"));
+    }
+
+    /// Every `serve` flag names the variable that sets it, in `--help`.
+    #[test]
+    fn every_serve_flag_shows_its_variable() {
+        use clap::CommandFactory as _;
+        let mut cli = crate::cli::Cli::command();
+        let serve = cli.find_subcommand_mut("serve").unwrap();
+        let mut missing = Vec::new();
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if long == "help" || long == "version" {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if arg.get_env().is_none() && !help.contains("[env: STREAM_") {
+                missing.push(long.to_owned());
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "serve flags without a variable: {missing:?}"
+        );
     }
 }

@@ -153,6 +153,14 @@ pub trait WatchLogStore: Send + Sync + 'static {
     /// `prefix`, if any. An import that names its batches by a zero-padded
     /// position resumes after it (`sage-stream import-django` does).
     fn last_batch_id(&self, prefix: &str) -> Result<Option<String>, StoreError>;
+
+    /// Checks that the store answers, for readiness probes. The default
+    /// runs [`migrate`](Self::migrate), which for the diesel stores checks
+    /// out a pooled connection (r2d2 tests it with a query first, within
+    /// the pool's connection timeout).
+    fn ping(&self) -> Result<(), StoreError> {
+        self.migrate()
+    }
 }
 
 impl<T: WatchLogStore + ?Sized> WatchLogStore for Arc<T> {
@@ -175,6 +183,9 @@ impl<T: WatchLogStore + ?Sized> WatchLogStore for Arc<T> {
     }
     fn last_batch_id(&self, prefix: &str) -> Result<Option<String>, StoreError> {
         (**self).last_batch_id(prefix)
+    }
+    fn ping(&self) -> Result<(), StoreError> {
+        (**self).ping()
     }
     fn path_stats(&self, filter: &LogFilter, limit: usize) -> Result<Vec<PathStats>, StoreError> {
         (**self).path_stats(filter, limit)

@@ -140,6 +140,25 @@ struct Shared {
     spool: Option<Spool>,
     counters: Counters,
     config: WriterConfig,
+    /// The last store call failed: the writer is waiting to try again.
+    backing_off: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    fn stats(&self) -> WriterStats {
+        let c = &self.counters;
+        WriterStats {
+            recorded: c.recorded.load(Ordering::Relaxed),
+            written: c.written.load(Ordering::Relaxed),
+            spooled: c.spooled.load(Ordering::Relaxed),
+            journaled: c.journaled.load(Ordering::Relaxed),
+            replayed: c.replayed.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            quarantined: c.quarantined.load(Ordering::Relaxed),
+            queued: self.queue.queued() as u64,
+            queued_peak: self.queue.peak() as u64,
+        }
+    }
 }
 
 /// Where the logging layer puts rows; cheap to clone, never blocks on I/O.
@@ -155,6 +174,23 @@ impl std::fmt::Debug for WatchLogSink {
 }
 
 impl WatchLogSink {
+    /// The writer's counters now (as [`WriterHandle::stats`]), for metrics
+    /// read where only the sink is at hand.
+    pub fn stats(&self) -> WriterStats {
+        self.shared.stats()
+    }
+
+    /// Whether the writer's last store call failed and it is waiting to
+    /// retry (rows are kept meanwhile, in memory or the spool).
+    pub fn store_failing(&self) -> bool {
+        self.shared.backing_off.load(Ordering::Relaxed)
+    }
+
+    /// Bytes in the spool file and in spool files set aside for replay.
+    pub fn spool_bytes(&self) -> u64 {
+        self.shared.spool.as_ref().map_or(0, Spool::bytes)
+    }
+
     /// Queues one row (or, with [`WriterConfig::durable`], journals it).
     /// Rows recorded after shutdown began are still queued and written by
     /// the final drain.
@@ -209,6 +245,7 @@ impl WatchLogWriter {
             spool: config.spool_path.clone().map(Spool::new),
             counters: Counters::default(),
             config,
+            backing_off: std::sync::atomic::AtomicBool::new(false),
         });
         let low = shared.config.low_priority;
         let writer = spawn_named("sage-stream-log-writer", low, &shared, move |shared| {
@@ -254,18 +291,7 @@ impl std::fmt::Debug for WriterHandle {
 impl WriterHandle {
     /// Current counters.
     pub fn stats(&self) -> WriterStats {
-        let c = &self.shared.counters;
-        WriterStats {
-            recorded: c.recorded.load(Ordering::Relaxed),
-            written: c.written.load(Ordering::Relaxed),
-            spooled: c.spooled.load(Ordering::Relaxed),
-            journaled: c.journaled.load(Ordering::Relaxed),
-            replayed: c.replayed.load(Ordering::Relaxed),
-            failures: c.failures.load(Ordering::Relaxed),
-            quarantined: c.quarantined.load(Ordering::Relaxed),
-            queued: self.shared.queue.queued() as u64,
-            queued_peak: self.shared.queue.peak() as u64,
-        }
+        self.shared.stats()
     }
 
     /// Blocks until every recorded row is in the store (queue, batch in
@@ -358,7 +384,9 @@ fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
             }
             return;
         }
-        if write_round(shared, store, round.spool_dirty, round.batch) {
+        let stored = write_round(shared, store, round.spool_dirty, round.batch);
+        shared.backing_off.store(!stored, Ordering::Relaxed);
+        if stored {
             backoff.succeeded();
             if round.closing && shared.queue.is_drained() {
                 return;

@@ -52,6 +52,15 @@ impl Spool {
         std::fs::metadata(path).is_ok_and(|m| m.len() > 0) || !renamed_aside(path).is_empty()
     }
 
+    /// Bytes in the file and in files set aside for replay.
+    pub(super) fn bytes(&self) -> u64 {
+        std::iter::once(self.path.clone())
+            .chain(renamed_aside(&self.path))
+            .filter_map(|path| std::fs::metadata(path).ok())
+            .map(|meta| meta.len())
+            .sum()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Option<File>> {
         self.file.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -1,0 +1,83 @@
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::metrics::{Metrics, Route};
+use super::service::Observe;
+use crate::extension::IpNet;
+
+/// Layer that applies [`Observe`]: metrics and the access log; see the
+/// [module docs](super).
+#[derive(Clone, Debug)]
+pub struct ObserveLayer {
+    pub(super) config: Arc<ObserveConfig>,
+}
+
+#[derive(Debug)]
+pub(super) struct ObserveConfig {
+    pub(super) route: Route,
+    pub(super) metrics: Option<Metrics>,
+    pub(super) access_log: bool,
+    pub(super) trusted_proxies: Vec<IpNet>,
+}
+
+impl ObserveLayer {
+    /// Observes responses of `route`; nothing is counted or logged until
+    /// [`metrics`](Self::metrics) or [`access_log`](Self::access_log) is set.
+    pub fn new(route: Route) -> Self {
+        Self {
+            config: Arc::new(ObserveConfig {
+                route,
+                metrics: None,
+                access_log: false,
+                trusted_proxies: Vec::new(),
+            }),
+        }
+    }
+
+    /// Counts responses into `metrics`.
+    pub fn metrics(self, metrics: Metrics) -> Self {
+        self.map(|c| c.metrics = Some(metrics))
+    }
+
+    /// Writes one `info` event per response (target `sage_stream::access`).
+    pub fn access_log(self, on: bool) -> Self {
+        self.map(|c| c.access_log = on)
+    }
+
+    /// Proxies whose forwarded headers name the client, for the viewer key
+    /// in the access log (as the watch log's setting).
+    pub fn trusted_proxies(self, proxies: Vec<IpNet>) -> Self {
+        self.map(|c| c.trusted_proxies = proxies)
+    }
+
+    fn map(self, change: impl FnOnce(&mut ObserveConfig)) -> Self {
+        let mut config = Arc::unwrap_or_clone(self.config);
+        change(&mut config);
+        Self {
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl Clone for ObserveConfig {
+    fn clone(&self) -> Self {
+        Self {
+            route: self.route,
+            metrics: self.metrics.clone(),
+            access_log: self.access_log,
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
+    }
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe {
+            inner,
+            config: Arc::clone(&self.config),
+        }
+    }
+}
