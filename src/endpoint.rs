@@ -196,6 +196,20 @@ impl<P> StreamEndpoint<P> {
         self
     }
 
+    /// Serves `.EXTENSION` files as `content_type`; see
+    /// [`ServeMedia::mime_type`].
+    pub fn mime_type(mut self, extension: &str, content_type: &str) -> Result<Self, ConfigError> {
+        self.media = self.media.mime_type(extension, content_type)?;
+        Ok(self)
+    }
+
+    /// Sends `Cache-Control: value` with the file's answers; see
+    /// [`ServeMedia::cache_control`].
+    pub fn cache_control(mut self, value: http::HeaderValue) -> Self {
+        self.media = self.media.cache_control(value);
+        self
+    }
+
     /// Replaces the permission (default [`AllowAny`]).
     pub fn permission<Q: Permission>(self, permission: Q) -> StreamEndpoint<Q> {
         StreamEndpoint {
