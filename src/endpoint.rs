@@ -138,6 +138,12 @@ impl StreamEndpoint<AllOf> {
         if let Some(regex) = settings.range_regex()? {
             endpoint = endpoint.range_regex(regex);
         }
+        for (extension, content_type) in &settings.mime_types {
+            endpoint = endpoint.mime_type(extension, content_type)?;
+        }
+        if let Some(value) = settings.cache_control_value()? {
+            endpoint = endpoint.cache_control(value);
+        }
         Ok(endpoint)
     }
 }

@@ -69,3 +69,8 @@ pub fn file_len_under(root: &std::path::Path, relative: &str) -> Option<u64> {
         .ok()
         .map(|(_, meta)| meta.len())
 }
+
+/// Whether `EXT=TYPE` is a usable content-type override (the reason if not).
+pub(crate) fn check_mime_override(extension: &str, content_type: &str) -> Result<(), &'static str> {
+    mime::parse_override(extension, content_type).map(|_| ())
+}
