@@ -176,6 +176,9 @@ impl ServeMedia {
                 return Err((StatusCode::NOT_FOUND, "media not found"))
             }
             Err(MediaPathError::NotUtf8) => return Err(bad(PathRefusal::NotUtf8)),
+            Err(MediaPathError::MalformedSignedPath) => {
+                return Err((StatusCode::BAD_REQUEST, "malformed signed path"))
+            }
             Err(_) => return Err(bad(PathRefusal::Missing)),
         };
         normalise(&raw, self.config.max_path_len).map_err(bad)
