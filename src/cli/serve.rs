@@ -232,6 +232,7 @@ pub(crate) fn resolve(
                 .or(file.session_gap_minutes)
                 .unwrap_or(30),
             player_path: Some("/".to_owned()),
+            media_route: Some(app::DEFAULT_MEDIA_ROUTE.to_owned()),
         },
         bind: args
             .bind
