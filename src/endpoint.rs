@@ -138,6 +138,12 @@ impl StreamEndpoint<AllOf> {
         if let Some(regex) = settings.range_regex()? {
             endpoint = endpoint.range_regex(regex);
         }
+        for (extension, content_type) in &settings.mime_types {
+            endpoint = endpoint.mime_type(extension, content_type)?;
+        }
+        if let Some(value) = settings.cache_control_value()? {
+            endpoint = endpoint.cache_control(value);
+        }
         Ok(endpoint)
     }
 }
@@ -193,6 +199,20 @@ impl<P> StreamEndpoint<P> {
     /// Lets symlinks under the root point outside it.
     pub fn follow_symlinks_outside_root(mut self, allow: bool) -> Self {
         self.media = self.media.follow_symlinks_outside_root(allow);
+        self
+    }
+
+    /// Serves `.EXTENSION` files as `content_type`; see
+    /// [`ServeMedia::mime_type`].
+    pub fn mime_type(mut self, extension: &str, content_type: &str) -> Result<Self, ConfigError> {
+        self.media = self.media.mime_type(extension, content_type)?;
+        Ok(self)
+    }
+
+    /// Sends `Cache-Control: value` with the file's answers; see
+    /// [`ServeMedia::cache_control`].
+    pub fn cache_control(mut self, value: http::HeaderValue) -> Self {
+        self.media = self.media.cache_control(value);
         self
     }
 

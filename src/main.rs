@@ -28,10 +28,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(args),
         Command::Migrate(args) => cli::migrate(args),
         Command::Logs(args) => cli::logs::run(args),
-        Command::Sign(args) => {
-            cli::sign(args);
-            Ok(())
-        }
+        Command::Sign(args) => cli::sign(args),
         #[cfg(any(feature = "sqlite", feature = "postgres"))]
         Command::ImportDjango(args) => cli::import_django::run(args),
     };

@@ -14,6 +14,9 @@
 //! | `STREAM_AUTH_URL` | unset | endpoint the `AuthRequest` permission class asks (`http://…`) |
 //! | `STREAM_AUTH_CACHE_SECONDS` | `30` | how long `AuthRequest` reuses a decision (0: never) |
 //! | `STREAM_AUTH_TIMEOUT_SECONDS` | `5` | longest `AuthRequest` waits for the endpoint (then 503) |
+//! | `STREAM_CORS_ORIGINS` | unset (no CORS) | comma-separated origins (`https://player.example`) or `*` whose pages may read the stream routes (used by the app, feature `server`) |
+//! | `STREAM_CACHE_CONTROL` | unset | `Cache-Control` of the file's answers (`200`, `206`, `304`), e.g. `public, max-age=3600` |
+//! | `STREAM_MIME` | unset | comma-separated `EXT=TYPE` overriding the content type of an extension |
 //!
 //! ```
 //! use sage_stream::settings::Settings;
@@ -28,9 +31,11 @@
 //! assert!(Settings::from_lookup(|_| Some("x".to_owned())).is_err());
 //! ```
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use http::HeaderValue;
 use regex::Regex;
 #[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
@@ -80,6 +85,12 @@ pub mod vars {
     pub const AUTH_CACHE_SECONDS: &str = "STREAM_AUTH_CACHE_SECONDS";
     /// Seconds `AuthRequest` waits for its endpoint.
     pub const AUTH_TIMEOUT_SECONDS: &str = "STREAM_AUTH_TIMEOUT_SECONDS";
+    /// Origins allowed to read the stream routes (CORS), comma-separated.
+    pub const CORS_ORIGINS: &str = "STREAM_CORS_ORIGINS";
+    /// `Cache-Control` of the file's answers.
+    pub const CACHE_CONTROL: &str = "STREAM_CACHE_CONTROL";
+    /// Content-type overrides, comma-separated `EXT=TYPE`.
+    pub const MIME: &str = "STREAM_MIME";
 }
 
 /// A built-in permission, by the name used in settings.
@@ -158,6 +169,18 @@ pub struct Settings {
     pub auth_cache_seconds: u64,
     /// `STREAM_AUTH_TIMEOUT_SECONDS`: longest `AuthRequest` waits.
     pub auth_timeout_seconds: u64,
+    /// `STREAM_CORS_ORIGINS`: origins (`scheme://host[:port]`, lower case,
+    /// no trailing `/`) whose pages may read the stream routes, or `["*"]`
+    /// for any; empty turns CORS off. The app (feature `server`) answers
+    /// their preflights on the stream routes only.
+    pub cors_origins: Vec<String>,
+    /// `STREAM_CACHE_CONTROL`: the `Cache-Control` of the file's answers
+    /// (`200`, `206`, `304`; never of a refusal).
+    pub cache_control: Option<String>,
+    /// `STREAM_MIME`: content types by extension (`m3u8` →
+    /// `application/x-mpegURL`), over the built-in streaming types and
+    /// `mime_guess`.
+    pub mime_types: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -173,6 +196,9 @@ impl Default for Settings {
             auth_url: None,
             auth_cache_seconds: 30,
             auth_timeout_seconds: 5,
+            cors_origins: Vec::new(),
+            cache_control: None,
+            mime_types: BTreeMap::new(),
         }
     }
 }
@@ -252,6 +278,21 @@ impl Settings {
         if let Some(v) = lookup(vars::AUTH_URL) {
             self.auth_url = Some(v).filter(|v| !v.is_empty());
         }
+        if let Some(v) = lookup(vars::CORS_ORIGINS) {
+            self.cors_origins = split_list(&v).map(str::to_owned).collect();
+        }
+        if let Some(v) = lookup(vars::CACHE_CONTROL) {
+            self.cache_control = Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = lookup(vars::MIME) {
+            self.mime_types = split_list(&v)
+                .map(|pair| {
+                    pair.split_once('=')
+                        .map(|(ext, ty)| (ext.trim().to_owned(), ty.trim().to_owned()))
+                        .ok_or_else(|| invalid(vars::MIME, pair, "expected EXT=TYPE"))
+                })
+                .collect::<Result<_, _>>()?;
+        }
         for (name, field) in [
             (vars::AUTH_CACHE_SECONDS, &mut self.auth_cache_seconds),
             (vars::AUTH_TIMEOUT_SECONDS, &mut self.auth_timeout_seconds),
@@ -283,7 +324,29 @@ impl Settings {
         }
         self.range_regex()?;
         self.permission_except_auth_request()?;
+        check_origins(&self.cors_origins)?;
+        self.cache_control_value()?;
+        for (ext, ty) in &self.mime_types {
+            crate::media::check_mime_override(ext, ty)
+                .map_err(|reason| invalid(vars::MIME, &format!("{ext}={ty}"), reason))?;
+        }
         Ok(())
+    }
+
+    /// `cache_control` as a header value, when set.
+    pub fn cache_control_value(&self) -> Result<Option<HeaderValue>, ConfigError> {
+        self.cache_control
+            .as_deref()
+            .map(|v| {
+                HeaderValue::from_str(v).map_err(|_| {
+                    invalid(
+                        vars::CACHE_CONTROL,
+                        v,
+                        "must be printable ASCII, fit for a header",
+                    )
+                })
+            })
+            .transpose()
     }
 
     fn uses_auth_request(&self) -> bool {
@@ -368,6 +431,16 @@ impl Settings {
 
     /// The permission classes but `AuthRequest`, as one permission.
     pub fn permission_except_auth_request(&self) -> Result<AllOf, ConfigError> {
+        self.permission_except_auth_request_for(&self.media_path_source())
+    }
+
+    /// The permission classes but `AuthRequest`, reading media paths
+    /// through `source` rather than [`Settings::media_path_source`] (for a
+    /// route that names them in the URI path, such as the app's `/media/`).
+    pub fn permission_except_auth_request_for(
+        &self,
+        source: &MediaPathSource,
+    ) -> Result<AllOf, ConfigError> {
         let mut all: Vec<Arc<dyn Permission>> = Vec::new();
         for class in &self.default_permission_classes {
             all.push(match class {
@@ -383,7 +456,7 @@ impl Settings {
                             name: vars::PERMISSION_CLASSES,
                             needs: "STREAM_SIGNING_KEY for SignedUrl",
                         })?;
-                    Arc::new(SignedUrl::new(key).media_path(self.media_path_source()))
+                    Arc::new(SignedUrl::new(key).media_path(source.clone()))
                 }
             });
         }
@@ -395,6 +468,16 @@ impl Settings {
     #[cfg(feature = "auth-request")]
     #[cfg_attr(docsrs, doc(cfg(feature = "auth-request")))]
     pub fn auth_request(&self) -> Result<Option<crate::permission::AuthRequest>, ConfigError> {
+        self.auth_request_for(&self.media_path_source())
+    }
+
+    /// [`Settings::auth_request`], reading media paths through `source`.
+    #[cfg(feature = "auth-request")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth-request")))]
+    pub fn auth_request_for(
+        &self,
+        source: &MediaPathSource,
+    ) -> Result<Option<crate::permission::AuthRequest>, ConfigError> {
         self.check_auth_request()?;
         let Some(url) = self
             .auth_url
@@ -407,7 +490,7 @@ impl Settings {
             .map_err(|err| invalid(vars::AUTH_URL, url, err.to_string()))?
             .cache_ttl(std::time::Duration::from_secs(self.auth_cache_seconds))
             .timeout(std::time::Duration::from_secs(self.auth_timeout_seconds))
-            .media_path(self.media_path_source());
+            .media_path(source.clone());
         Ok(Some(auth))
     }
 }
@@ -441,6 +524,43 @@ fn parse_classes(value: &str) -> Result<Vec<PermissionClass>, ConfigError> {
             })
         })
         .collect()
+}
+
+/// The non-empty, trimmed items of a comma-separated list.
+fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Each origin as a browser sends it in `Origin`, or `*` alone; anything
+/// else would never match and leave a player failing without a reason.
+fn check_origins(origins: &[String]) -> Result<(), ConfigError> {
+    let fail = |origin: &str, reason: &str| Err(invalid(vars::CORS_ORIGINS, origin, reason));
+    if origins.len() > 1 && origins.iter().any(|o| o == "*") {
+        return fail("*", "* allows every origin: list it alone");
+    }
+    for origin in origins.iter().filter(|o| *o != "*") {
+        let Some((scheme, host)) = origin.split_once("://") else {
+            return fail(
+                origin,
+                "an origin is scheme://host[:port], e.g. https://player.example",
+            );
+        };
+        let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_lowercase())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.:[]_".contains(c));
+        if !scheme_ok || !host_ok {
+            return fail(
+                origin,
+                "an origin is scheme://host[:port] in lower case, without path or trailing / (as browsers send it)",
+            );
+        }
+    }
+    Ok(())
 }
 
 fn parse_bool(value: &str) -> Option<bool> {
@@ -501,6 +621,50 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_player_settings() {
+        let s = with(&[
+            (
+                vars::CORS_ORIGINS,
+                " https://player.example , http://127.0.0.1:8080,",
+            ),
+            (vars::CACHE_CONTROL, "public, max-age=60"),
+            (
+                vars::MIME,
+                "m3u8=application/x-mpegURL, .MKV=video/x-matroska",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.cors_origins,
+            ["https://player.example", "http://127.0.0.1:8080"]
+        );
+        assert_eq!(
+            s.cache_control_value().unwrap().unwrap(),
+            "public, max-age=60"
+        );
+        assert_eq!(s.mime_types.len(), 2);
+        assert_eq!(s.mime_types[".MKV"], "video/x-matroska");
+        assert_eq!(
+            with(&[(vars::CORS_ORIGINS, "*")]).unwrap().cors_origins,
+            ["*"]
+        );
+        assert_eq!(
+            with(&[(vars::CORS_ORIGINS, "capacitor://localhost")])
+                .unwrap()
+                .cors_origins,
+            ["capacitor://localhost"]
+        );
+        // An empty variable turns each off.
+        let off = with(&[
+            (vars::CORS_ORIGINS, ""),
+            (vars::CACHE_CONTROL, ""),
+            (vars::MIME, ""),
+        ])
+        .unwrap();
+        assert_eq!(off, Settings::default());
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         for (name, value) in [
             (vars::MAX_LOAD_VOLUME, "eight"),
@@ -510,6 +674,15 @@ mod tests {
             (vars::RANGE_REGEX, "bytes=\\d+"),
             (vars::PERMISSION_CLASSES, "IsAdmin"),
             (vars::PERMISSION_CLASSES, "SignedUrl"),
+            (vars::CORS_ORIGINS, "https://player.example/"),
+            (vars::CORS_ORIGINS, "player.example"),
+            (vars::CORS_ORIGINS, "https://Player.example"),
+            (vars::CORS_ORIGINS, "*,https://a.example"),
+            (vars::CORS_ORIGINS, "null"),
+            (vars::CACHE_CONTROL, "max-age=1\u{7f}"),
+            (vars::MIME, "m3u8"),
+            (vars::MIME, "m3u8=mpegurl"),
+            (vars::MIME, "=video/mp4"),
         ] {
             let err = with(&[(name, value)]).unwrap_err().to_string();
             assert!(err.contains(name), "{err}");

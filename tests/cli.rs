@@ -737,3 +737,125 @@ fn import_django_from_postgres() {
         fill_django(&mut exec, DJANGO_PG_DDL, "+00", 10_001, 7)
     });
 }
+
+/// Players on other origins, from the command line: `sign --prefix`
+/// prints a path-signed link the server opens for every file below the
+/// prefix, and `--cors-origin`, `--cache-control` and `--mime` (or their
+/// variables) shape the answers.
+#[test]
+fn sign_prefix_cors_cache_control_and_mime_on_a_real_server() {
+    let fx = Fixture::new();
+    let playlist = fx.file("show1/index.m3u8", 300);
+    let segment = fx.file("show1/seg0.ts", 5000);
+    fx.file("show10/seg0.ts", 100);
+    let env = [
+        ("STREAM_DEFAULT_PERMISSION_CLASSES", "SignedUrl"),
+        ("STREAM_SIGNING_KEY", "k3y"),
+        ("STREAM_MIME", "ts=video/x-test-ts"),
+    ];
+    let db = format!("sqlite://{}", fx.dir.path().join("log.db").display());
+    let served = Served::start(
+        &[
+            "--root",
+            fx.root.to_str().unwrap(),
+            "--database",
+            &db,
+            "--cors-origin",
+            "https://player.example",
+            "--cors-origin",
+            "https://other.example",
+            "--cache-control",
+            "public, max-age=60",
+        ],
+        &env,
+    );
+    assert!(served.banner.contains("/media/"), "{}", served.banner);
+    let media = format!("{}/media", served.base);
+    let (ok, out, err) = run(
+        &[
+            "sign",
+            "--prefix",
+            "show1/",
+            "show1/index.m3u8",
+            "--base",
+            &media,
+        ],
+        &env,
+    );
+    assert!(ok, "{err}");
+    let link = out.trim().to_owned();
+    assert!(
+        link.starts_with(&format!("{media}/_s/")) && link.ends_with("/show1/index.m3u8"),
+        "{link}"
+    );
+    // Without PATH: the base of the directory, for relative names.
+    let (ok, dir, _) = run(&["sign", "--prefix", "show1/", "--base", &media], &env);
+    assert!(ok && dir.trim().ends_with("/show1/"), "{dir}");
+    for bad in [
+        &["sign", "--prefix", "show1"][..],
+        &["sign", "--prefix", "show1/", "show10/a.ts"][..],
+    ] {
+        let (ok, _, err) = run(bad, &env);
+        assert!(!ok && err.contains("prefix"), "{bad:?}: {err}");
+    }
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let res = client
+            .get(&link)
+            .header("origin", "https://other.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), reqwest::StatusCode::OK);
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/vnd.apple.mpegurl"
+        );
+        assert_eq!(res.headers()["cache-control"], "public, max-age=60");
+        assert_eq!(
+            res.headers()["access-control-allow-origin"],
+            "https://other.example"
+        );
+        assert_eq!(res.bytes().await.unwrap().as_ref(), playlist.as_slice());
+        let seg = link.replace("/index.m3u8", "/seg0.ts");
+        let res = client
+            .get(&seg)
+            .header("range", "bytes=10-19")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), reqwest::StatusCode::PARTIAL_CONTENT);
+        assert_eq!(res.headers()["content-type"], "video/x-test-ts");
+        assert_eq!(res.bytes().await.unwrap().as_ref(), &segment[10..20]);
+        let res = client
+            .get(link.replace("/show1/index.m3u8", "/show10/seg0.ts"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), reqwest::StatusCode::FORBIDDEN);
+        assert!(res.headers().get("cache-control").is_none());
+        assert_eq!(
+            res.text().await.unwrap(),
+            "signature does not cover this path"
+        );
+    });
+    let (ok, _) = served.stop();
+    assert!(ok);
+    let store = SqliteStore::open(fx.dir.path().join("log.db")).unwrap();
+    let rows = store
+        .query(&LogFilter::default(), None, 100)
+        .unwrap()
+        .entries;
+    let mut paths: Vec<(&str, i32)> = rows.iter().map(|r| (r.path.as_str(), r.status)).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            ("show1/index.m3u8", 200),
+            ("show1/seg0.ts", 206),
+            ("show10/seg0.ts", 403)
+        ]
+    );
+}

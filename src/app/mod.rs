@@ -5,6 +5,7 @@
 //! | route | what |
 //! |---|---|
 //! | `/api/stream?path=FILE` (and `/api/stream/`) | the stream endpoint, as django-sage-streaming's URL |
+//! | `/media/FILE` ([`AppConfig::media_route`]) | the same stack, the path in the URI: HLS/DASH playlists resolve their segments against it; `/media/_s/EXPIRES/SIGNATURE/DIR/FILE` carries a prefix signature ([`SignedUrl`]) |
 //! | `/` ([`AppConfig::player_path`]) | player: the media under the root, paged, and a `<video>` for the chosen file |
 //! | `/admin/` | watch-log list: filters, search, keyset pagination |
 //! | `/admin/export.csv`, `/admin/export.json` | the filtered rows |
@@ -15,6 +16,11 @@
 //! Prometheus metrics ([`AppConfig::metrics`], [`metrics_router`]) are not on
 //! these routes: they tell traffic volumes, so `sage-stream serve` serves
 //! them only on a listener of their own (`--metrics-bind`).
+//!
+//! With [`Settings::cors_origins`] the stream routes (not the pages) answer
+//! CORS preflights and let those origins send `Range`, `If-Range`,
+//! `If-None-Match`, `If-Modified-Since` and `Authorization` and read
+//! `Content-Range`, `Accept-Ranges`, `Content-Length` and `ETag`.
 //!
 //! The admin exists only when [`AppConfig::admin_token`] is set; the token is
 //! accepted as a bearer token or as the Basic-auth password (any user name).
@@ -64,8 +70,9 @@ mod templates;
 
 pub use error::AppError;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
@@ -74,7 +81,7 @@ use tower::ServiceBuilder;
 
 use crate::auth::BearerAuthLayer;
 use crate::error::ConfigError;
-use crate::extension::IpNet;
+use crate::extension::{IpNet, MediaPathSource};
 use crate::limit::ViewerStreamLimitLayer;
 use crate::log::{WatchLogLayer, WatchLogSink, WatchLogStore};
 use crate::observe::{Metrics, ObserveLayer, Route, METRICS_CONTENT_TYPE};
@@ -109,6 +116,11 @@ pub struct AppConfig {
     /// One `info` event per response (target `sage_stream::access`); off
     /// by default, on in `sage-stream serve`.
     pub access_log: bool,
+    /// Where the path-style stream route is mounted, `Some("/media")` by
+    /// default: `/media/show1/index.m3u8` names `show1/index.m3u8`, and
+    /// `/media/_s/EXPIRES/SIGNATURE/show1/index.m3u8` carries a prefix
+    /// signature. `None` leaves it out. A plain path, without a trailing `/`.
+    pub media_route: Option<String>,
 }
 
 impl AppConfig {
@@ -125,6 +137,7 @@ impl AppConfig {
             player_path: Some("/".to_owned()),
             metrics: None,
             access_log: false,
+            media_route: Some(DEFAULT_MEDIA_ROUTE.to_owned()),
         }
     }
 
@@ -138,6 +151,9 @@ impl AppConfig {
         layer
     }
 }
+
+/// The default [`AppConfig::media_route`].
+pub const DEFAULT_MEDIA_ROUTE: &str = "/media";
 
 /// Shared by the page handlers.
 pub(crate) struct AppState {
@@ -164,14 +180,22 @@ const ROUTES: [&str; 9] = [
     "/admin/export.json",
 ];
 
+/// Whether `path` is `route` or below it.
+fn within(path: &str, route: &str) -> bool {
+    path.strip_prefix(route)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// A player path axum can route and that does not clash with ours.
-fn check_player_path(path: &str) -> Result<(), ConfigError> {
+fn check_player_path(path: &str, media_route: Option<&str>) -> Result<(), ConfigError> {
     let reason = if !path.starts_with('/') {
         "must start with /"
     } else if path.contains(['{', '}', '*', '?', '#']) {
         "must be a plain path, without parameters or query"
     } else if ROUTES.contains(&path) {
         "is taken by the stream endpoint or the admin"
+    } else if media_route.is_some_and(|route| within(path, route)) {
+        "is taken by the path-style stream route (media_route)"
     } else {
         return Ok(());
     };
@@ -182,43 +206,146 @@ fn check_player_path(path: &str) -> Result<(), ConfigError> {
     })
 }
 
+/// A media route axum can route below, clear of the other routes.
+fn check_media_route(route: &str) -> Result<(), ConfigError> {
+    let reason = if !route.starts_with('/') || route.len() < 2 {
+        "must start with / and name a path below it"
+    } else if route.ends_with('/') {
+        "must not end with /"
+    } else if route.contains(['{', '}', '*', '?', '#']) {
+        "must be a plain path, without parameters or query"
+    } else if ["/api", "/admin"]
+        .iter()
+        .any(|taken| within(route, taken) || within(taken, route))
+    {
+        "clashes with the stream endpoint or the admin"
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::InvalidSetting {
+        name: "media_route",
+        value: route.to_owned(),
+        reason: reason.to_owned(),
+    })
+}
+
+/// CORS for the stream routes: what a player on another origin needs to
+/// ask for ranges and revalidate, and to read the answer's range headers.
+fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use http::{header, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        // Checked by `Settings::validate`.
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| http::HeaderValue::from_str(o).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::HEAD])
+            .allow_headers([
+                header::RANGE,
+                header::IF_RANGE,
+                header::IF_NONE_MATCH,
+                header::IF_MODIFIED_SINCE,
+                header::AUTHORIZATION,
+            ])
+            .expose_headers([
+                header::CONTENT_RANGE,
+                header::ACCEPT_RANGES,
+                header::CONTENT_LENGTH,
+                header::ETAG,
+            ])
+            // Players range-request every few seconds; one preflight an hour.
+            .max_age(Duration::from_secs(3600)),
+    )
+}
+
+/// The stream stack, reading media paths through `source`, at `paths`.
+///
+/// Stack, outermost first: bearer authentication (also from an
+/// `access_token` query variable, for `<video>` tags), the watch log, the
+/// forward-auth check, the per-viewer stream limit, then the endpoint
+/// (permission, range, cap, file). The log sits outside the limit and the
+/// permission so refused attempts are logged too.
+///
+/// Every route shares `limit` (one count of streams per viewer) and `sink`.
+fn stream_routes(
+    config: &AppConfig,
+    root: &Path,
+    source: &MediaPathSource,
+    (sink, limit): (&WatchLogSink, &ViewerStreamLimitLayer),
+    paths: &[&str],
+) -> Result<Router<Arc<AppState>>, ConfigError> {
+    let settings = &config.settings;
+    // AuthRequest is asynchronous: it runs as a layer of its own, before the
+    // stream limit (which then counts the viewer it names); the endpoint
+    // checks the other classes.
+    let auth = ForwardAuth(settings.auth_request_for(source)?);
+    let mut endpoint_settings = settings.clone();
+    endpoint_settings
+        .default_permission_classes
+        .retain(|c| *c != PermissionClass::AuthRequest);
+    let endpoint = StreamEndpoint::from_settings(root, &endpoint_settings)?
+        .media_path(source.clone())
+        .permission(endpoint_settings.permission_except_auth_request_for(source)?)
+        .into_service();
+    let watch_log = WatchLogLayer::new(sink.clone())
+        .enabled(settings.watch_log_enabled)
+        .media_path(source.clone())
+        .trusted_proxies(config.trusted_proxies.clone());
+    let stream = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(config.tokens.clone()).query_var("access_token"))
+        .layer(config.observe(Route::Stream, sink))
+        .layer(watch_log)
+        .layer(RequirePermissionLayer::new_async(auth))
+        .layer(limit.clone())
+        .service(endpoint);
+    let mut routes = Router::new();
+    for path in paths {
+        routes = routes.route_service(path, stream.clone());
+    }
+    Ok(routes)
+}
+
 /// Builds the app. Rows go to `sink`; the admin reads `store`.
 ///
 /// The router has no fallback (unknown paths get axum's empty 404, or the
 /// fallback of the app it is merged into) and works nested under a prefix;
 /// see [the module docs](self#embedding).
 ///
-/// Stream stack, outermost first: bearer authentication (also from an
-/// `access_token` query variable, for `<video>` tags), the watch log, the
-/// per-viewer stream limit, then the endpoint (permission, range, cap,
-/// file). The log sits outside the limit and the permission so refused
-/// attempts are logged too.
+/// Stream stack, outermost first: CORS (when origins are configured),
+/// bearer authentication (also from an `access_token` query variable, for
+/// `<video>` tags), metrics and the access log (when configured), the watch
+/// log, the per-viewer stream limit, then the
+/// endpoint (permission, range, cap, file). The log sits outside the limit
+/// and the permission so refused attempts are logged too. The path-style
+/// route has the same stack; only where it reads the media path differs.
 pub fn router(
     config: &AppConfig,
     store: Arc<dyn WatchLogStore>,
     sink: WatchLogSink,
 ) -> Result<Router, ConfigError> {
     let settings = &config.settings;
+    settings.validate()?;
+    if let Some(route) = &config.media_route {
+        check_media_route(route)?;
+    }
     if let Some(path) = &config.player_path {
-        check_player_path(path)?;
+        check_player_path(path, config.media_route.as_deref())?;
     }
     let root = std::fs::canonicalize(&config.root).map_err(|source| ConfigError::MediaRoot {
         path: config.root.clone(),
         source,
     })?;
-    // AuthRequest is asynchronous: it runs as a layer of its own, before the
-    // stream limit (which then counts the viewer it names); the endpoint
-    // checks the other classes.
-    let auth = ForwardAuth(settings.auth_request()?);
-    let mut endpoint_settings = settings.clone();
-    endpoint_settings
-        .default_permission_classes
-        .retain(|c| *c != PermissionClass::AuthRequest);
-    let endpoint = StreamEndpoint::from_settings(&root, &endpoint_settings)?.into_service();
-    let watch_log = WatchLogLayer::new(sink.clone())
-        .enabled(settings.watch_log_enabled)
-        .media_path(settings.media_path_source())
-        .trusted_proxies(config.trusted_proxies.clone());
     let limit = config
         .max_streams_per_viewer
         .map_or_else(
@@ -226,13 +353,22 @@ pub fn router(
             ViewerStreamLimitLayer::new,
         )
         .trusted_proxies(config.trusted_proxies.clone());
-    let stream = ServiceBuilder::new()
-        .layer(BearerAuthLayer::new(config.tokens.clone()).query_var("access_token"))
-        .layer(config.observe(Route::Stream, &sink))
-        .layer(watch_log)
-        .layer(RequirePermissionLayer::new_async(auth))
-        .layer(limit)
-        .service(endpoint);
+    let shared = (&sink, &limit);
+    let mut streams = stream_routes(
+        config,
+        &root,
+        &settings.media_path_source(),
+        shared,
+        &["/api/stream", "/api/stream/"],
+    )?;
+    if let Some(route) = &config.media_route {
+        let source = MediaPathSource::uri_prefix(route.clone()).path_signatures(true);
+        let pattern = format!("{route}/{{*path}}");
+        streams = streams.merge(stream_routes(config, &root, &source, shared, &[&pattern])?);
+    }
+    if let Some(cors) = cors_layer(&settings.cors_origins) {
+        streams = streams.layer(cors);
+    }
     // Links from the player carry a signature when the permission wants one.
     let signer = settings
         .default_permission_classes
@@ -268,9 +404,7 @@ pub fn router(
     let pages = pages
         .layer(axum::middleware::map_response(secure_page))
         .layer(config.observe(Route::Page, &sink));
-    let app = Router::new()
-        .route_service("/api/stream", stream.clone())
-        .route_service("/api/stream/", stream)
+    let app = streams
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .merge(pages);

@@ -43,7 +43,7 @@ pub(crate) enum Command {
     Migrate(DatabaseArgs),
     /// Print watch-log rows or per-path totals.
     Logs(logs::LogsArgs),
-    /// Print a signed URL for PATH (needs STREAM_SIGNING_KEY or --key).
+    /// Print a signed URL for PATH, or with --prefix DIR/ one covering every file below DIR/ (needs STREAM_SIGNING_KEY or --key).
     Sign(SignArgs),
     /// Copy django-sage-streaming's watch history (sage_stream_watchlog) into the watch log; rerunnable.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -65,17 +65,21 @@ impl DatabaseArgs {
 
 #[derive(clap::Args)]
 pub(crate) struct SignArgs {
-    /// Media path relative to the root, e.g. sample.mp4.
-    path: String,
+    /// Media path relative to the root, e.g. sample.mp4 (with --prefix: a file below it; default the prefix itself).
+    #[arg(required_unless_present = "prefix")]
+    path: Option<String>,
+    /// Sign every file below this directory (ending in /, e.g. show1/) with the signature in the path, for HLS/DASH: prints BASE/_s/EXPIRES/SIGNATURE/PATH.
+    #[arg(long, value_name = "DIR/")]
+    prefix: Option<String>,
     /// How long the link stays valid: 90s, 30m, 1h, 7d.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     expires: Duration,
     /// Signing key [default: STREAM_SIGNING_KEY]
     #[arg(long, env = "STREAM_SIGNING_KEY", hide_env_values = true)]
     key: String,
-    /// Base URL of the stream endpoint.
-    #[arg(long, default_value = "http://127.0.0.1:8000/api/stream")]
-    base: String,
+    /// Base URL of the stream endpoint [default: http://127.0.0.1:8000/api/stream; with --prefix http://127.0.0.1:8000/media]
+    #[arg(long)]
+    base: Option<String>,
     /// Query variable naming the media path, as the server reads it.
     #[arg(long, env = "STREAM_DEFAULT_VIDEO_PATH_URL_VAR", default_value = sage_stream::extension::DEFAULT_PATH_VAR)]
     path_var: String,
@@ -84,16 +88,36 @@ pub(crate) struct SignArgs {
     media_url: Option<String>,
 }
 
-pub(crate) fn sign(args: SignArgs) {
-    // The same media-path rule as the server's, so the link names the path
-    // where the server looks for it.
-    let source = sage_stream::extension::MediaPathSource::query(args.path_var)
-        .media_url(args.media_url.unwrap_or_default());
-    let signer = sage_stream::permission::SignedUrl::new(args.key).media_path(source);
-    println!(
-        "{}",
-        signer.signed_link(&args.base, &args.path, args.expires)
-    );
+pub(crate) fn sign(args: SignArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use sage_stream::extension::MediaPathSource;
+    use sage_stream::permission::SignedUrl;
+    const SERVER: &str = "http://127.0.0.1:8000";
+    let link = match args.prefix {
+        // The path-style route, which reads the signature from the path.
+        Some(prefix) => {
+            let route = sage_stream::app::DEFAULT_MEDIA_ROUTE;
+            let source = MediaPathSource::uri_prefix(route).path_signatures(true);
+            let base = args.base.unwrap_or_else(|| format!("{SERVER}{route}"));
+            let path = args.path.unwrap_or_else(|| prefix.clone());
+            SignedUrl::new(args.key)
+                .media_path(source)
+                .signed_prefix_link(&base, &prefix, &path, args.expires)?
+        }
+        // The same media-path rule as the server's, so the link names the
+        // path where the server looks for it.
+        None => {
+            let source =
+                MediaPathSource::query(args.path_var).media_url(args.media_url.unwrap_or_default());
+            let base = args.base.unwrap_or_else(|| format!("{SERVER}/api/stream"));
+            SignedUrl::new(args.key).media_path(source).signed_link(
+                &base,
+                args.path.as_deref().unwrap_or_default(),
+                args.expires,
+            )
+        }
+    };
+    println!("{link}");
+    Ok(())
 }
 
 pub(crate) fn migrate(args: DatabaseArgs) -> Result<(), Box<dyn std::error::Error>> {

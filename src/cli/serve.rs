@@ -97,6 +97,20 @@ pub(crate) struct ServeArgs {
     /// Endpoint the AuthRequest permission asks before each stream (http://…; e.g. a Django view)
     #[arg(long, env = "STREAM_AUTH_URL")]
     pub(crate) auth_url: Option<String>,
+    /// Origin whose pages may read the stream routes (CORS), e.g. https://player.example, or * (repeatable; the variable takes a comma-separated list).
+    #[arg(
+        long = "cors-origin",
+        value_name = "ORIGIN",
+        env = "STREAM_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub(crate) cors_origins: Vec<String>,
+    /// Cache-Control of the file's answers (200, 206, 304), e.g. "public, max-age=3600"
+    #[arg(long, env = "STREAM_CACHE_CONTROL")]
+    pub(crate) cache_control: Option<String>,
+    /// Serve .EXT files as TYPE, over the built-in types (repeatable; the variable takes a comma-separated list).
+    #[arg(long = "mime", value_name = "EXT=TYPE", value_parser = parse_mime, env = "STREAM_MIME", value_delimiter = ',')]
+    pub(crate) mime_types: Vec<(String, String)>,
 }
 
 /// The TOML file. Every key is optional.
@@ -175,6 +189,15 @@ fn duration_value<'de, D: serde::Deserializer<'de>>(
     }
 }
 
+fn parse_mime(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((ext, ty)) if !ext.trim().is_empty() && !ty.trim().is_empty() => {
+            Ok((ext.trim().to_owned(), ty.trim().to_owned()))
+        }
+        _ => Err("expected EXT=TYPE, e.g. m3u8=application/vnd.apple.mpegurl".to_owned()),
+    }
+}
+
 fn default_spool(database: &str) -> PathBuf {
     match database.strip_prefix("sqlite://") {
         Some(path) => PathBuf::from(format!("{path}.spool")),
@@ -210,6 +233,17 @@ pub(crate) fn resolve(
         }
     };
     settings.apply_lookup(flags)?;
+    // Lists: flags (or their variables, which clap reads) replace.
+    if !args.cors_origins.is_empty() {
+        settings.cors_origins = args.cors_origins;
+    }
+    if let Some(value) = args.cache_control {
+        settings.cache_control = Some(value).filter(|v| !v.is_empty());
+    }
+    if !args.mime_types.is_empty() {
+        settings.mime_types = args.mime_types.into_iter().collect();
+    }
+    settings.validate()?;
 
     // A list from a higher source (flags or environment) replaces the
     // file's, as single values do; it is not added to it.
@@ -273,6 +307,7 @@ pub(crate) fn resolve(
             player_path: Some("/".to_owned()),
             metrics: None,
             access_log: !args.no_access_log && file.access_log.unwrap_or(true),
+            media_route: Some(app::DEFAULT_MEDIA_ROUTE.to_owned()),
         },
         metrics_bind: args.metrics_bind.or(file.metrics_bind),
         bind: args
@@ -361,6 +396,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         println!("  player:  http://{addr}/");
         if let Some(file) = first_file(root) {
             println!("  stream:  http://{addr}/api/stream?path={file}");
+        }
+        println!(
+            "  media:   http://{addr}{}/FILE  (path-style, for HLS/DASH playlists)",
+            app::DEFAULT_MEDIA_ROUTE
+        );
+        if !resolved.app.settings.cors_origins.is_empty() {
+            println!("  CORS:    {}", resolved.app.settings.cors_origins.join(", "));
         }
         println!("  health:  http://{addr}/healthz, http://{addr}/readyz");
         if let Some(metrics_addr) = metrics_addr {
@@ -549,5 +591,63 @@ mod tests {
             missing.is_empty(),
             "serve flags without a variable: {missing:?}"
         );
+    }
+
+    #[test]
+    fn cors_cache_control_and_mime_from_each_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("sage.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "root = {root:?}\n[stream]\ncors_origins = [\"https://file.example\"]\ncache_control = \"no-cache\"\n\
+                 [stream.mime_types]\nm3u8 = \"application/x-mpegURL\"\n",
+                root = dir.path().display().to_string()
+            ),
+        )
+        .unwrap();
+        let with_file = || ServeArgs {
+            config: Some(config.clone()),
+            ..ServeArgs::default()
+        };
+        let s = resolve(with_file(), |_| None).unwrap().app.settings;
+        assert_eq!(s.cors_origins, ["https://file.example"]);
+        assert_eq!(s.cache_control.as_deref(), Some("no-cache"));
+        assert_eq!(s.mime_types["m3u8"], "application/x-mpegURL");
+        // The environment replaces the file's lists.
+        let env = |name: &str| match name {
+            "STREAM_CORS_ORIGINS" => Some("https://a.example,https://b.example".to_owned()),
+            "STREAM_MIME" => Some("ts=video/x-test".to_owned()),
+            _ => None,
+        };
+        let s = resolve(with_file(), env).unwrap().app.settings;
+        assert_eq!(s.cors_origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(s.mime_types.len(), 1);
+        assert_eq!(s.mime_types["ts"], "video/x-test");
+        // Flags replace both.
+        let args = ServeArgs {
+            cors_origins: vec!["*".into()],
+            cache_control: Some("public, max-age=60".into()),
+            mime_types: vec![("vtt".into(), "text/plain".into())],
+            ..with_file()
+        };
+        let s = resolve(args, env).unwrap().app.settings;
+        assert_eq!(s.cors_origins, ["*"]);
+        assert_eq!(s.cache_control.as_deref(), Some("public, max-age=60"));
+        assert_eq!(s.mime_types.keys().collect::<Vec<_>>(), ["vtt"]);
+        // Bad values name the setting.
+        let args = ServeArgs {
+            cors_origins: vec!["https://a.example/".into()],
+            ..with_file()
+        };
+        let err = resolve(args, |_| None).unwrap_err().to_string();
+        assert!(err.contains("STREAM_CORS_ORIGINS"), "{err}");
+        let args = ServeArgs {
+            mime_types: vec![("m3u8".into(), "nonsense".into())],
+            ..with_file()
+        };
+        let err = resolve(args, |_| None).unwrap_err().to_string();
+        assert!(err.contains("STREAM_MIME"), "{err}");
+        assert!(parse_mime("m3u8").is_err() && parse_mime("=x/y").is_err());
     }
 }

@@ -41,6 +41,26 @@ pub enum MediaPathError {
     /// The URI path is not below the mount prefix.
     #[error("not below the media prefix")]
     OutsidePrefix,
+    /// The path starts with the path-signature segment (`_s/`) but not
+    /// with a whole `_s/EXPIRES/SIGNATURE/` before a media path.
+    #[error("malformed signed path")]
+    MalformedSignedPath,
+}
+
+/// The first segment below the prefix that introduces a path signature:
+/// `PREFIX/_s/EXPIRES/SIGNATURE/MEDIA-PATH` (see
+/// [`MediaPathSource::path_signatures`]).
+pub const PATH_SIGNATURE_SEGMENT: &str = "_s";
+
+/// The `EXPIRES` and `SIGNATURE` segments of a path-signed request, as
+/// written (not yet checked); [`SignedUrl`](crate::permission::SignedUrl)
+/// verifies them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathSignature<'a> {
+    /// The expiry segment, Unix seconds in decimal when well formed.
+    pub expires: &'a str,
+    /// The signature segment, hex when well formed.
+    pub signature: &'a str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +111,8 @@ pub struct MediaPathSource {
     source: Source,
     // With a trailing `/`; removed from the front of decoded paths.
     media_url: Option<String>,
+    // URI mode: `_s/EXPIRES/SIGNATURE/` before the path is a signature.
+    path_signatures: bool,
 }
 
 impl Default for MediaPathSource {
@@ -128,6 +150,7 @@ impl MediaPathSource {
         Self {
             source: Source::Query(var.into()),
             media_url: None,
+            path_signatures: false,
         }
     }
 
@@ -137,7 +160,45 @@ impl MediaPathSource {
         Self {
             source: Source::UriPrefix(prefix.into().trim_end_matches('/').to_owned()),
             media_url: None,
+            path_signatures: false,
         }
+    }
+
+    /// In URI mode, reads `_s/EXPIRES/SIGNATURE/` at the start of the path
+    /// below the prefix as a signature, not as part of the media path
+    /// (default: off). A player resolves a playlist's relative segment URLs
+    /// against the playlist's URL, so every segment then carries it.
+    ///
+    /// `PREFIX/_s/E/S/show1/seg0.ts` names `show1/seg0.ts`;
+    /// [`path_signature`](Self::path_signature) gives `E` and `S`. A path
+    /// that starts with `_s/` but lacks either segment, or a media path
+    /// after them, is refused ([`MediaPathError::MalformedSignedPath`]), so a
+    /// top-level directory named `_s` is reachable only by query. No effect
+    /// in query mode.
+    ///
+    /// ```
+    /// use http::Uri;
+    /// use sage_stream::extension::{MediaPathSource, PathSignature};
+    ///
+    /// let source = MediaPathSource::uri_prefix("/media").path_signatures(true);
+    /// let uri = Uri::from_static("/media/_s/1700000000/abcd/show1/seg0.ts");
+    /// assert_eq!(source.decode(&uri).unwrap(), "show1/seg0.ts");
+    /// assert_eq!(
+    ///     source.path_signature(&uri),
+    ///     Some(Ok(PathSignature { expires: "1700000000", signature: "abcd" }))
+    /// );
+    /// assert_eq!(source.path_signature(&Uri::from_static("/media/show1/seg0.ts")), None);
+    /// assert!(source.decode(&Uri::from_static("/media/_s/1700000000/abcd")).is_err());
+    /// ```
+    pub fn path_signatures(mut self, on: bool) -> Self {
+        self.path_signatures = on;
+        self
+    }
+
+    /// Whether [`path_signatures`](Self::path_signatures) applies (URI mode
+    /// with it on).
+    pub fn reads_path_signatures(&self) -> bool {
+        self.path_signatures && matches!(self.source, Source::UriPrefix(_))
     }
 
     /// Removes `url` (e.g. `/media/`; a trailing `/` is implied) from the
@@ -201,18 +262,63 @@ impl MediaPathSource {
                 Some(Err(())) => Err(MediaPathError::NotUtf8),
                 Some(Ok(value)) => Ok(value),
             },
-            Source::UriPrefix(prefix) => {
-                let rest = uri
-                    .path()
-                    .strip_prefix(prefix.as_str())
-                    .filter(|rest| rest.is_empty() || rest.starts_with('/'))
-                    .ok_or(MediaPathError::OutsidePrefix)?;
-                let rest = rest.strip_prefix('/').unwrap_or(rest);
+            Source::UriPrefix(_) => {
+                let (_, rest) = self.split_signature(uri)?;
                 percent_decode_str(rest)
                     .decode_utf8()
                     .map(Cow::into_owned)
                     .map_err(|_| MediaPathError::NotUtf8)
             }
+        }
+    }
+
+    /// The raw path below the prefix (URI mode), split into its path
+    /// signature, when there is one, and the rest.
+    fn split_signature<'u>(
+        &self,
+        uri: &'u Uri,
+    ) -> Result<(Option<PathSignature<'u>>, &'u str), MediaPathError> {
+        let Source::UriPrefix(prefix) = &self.source else {
+            return Err(MediaPathError::OutsidePrefix);
+        };
+        let rest = uri
+            .path()
+            .strip_prefix(prefix.as_str())
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+            .ok_or(MediaPathError::OutsidePrefix)?;
+        let rest = rest.strip_prefix('/').unwrap_or(rest);
+        if !self.path_signatures {
+            return Ok((None, rest));
+        }
+        // Raw segments: an escaped `_s%2F…` is a path, never a signature.
+        let mut parts = rest.splitn(4, '/');
+        if parts.next() != Some(PATH_SIGNATURE_SEGMENT) {
+            return Ok((None, rest));
+        }
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(expires), Some(signature), Some(path))
+                if !expires.is_empty() && !signature.is_empty() && !path.is_empty() =>
+            {
+                Ok((Some(PathSignature { expires, signature }), path))
+            }
+            _ => Err(MediaPathError::MalformedSignedPath),
+        }
+    }
+
+    /// The path signature `uri` carries: `None` when it has none (query
+    /// mode, [`path_signatures`](Self::path_signatures) off, or no `_s/`
+    /// segment), an error when it starts with `_s/` but is malformed.
+    pub fn path_signature<'u>(
+        &self,
+        uri: &'u Uri,
+    ) -> Option<Result<PathSignature<'u>, MediaPathError>> {
+        if !self.reads_path_signatures() {
+            return None;
+        }
+        match self.split_signature(uri) {
+            Ok((signature, _)) => signature.map(Ok),
+            Err(MediaPathError::OutsidePrefix) => None,
+            Err(err) => Some(Err(err)),
         }
     }
 
@@ -237,6 +343,24 @@ impl MediaPathSource {
                 request.extensions_mut().insert(MediaPath(path));
             }
         }
+    }
+
+    /// A path-signed request target: `{mount}/_s/{expires}/{signature}/`
+    /// and `path` (escaped as in [`link`](Self::link)); `path` ending in
+    /// `/` makes a base URL for relative names. `None` unless this source
+    /// [reads path signatures](Self::reads_path_signatures).
+    pub fn signed_path_link(
+        &self,
+        mount: &str,
+        expires: u64,
+        signature: &str,
+        path: &str,
+    ) -> Option<String> {
+        self.reads_path_signatures().then(|| {
+            let mount = mount.trim_end_matches('/');
+            let path = utf8_percent_encode(path, COMPONENT);
+            format!("{mount}/{PATH_SIGNATURE_SEGMENT}/{expires}/{signature}/{path}")
+        })
     }
 
     /// A request target naming `path` at the endpoint mounted at `mount`
@@ -305,5 +429,70 @@ mod tests {
             Err(MediaPathError::NotUtf8)
         );
         assert_eq!(u.decode(&Uri::from_static("/m")).as_deref(), Ok(""));
+    }
+
+    #[test]
+    fn path_signatures() {
+        let plain = MediaPathSource::uri_prefix("/m");
+        let signed = plain.clone().path_signatures(true);
+        let uri = Uri::from_static("/m/_s/17/ab/show%201/seg0.ts");
+        // Off: `_s` is an ordinary directory.
+        assert_eq!(plain.decode(&uri).as_deref(), Ok("_s/17/ab/show 1/seg0.ts"));
+        assert_eq!(plain.path_signature(&uri), None);
+        assert_eq!(signed.decode(&uri).as_deref(), Ok("show 1/seg0.ts"));
+        assert_eq!(
+            signed.path_signature(&uri),
+            Some(Ok(PathSignature {
+                expires: "17",
+                signature: "ab"
+            }))
+        );
+        // The signature segments are not decoded, and an escaped slash
+        // never makes one.
+        let escaped = Uri::from_static("/m/_s%2F17%2Fab%2Fx.ts");
+        assert_eq!(signed.path_signature(&escaped), None);
+        assert_eq!(signed.decode(&escaped).as_deref(), Ok("_s/17/ab/x.ts"));
+        for bad in [
+            "/m/_s",
+            "/m/_s/",
+            "/m/_s/17",
+            "/m/_s/17/ab",
+            "/m/_s/17/ab/",
+            "/m/_s//ab/x",
+            "/m/_s/17//x",
+        ] {
+            let uri: Uri = bad.parse().unwrap();
+            assert_eq!(
+                signed.decode(&uri),
+                Err(MediaPathError::MalformedSignedPath),
+                "{bad}"
+            );
+            assert_eq!(
+                signed.path_signature(&uri),
+                Some(Err(MediaPathError::MalformedSignedPath)),
+                "{bad}"
+            );
+        }
+        // Not below the prefix: no signature to speak of.
+        assert_eq!(
+            signed.path_signature(&Uri::from_static("/x/_s/1/a/b")),
+            None
+        );
+        // Query mode never reads one.
+        let query = MediaPathSource::query("path").path_signatures(true);
+        assert_eq!(
+            query.path_signature(&Uri::from_static("/m/_s/1/a/b?path=x")),
+            None
+        );
+        assert_eq!(query.signed_path_link("/m", 1, "ab", "x"), None);
+        // Links decode back.
+        let link = signed
+            .signed_path_link("/m/", 17, "ab", "show 1/a#b.ts")
+            .unwrap();
+        assert_eq!(link, "/m/_s/17/ab/show%201/a%23b.ts");
+        assert_eq!(
+            signed.decode(&link.parse().unwrap()).as_deref(),
+            Ok("show 1/a#b.ts")
+        );
     }
 }

@@ -23,7 +23,10 @@ mod range;
 mod viewer;
 
 pub use client_ip::{ClientIp, InvalidIpNet, IpNet};
-pub use media_path::{MediaPath, MediaPathError, MediaPathSource, DEFAULT_PATH_VAR};
+pub use media_path::{
+    MediaPath, MediaPathError, MediaPathSource, PathSignature, DEFAULT_PATH_VAR,
+    PATH_SIGNATURE_SEGMENT,
+};
 pub use peer::PeerAddr;
 pub use range::{ByteRangeSpec, RangeRequest};
 pub(crate) use viewer::ANONYMOUS;

@@ -14,8 +14,9 @@
 //! - **GET and HEAD only**; other methods get `405` with `Allow`. HEAD gets
 //!   exactly GET's headers and no body.
 //! - **RFC 9110 semantics**: `Accept-Ranges`, `Content-Type` from the
-//!   extension, `Content-Length`, a strong `ETag` built from size and
-//!   modification time only (replicas on several nodes agree),
+//!   extension (streaming formats by [`STREAMING_TYPES`], overridable with
+//!   [`ServeMedia::mime_type`]), `Content-Length`, a strong `ETag` built
+//!   from size and modification time only (replicas on several nodes agree),
 //!   `Last-Modified`, the preconditions of §13.2.2 in order (`412`, `304`),
 //!   and `If-Range`.
 //! - **Ranges** from the [`RangeRequest`](crate::range::RangeRequest)
@@ -49,12 +50,14 @@
 
 pub(crate) mod body;
 pub(crate) mod conditional;
+mod mime;
 pub(crate) mod path;
 pub(crate) mod respond;
 mod service;
 
 pub use crate::extension::ServedFile;
 pub use body::MediaBody;
+pub use mime::STREAMING_TYPES;
 pub use service::{ResponseFuture, ServeMedia, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_PATH_LEN};
 
 /// The length of `relative` under `root` under the same confinement rules
@@ -65,4 +68,9 @@ pub fn file_len_under(root: &std::path::Path, relative: &str) -> Option<u64> {
     path::open_confined(root, &relative, false)
         .ok()
         .map(|(_, meta)| meta.len())
+}
+
+/// Whether `EXT=TYPE` is a usable content-type override (the reason if not).
+pub(crate) fn check_mime_override(extension: &str, content_type: &str) -> Result<(), &'static str> {
+    mime::parse_override(extension, content_type).map(|_| ())
 }

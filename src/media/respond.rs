@@ -30,9 +30,26 @@ pub(crate) struct Job {
     pub(crate) range: Option<RangeRequest>,
     pub(crate) cap: Option<u64>,
     pub(crate) etag_with_file_id: bool,
+    pub(crate) content_type: HeaderValue,
+    pub(crate) cache_control: Option<HeaderValue>,
 }
 
-pub(crate) fn respond(job: Job) -> Response<MediaBody> {
+pub(crate) fn respond(mut job: Job) -> Response<MediaBody> {
+    let cache_control = job.cache_control.take();
+    let mut response = answer(job);
+    // Only the file's own answers may be cached; a refusal must not be.
+    if let Some(value) = cache_control {
+        if matches!(
+            response.status(),
+            StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::NOT_MODIFIED
+        ) {
+            response.headers_mut().insert(header::CACHE_CONTROL, value);
+        }
+    }
+    response
+}
+
+fn answer(job: Job) -> Response<MediaBody> {
     let (file, metadata) = match open_confined(&job.root, &job.relative, job.follow_symlinks) {
         Ok(opened) => opened,
         Err(OpenFailure::NotFound) => return text(StatusCode::NOT_FOUND, "media not found"),
@@ -44,8 +61,9 @@ pub(crate) fn respond(job: Job) -> Response<MediaBody> {
     let file_id = job.etag_with_file_id.then(|| file_id(&metadata)).flatten();
     let etag = entity_tag(len, precise, file_id);
     let last_modified = modified.map(httpdate::fmt_http_date);
-    let content_type = mime_guess::from_path(&job.relative)
-        .first_raw()
+    let content_type = job
+        .content_type
+        .to_str()
         .unwrap_or("application/octet-stream");
 
     let mut builder = Response::builder()

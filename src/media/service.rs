@@ -12,8 +12,10 @@ use tokio::task::JoinHandle;
 use tower_service::Service;
 
 use super::body::MediaBody;
+use super::mime::{parse_override, MimeTypes};
 use super::path::{normalise, PathRefusal};
 use super::respond::{respond, text, Job};
+use crate::error::ConfigError;
 use crate::extension::{MediaPathError, MediaPathSource, RangeRequest, VolumeCap};
 
 /// The default size of one read from disk.
@@ -29,6 +31,8 @@ struct Config {
     follow_symlinks: bool,
     max_path_len: usize,
     etag_with_file_id: bool,
+    mime: MimeTypes,
+    cache_control: Option<HeaderValue>,
 }
 
 /// Terminal service that answers GET and HEAD with bytes of a file under one
@@ -55,6 +59,8 @@ impl ServeMedia {
                 follow_symlinks: false,
                 max_path_len: DEFAULT_MAX_PATH_LEN,
                 etag_with_file_id: false,
+                mime: MimeTypes::default(),
+                cache_control: None,
             }),
         }
     }
@@ -109,6 +115,54 @@ impl ServeMedia {
         self
     }
 
+    /// Serves files ending in `.EXTENSION` (any case; a leading `.` is
+    /// dropped) as `content_type`, over the built-in table
+    /// ([`STREAMING_TYPES`](super::STREAMING_TYPES): `.m3u8`, `.ts`, `.m4s`,
+    /// `.mpd`, `.vtt`) and `mime_guess`.
+    ///
+    /// ```
+    /// use sage_stream::media::ServeMedia;
+    ///
+    /// # fn main() -> Result<(), sage_stream::ConfigError> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let svc = ServeMedia::new(dir.path())
+    ///     .mime_type("m3u8", "application/x-mpegURL")?
+    ///     .mime_type("mkv", "video/x-matroska")?;
+    /// assert!(ServeMedia::new(dir.path()).mime_type("m3u8", "not a type").is_err());
+    /// # let _ = svc;
+    /// # Ok(()) }
+    /// ```
+    pub fn mime_type(mut self, extension: &str, content_type: &str) -> Result<Self, ConfigError> {
+        let (extension, value) = parse_override(extension, content_type).map_err(|reason| {
+            ConfigError::InvalidSetting {
+                name: "mime_type",
+                value: format!("{extension}={content_type}"),
+                reason: reason.to_owned(),
+            }
+        })?;
+        Arc::make_mut(&mut self.config)
+            .mime
+            .insert(extension, value);
+        Ok(self)
+    }
+
+    /// Sends `Cache-Control: value` with the file's answers (`200`, `206`
+    /// and `304`); refusals and errors never carry it (default: none).
+    ///
+    /// ```
+    /// use http::HeaderValue;
+    /// use sage_stream::media::ServeMedia;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let svc = ServeMedia::new(dir.path())
+    ///     .cache_control(HeaderValue::from_static("public, max-age=3600"));
+    /// # let _ = svc;
+    /// ```
+    pub fn cache_control(mut self, value: HeaderValue) -> Self {
+        Arc::make_mut(&mut self.config).cache_control = Some(value);
+        self
+    }
+
     /// The resolved media root.
     pub fn root(&self) -> &Path {
         &self.config.root
@@ -122,6 +176,9 @@ impl ServeMedia {
                 return Err((StatusCode::NOT_FOUND, "media not found"))
             }
             Err(MediaPathError::NotUtf8) => return Err(bad(PathRefusal::NotUtf8)),
+            Err(MediaPathError::MalformedSignedPath) => {
+                return Err((StatusCode::BAD_REQUEST, "malformed signed path"))
+            }
             Err(_) => return Err(bad(PathRefusal::Missing)),
         };
         normalise(&raw, self.config.max_path_len).map_err(bad)
@@ -151,6 +208,8 @@ impl<B> Service<Request<B>> for ServeMedia {
         };
         let (mut parts, _body) = req.into_parts();
         let job = Job {
+            content_type: self.config.mime.content_type(&relative),
+            cache_control: self.config.cache_control.clone(),
             root: Arc::clone(&self.config.root),
             relative,
             follow_symlinks: self.config.follow_symlinks,

@@ -8,12 +8,19 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::check::{Decision, Denial, Permission, RequestHead};
-use crate::extension::MediaPathSource;
+use crate::error::ConfigError;
+use crate::extension::{MediaPathError, MediaPathSource, PathSignature};
+use crate::media::path::normalise;
 
 /// Query variable carrying the expiry, in Unix seconds.
 pub const EXPIRES_VAR: &str = "expires";
 /// Query variable carrying the hex HMAC-SHA-256 signature.
 pub const SIGNATURE_VAR: &str = "signature";
+
+/// Opens the signed message of a prefix signature, so that it can never
+/// equal a single-file message (which starts with the path and ends in the
+/// expiry's digits; a prefix message ends in `/`).
+const PREFIX_TAG: &[u8] = b"sage-stream prefix-signature v1\n";
 
 /// Allows a request whose query carries a valid, unexpired signature of the
 /// media path: `?path=P&expires=E&signature=HEX`, where `HEX` is
@@ -25,6 +32,36 @@ pub const SIGNATURE_VAR: &str = "signature";
 ///
 /// Signatures are compared in constant time. Missing, malformed, expired or
 /// tampered links get `403`.
+///
+/// # Prefix signatures
+///
+/// One signature can also cover every file below a directory, for HLS and
+/// DASH, whose playlists name their segments by relative URLs: with a
+/// source that [reads path signatures](MediaPathSource::path_signatures),
+/// `/media/_s/E/HEX/show1/index.m3u8` carries it in the path, and
+/// `seg0.ts` in that playlist resolves to `/media/_s/E/HEX/show1/seg0.ts`.
+/// `HEX` is HMAC-SHA-256 under the same key over
+/// `"sage-stream prefix-signature v1\n"`, `E` in decimal, a newline and the
+/// prefix (`show1/`). The prefix names a directory: it ends with `/` (so
+/// `show1/` never covers `show10/`), is normalised, and is not empty (no
+/// link covers the whole root). The check normalises the requested path
+/// first (`..` is refused) and allows it when the signature matches one of
+/// the directories above it; otherwise `403 signature does not cover this
+/// path` (a tampered signature and a path outside the prefix look the
+/// same to the server).
+///
+/// ```
+/// use std::time::Duration;
+/// use sage_stream::extension::MediaPathSource;
+/// use sage_stream::permission::SignedUrl;
+///
+/// let signer = SignedUrl::new("k").media_path(MediaPathSource::uri_prefix("/media").path_signatures(true));
+/// let link = signer
+///     .signed_prefix_link("/media", "show1/", "show1/index.m3u8", Duration::from_secs(3600))
+///     .unwrap();
+/// assert!(link.starts_with("/media/_s/") && link.ends_with("/show1/index.m3u8"));
+/// assert!(signer.sign_prefix("show1", 1).is_err(), "a prefix ends with /");
+/// ```
 #[derive(Clone)]
 pub struct SignedUrl {
     key: Vec<u8>,
@@ -90,6 +127,108 @@ impl SignedUrl {
         hex::encode(self.mac(path, expires).finalize().into_bytes())
     }
 
+    /// The HMAC state of a prefix message up to the prefix.
+    fn prefix_mac(&self, expires: u64) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(PREFIX_TAG);
+        mac.update(expires.to_string().as_bytes());
+        mac.update(b"\n");
+        mac
+    }
+
+    /// The hex signature covering every file below `prefix` until
+    /// `expires` (Unix seconds); see [prefix signatures](Self#prefix-signatures).
+    /// Refuses a prefix that is empty, lacks its trailing `/` or is not
+    /// normalised.
+    pub fn sign_prefix(&self, prefix: &str, expires: u64) -> Result<String, ConfigError> {
+        check_prefix(prefix).map_err(|reason| ConfigError::InvalidSetting {
+            name: "prefix",
+            value: prefix.to_owned(),
+            reason: reason.to_owned(),
+        })?;
+        let mut mac = self.prefix_mac(expires);
+        mac.update(prefix.as_bytes());
+        Ok(hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// A link to `path` (below `prefix`, or `prefix` itself for a base URL
+    /// that ends with `/`) whose path signature covers all of `prefix` for
+    /// `ttl`, at the endpoint mounted at `mount` (the path-style route,
+    /// e.g. `/media`). Needs a source that
+    /// [reads path signatures](MediaPathSource::path_signatures).
+    pub fn signed_prefix_link(
+        &self,
+        mount: &str,
+        prefix: &str,
+        path: &str,
+        ttl: Duration,
+    ) -> Result<String, ConfigError> {
+        let invalid = |name: &'static str, value: &str, reason: &str| ConfigError::InvalidSetting {
+            name,
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if !path.starts_with(prefix) {
+            return Err(invalid("path", path, "must lie below the signed prefix"));
+        }
+        let expires = unix_now().saturating_add(ttl.as_secs());
+        let signature = self.sign_prefix(prefix, expires)?;
+        self.source
+            .signed_path_link(mount, expires, &signature, path)
+            .ok_or_else(|| {
+                invalid(
+                    "media_path",
+                    "",
+                    "the signer's media-path source does not read path signatures (MediaPathSource::path_signatures)",
+                )
+            })
+    }
+
+    /// Whether `signature` is a prefix signature of one of the directories
+    /// above `path` (normalised), shallowest first. The prefix ends the
+    /// signed message, so one running HMAC serves every candidate.
+    fn covers(&self, path: &str, expires: u64, signature: &[u8]) -> bool {
+        let Some((dirs, _file)) = path.rsplit_once('/') else {
+            return false;
+        };
+        let mut mac = self.prefix_mac(expires);
+        for segment in dirs.split('/') {
+            mac.update(segment.as_bytes());
+            mac.update(b"/");
+            if mac.clone().verify_slice(signature).is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn check_path_signature(
+        &self,
+        request: &RequestHead<'_>,
+        signature: Result<PathSignature<'_>, MediaPathError>,
+    ) -> Decision {
+        let invalid = || Denial::forbidden("invalid signature");
+        let signature = signature.map_err(|_| invalid())?;
+        let expires = signature.expires.parse::<u64>().map_err(|_| invalid())?;
+        let signature = hex::decode(signature.signature).map_err(|_| invalid())?;
+        let path = self
+            .source
+            .resolve(request.extensions, request.uri)
+            .map_err(|_| invalid())?;
+        // Judged on the path the terminal serves: `a/../b` never counts as
+        // below `a/`.
+        let path = normalise(&path, usize::MAX).map_err(|r| Denial::forbidden(r.reason()))?;
+        // Checked before the expiry so a forged link learns nothing from it.
+        if !self.covers(&path, expires, &signature) {
+            return Err(Denial::forbidden("signature does not cover this path"));
+        }
+        if unix_now() > expires {
+            return Err(Denial::forbidden("link expired"));
+        }
+        Ok(())
+    }
+
     /// The `expires=E&signature=HEX` query pairs granting access to `path`
     /// for `ttl`.
     pub fn signature_query(&self, path: &str, ttl: Duration) -> String {
@@ -117,6 +256,22 @@ impl SignedUrl {
     }
 }
 
+/// Why `prefix` cannot be signed, if it cannot.
+fn check_prefix(prefix: &str) -> Result<(), &'static str> {
+    let Some(dir) = prefix.strip_suffix('/') else {
+        return Err(if prefix.is_empty() {
+            "empty: a prefix names a directory such as show1/ (no link covers the whole root)"
+        } else {
+            "must end with / (show1/ covers show1/..., never show10/)"
+        });
+    };
+    match normalise(dir, usize::MAX) {
+        Ok(normal) if normal == dir => Ok(()),
+        Ok(_) => Err("must be normalised: no empty or . segments"),
+        Err(refusal) => Err(refusal.reason()),
+    }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -125,6 +280,9 @@ fn unix_now() -> u64 {
 
 impl Permission for SignedUrl {
     fn check(&self, request: &RequestHead<'_>) -> Decision {
+        if let Some(signature) = self.source.path_signature(request.uri) {
+            return self.check_path_signature(request, signature);
+        }
         // No readable path signs as the empty one: the signature then fails.
         let path = self
             .source
@@ -149,5 +307,178 @@ impl Permission for SignedUrl {
             return Err(Denial::forbidden("link expired"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Request;
+
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn signer() -> SignedUrl {
+        SignedUrl::new("k3y")
+            .media_path(MediaPathSource::uri_prefix("/media").path_signatures(true))
+    }
+
+    fn check(signer: &SignedUrl, uri: &str) -> Decision {
+        let request = Request::get(uri).body(()).unwrap();
+        signer.check(&RequestHead::of(&request))
+    }
+
+    fn reason(decision: Decision) -> String {
+        decision.unwrap_err().reason().to_owned()
+    }
+
+    /// The link's `/media/_s/E/S/` part, to put other paths after.
+    fn signed_base(signer: &SignedUrl, prefix: &str, expires: u64) -> String {
+        format!(
+            "/media/_s/{expires}/{}/",
+            signer.sign_prefix(prefix, expires).unwrap()
+        )
+    }
+
+    #[test]
+    fn a_prefix_covers_its_directory_and_nothing_else() {
+        let s = signer();
+        let link = s
+            .signed_prefix_link("/media", "show1/", "show1/index.m3u8", HOUR)
+            .unwrap();
+        assert_eq!(check(&s, &link), Ok(()));
+        let expires = unix_now() + 3600;
+        let base = signed_base(&s, "show1/", expires);
+        for inside in [
+            "show1/seg0.ts",
+            "show1/sub/deeper/seg.m4s",
+            "show1//seg0.ts",
+            "show1/./seg0.ts",
+            "show1%2Fseg0.ts",
+            "show%31/seg0.ts",
+        ] {
+            assert_eq!(check(&s, &format!("{base}{inside}")), Ok(()), "{inside}");
+        }
+        for outside in [
+            "show10/seg0.ts",
+            "show1",
+            "show2/seg0.ts",
+            "seg0.ts",
+            "other/show1/seg0.ts",
+        ] {
+            assert_eq!(
+                reason(check(&s, &format!("{base}{outside}"))),
+                "signature does not cover this path",
+                "{outside}"
+            );
+        }
+        // Climbing out, plainly or escaped, is refused before any signature.
+        for climb in [
+            "show1/../secret.mp4",
+            "show1/%2e%2e/secret.mp4",
+            "show1%2f..%2fsecret.mp4",
+            "show1/%2E%2E%2Fsecret.mp4",
+        ] {
+            assert_eq!(
+                reason(check(&s, &format!("{base}{climb}"))),
+                "'..' is not allowed in media paths",
+                "{climb}"
+            );
+        }
+        // A deeper prefix does not cover its parent.
+        let deep = signed_base(&s, "show1/hd/", expires);
+        assert_eq!(check(&s, &format!("{deep}show1/hd/seg0.ts")), Ok(()));
+        assert!(check(&s, &format!("{deep}show1/seg0.ts")).is_err());
+    }
+
+    #[test]
+    fn expired_tampered_and_malformed_links_are_refused() {
+        let s = signer();
+        let past = unix_now() - 10;
+        assert_eq!(
+            reason(check(
+                &s,
+                &format!("{}show1/a.ts", signed_base(&s, "show1/", past))
+            )),
+            "link expired"
+        );
+        // Moving the expiry breaks the signature.
+        let sig = s.sign_prefix("show1/", past).unwrap();
+        let moved = format!("/media/_s/{}/{sig}/show1/a.ts", past + 7200);
+        assert_eq!(
+            reason(check(&s, &moved)),
+            "signature does not cover this path"
+        );
+        // Another key.
+        let other = SignedUrl::new("other").media_path(s.source().clone());
+        let link = other
+            .signed_prefix_link("/media", "show1/", "show1/a.ts", HOUR)
+            .unwrap();
+        assert_eq!(
+            reason(check(&s, &link)),
+            "signature does not cover this path"
+        );
+        for bad in [
+            "/media/_s/x/ab/show1/a.ts",
+            "/media/_s/1/zz/show1/a.ts",
+            "/media/_s/1/ab",
+            "/media/_s//ab/a.ts",
+        ] {
+            assert_eq!(reason(check(&s, bad)), "invalid signature", "{bad}");
+        }
+        // No signature at all.
+        assert_eq!(reason(check(&s, "/media/show1/a.ts")), "missing signature");
+    }
+
+    #[test]
+    fn prefix_and_single_file_signatures_never_stand_in_for_each_other() {
+        let s = signer();
+        let expires = unix_now() + 3600;
+        // A single-file signature of `show1/` (or of the file) put in the path.
+        for signed in ["show1/", "show1/a.ts"] {
+            let single = s.sign(signed, expires);
+            let uri = format!("/media/_s/{expires}/{single}/show1/a.ts");
+            assert_eq!(
+                reason(check(&s, &uri)),
+                "signature does not cover this path",
+                "{signed}"
+            );
+        }
+        // A prefix signature put in the query.
+        let prefix = s.sign_prefix("show1/", expires).unwrap();
+        let uri = format!("/media/show1/a.ts?expires={expires}&signature={prefix}");
+        assert_eq!(reason(check(&s, &uri)), "invalid signature");
+        // The single-file form still works on the same route.
+        let uri = format!(
+            "/media/show1/a.ts?{}",
+            s.signature_query("show1/a.ts", HOUR)
+        );
+        assert_eq!(check(&s, &uri), Ok(()));
+    }
+
+    #[test]
+    fn only_normalised_directory_prefixes_are_signed() {
+        let s = signer();
+        for good in ["show1/", "a/b/c/", "ünï code/"] {
+            assert!(s.sign_prefix(good, 1).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "/", "show1", "/show1/", "show1//", "./show1/", "a//b/", "../", "a/../b/", "a\\b/",
+            "c:/", "a\nb/",
+        ] {
+            let err = s.sign_prefix(bad, 1).unwrap_err().to_string();
+            assert!(err.contains("prefix"), "{bad}: {err}");
+        }
+        assert!(s
+            .signed_prefix_link("/media", "show1/", "show10/a.ts", HOUR)
+            .is_err());
+        assert!(s
+            .signed_prefix_link("/media", "show1/", "show1/", HOUR)
+            .unwrap()
+            .ends_with("/show1/"));
+        let query = SignedUrl::new("k3y");
+        assert!(query
+            .signed_prefix_link("/api/stream", "show1/", "show1/a.ts", HOUR)
+            .is_err());
     }
 }
