@@ -157,6 +157,8 @@ pub fn exists(path: &Path) -> bool {
     path.exists()
 }
 
+pub mod harness;
+
 #[cfg(feature = "postgres")]
 pub mod pg;
 
