@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use common::harness::{self, Test};
+use common::served::{Served, BIN};
 use common::Fixture;
 use sage_stream::log::{LogFilter, SqliteStore, WatchLogStore};
 use sage_stream::permission::{Permission, RequestHead, SignedUrl};
@@ -56,8 +57,6 @@ fn main() -> std::process::ExitCode {
     ])
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_sage-stream");
-
 fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let out = Command::new(BIN)
         .args(args)
@@ -69,63 +68,6 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// A running `sage-stream serve` and the base URL its banner printed.
-struct Served {
-    child: std::process::Child,
-    base: String,
-    banner: String,
-    stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Served {
-    /// Starts `serve` with `args` and `env`, waits for its banner.
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(args)
-            .args(["--bind", "127.0.0.1:0"])
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut banner = String::new();
-        let mut base = None;
-        // The banner ends with the watch-log line.
-        while !banner.contains("watch log") {
-            let mut line = String::new();
-            if stdout.read_line(&mut line).unwrap() == 0 {
-                panic!("serve exited early: {banner}");
-            }
-            if let Some(url) = line.trim().strip_prefix("player:") {
-                base = Some(url.trim().trim_end_matches('/').to_owned());
-            }
-            banner.push_str(&line);
-        }
-        let base = base.unwrap_or_else(|| panic!("no player URL in {banner}"));
-        Self {
-            child,
-            base,
-            banner,
-            stdout,
-        }
-    }
-
-    /// SIGTERM, then what it printed until it exited, and whether it
-    /// exited successfully.
-    fn stop(mut self) -> (bool, String) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut self.stdout, &mut rest);
-        let ok = self.child.wait().is_ok_and(|s| s.success());
-        (ok, rest)
-    }
 }
 
 fn serve_logs_every_request_and_a_graceful_stop_loses_none() {

@@ -159,6 +159,9 @@ pub fn exists(path: &Path) -> bool {
 
 pub mod harness;
 
+#[cfg(feature = "cli")]
+pub mod served;
+
 #[cfg(feature = "postgres")]
 pub mod pg;
 
