@@ -53,9 +53,15 @@ impl Served {
     /// SIGTERM, then what it printed until it exited, and whether it
     /// exited successfully.
     pub fn stop(mut self) -> (bool, String) {
-        let _ = Command::new("kill")
+        let termed = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
-            .status();
+            .status()
+            .is_ok_and(|s| s.success());
+        if !termed {
+            // No `kill` to run: SIGKILL rather than wait for ever (and the
+            // exit status says it was not a clean stop).
+            let _ = self.child.kill();
+        }
         let mut rest = String::new();
         let _ = std::io::Read::read_to_string(&mut self.stdout, &mut rest);
         let ok = self.child.wait().is_ok_and(|s| s.success());
