@@ -14,6 +14,7 @@ use axum::routing::get as route_get;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{TimeZone, Utc};
+use common::harness::{self, Test};
 use common::{body_bytes, Fixture};
 use http::{Request, StatusCode};
 use sage_stream::app::{router, AppConfig};
@@ -24,6 +25,77 @@ use sage_stream::log::{
     WriterHandle,
 };
 use tower::ServiceExt;
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        Test::tokio(
+            "admin_is_off_without_a_token_and_needs_it_when_on",
+            admin_is_off_without_a_token_and_needs_it_when_on,
+        ),
+        Test::tokio(
+            "list_search_filters_and_pagination",
+            list_search_filters_and_pagination,
+        ),
+        #[cfg(feature = "postgres")]
+        Test::tokio(
+            "postgres_admin_filters_with_nul_are_400",
+            postgres_admin_filters_with_nul_are_400,
+        )
+        .needs(common::harness::Requirement::Postgres),
+        Test::tokio(
+            "exports_carry_the_filtered_set",
+            exports_carry_the_filtered_set,
+        ),
+        Test::tokio(
+            "streams_are_logged_and_analytics_show_sessions",
+            streams_are_logged_and_analytics_show_sessions,
+        ),
+        Test::tokio(
+            "player_lists_media_and_plays_the_chosen_file",
+            player_lists_media_and_plays_the_chosen_file,
+        ),
+        Test::tokio(
+            "player_signs_links_when_the_permission_wants_it",
+            player_signs_links_when_the_permission_wants_it,
+        ),
+        Test::tokio(
+            "concurrent_streams_per_viewer_are_limited",
+            concurrent_streams_per_viewer_are_limited,
+        ),
+        Test::tokio(
+            "nested_under_a_prefix_every_link_works",
+            nested_under_a_prefix_every_link_works,
+        ),
+        Test::tokio(
+            "nested_with_a_trailing_slash_links_keep_it",
+            nested_with_a_trailing_slash_links_keep_it,
+        ),
+        Test::tokio(
+            "nested_as_a_service_both_video_and_video_slash_work",
+            nested_as_a_service_both_video_and_video_slash_work,
+        ),
+        Test::tokio(
+            "merges_into_an_app_with_its_own_root_and_fallback",
+            merges_into_an_app_with_its_own_root_and_fallback,
+        ),
+        Test::sync(
+            "a_player_path_must_be_a_free_plain_path",
+            a_player_path_must_be_a_free_plain_path,
+        ),
+        Test::tokio(
+            "what_requests_and_the_log_hold_is_escaped_on_every_page",
+            what_requests_and_the_log_hold_is_escaped_on_every_page,
+        ),
+        Test::tokio(
+            "the_stream_limit_and_the_log_see_clients_behind_a_trusted_proxy",
+            the_stream_limit_and_the_log_see_clients_behind_a_trusted_proxy,
+        ),
+        Test::tokio(
+            "pages_have_a_strict_content_security_policy",
+            pages_have_a_strict_content_security_policy,
+        ),
+    ])
+}
 
 const TOKEN: &str = "adm1n-token";
 
@@ -115,7 +187,6 @@ fn table_rows(html: &str, id: &str) -> usize {
     body.matches("<tr>").count() - usize::from(body.contains("class=\"muted\""))
 }
 
-#[tokio::test]
 async fn admin_is_off_without_a_token_and_needs_it_when_on() {
     let off = app(|c| c.admin_token = None);
     assert_eq!(
@@ -151,7 +222,6 @@ async fn admin_is_off_without_a_token_and_needs_it_when_on() {
     );
 }
 
-#[tokio::test]
 async fn list_search_filters_and_pagination() {
     let a = app(|_| {});
     let mut rows = Vec::new();
@@ -237,11 +307,8 @@ async fn list_search_filters_and_pagination() {
 /// The same refusals with the PostgreSQL store, which used to answer 503
 /// for a NUL in a filter (the check runs before any query).
 #[cfg(feature = "postgres")]
-#[tokio::test]
 async fn postgres_admin_filters_with_nul_are_400() {
-    let Some(db) = common::pg::TestDb::create("postgres_admin_filters_with_nul_are_400") else {
-        return;
-    };
+    let db = common::pg::TestDb::create();
     let store: Arc<dyn WatchLogStore> =
         Arc::new(sage_stream::log::PgStore::connect(&db.url).unwrap());
     let a = app_with(Fixture::new(), store, |_| {});
@@ -265,7 +332,6 @@ async fn postgres_admin_filters_with_nul_are_400() {
     );
 }
 
-#[tokio::test]
 async fn exports_carry_the_filtered_set() {
     let a = app(|_| {});
     let rows: Vec<WatchRecord> = (0..30)
@@ -301,7 +367,6 @@ async fn exports_carry_the_filtered_set() {
         .all(|r| r["status"] == 404 && r["path"] == "a,b.mp4"));
 }
 
-#[tokio::test]
 async fn streams_are_logged_and_analytics_show_sessions() {
     let a = app(|_| {});
     let data = a.fx.file("movie.mp4", 10_000);
@@ -339,7 +404,6 @@ async fn get_range(a: &App, uri: &str, range: &str) -> (StatusCode, http::Header
     (status, headers, body_bytes(res).await.to_vec())
 }
 
-#[tokio::test]
 async fn player_lists_media_and_plays_the_chosen_file() {
     let a = app(|c| c.admin_token = None);
     for i in 0..60 {
@@ -371,7 +435,6 @@ async fn player_lists_media_and_plays_the_chosen_file() {
     assert!(last.contains("page 2 of 2"));
 }
 
-#[tokio::test]
 async fn player_signs_links_when_the_permission_wants_it() {
     let a = app(|c| {
         c.settings.default_permission_classes =
@@ -399,7 +462,6 @@ async fn player_signs_links_when_the_permission_wants_it() {
     );
 }
 
-#[tokio::test]
 async fn concurrent_streams_per_viewer_are_limited() {
     let a = app(|c| {
         c.max_streams_per_viewer = Some(1);
@@ -521,7 +583,6 @@ fn played(link: &str) -> String {
         .into_owned()
 }
 
-#[tokio::test]
 async fn nested_under_a_prefix_every_link_works() {
     let a = app(|c| c.tokens = vec![("tok".into(), "alice".into())]);
     let clip = a.fx.file("clip one.mp4", 3000);
@@ -619,7 +680,6 @@ async fn nested_under_a_prefix_every_link_works() {
     }
 }
 
-#[tokio::test]
 async fn nested_with_a_trailing_slash_links_keep_it() {
     let a = app(|_| {});
     let data = a.fx.file("a.mp4", 700);
@@ -640,7 +700,6 @@ async fn nested_with_a_trailing_slash_links_keep_it() {
     page(&outer, "/video/admin/", Some(&auth)).await;
 }
 
-#[tokio::test]
 async fn nested_as_a_service_both_video_and_video_slash_work() {
     let a = app(|_| {});
     let data = a.fx.file("a.mp4", 500);
@@ -661,7 +720,6 @@ async fn nested_as_a_service_both_video_and_video_slash_work() {
     }
 }
 
-#[tokio::test]
 async fn merges_into_an_app_with_its_own_root_and_fallback() {
     let host = || {
         Router::new()
@@ -710,7 +768,6 @@ async fn merges_into_an_app_with_its_own_root_and_fallback() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-#[test]
 fn a_player_path_must_be_a_free_plain_path() {
     for bad in ["watch", "/admin/", "/api/stream", "/{x}", "/p?x"] {
         let fx = Fixture::new();
@@ -758,7 +815,6 @@ fn assert_escaped(html: &str, what: &str, want_script: bool, want_attr: bool) {
     }
 }
 
-#[tokio::test]
 async fn what_requests_and_the_log_hold_is_escaped_on_every_page() {
     let a = app(|_| {});
     // As file names: the first is a directory "<script>alert(1)<" holding
@@ -835,7 +891,6 @@ async fn what_requests_and_the_log_hold_is_escaped_on_every_page() {
 
 /// Behind a trusted proxy (nginx on 127.0.0.1) each anonymous client gets
 /// its own streams, and the log and the limit agree on who it is.
-#[tokio::test]
 async fn the_stream_limit_and_the_log_see_clients_behind_a_trusted_proxy() {
     let a = app(|c| {
         c.max_streams_per_viewer = Some(1);
@@ -903,7 +958,6 @@ async fn the_stream_limit_and_the_log_see_clients_behind_a_trusted_proxy() {
 /// Every page carries a strict CSP with no script and no framing, and the
 /// one inline style sheet is allowed by its hash (so the page still looks
 /// right); the stream keeps its own sandboxing policy.
-#[tokio::test]
 async fn pages_have_a_strict_content_security_policy() {
     use base64::Engine as _;
     use sha2::Digest as _;

@@ -2,8 +2,9 @@
 //! the player page and uses the admin (driven by `e2e/browser.mjs` with
 //! playwright-core); ffmpeg/ffprobe seek in a moov-at-end MP4 over HTTP.
 //!
-//! Without Node, Chromium or ffmpeg these print `SKIPPED` and pass, unless
-//! `SAGE_STREAM_REQUIRE_BROWSER=1` (set by `.ci/run`) makes them fail.
+//! Without Node, Chromium or ffmpeg these report as ignored with the
+//! reason, unless `SAGE_STREAM_REQUIRE_BROWSER=1` (set by `.ci/run`) makes
+//! them fail (`harness = false`: see `common/harness.rs`).
 
 mod common;
 
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use common::harness::{self, Requirement, Test};
 use sage_stream::app::{router, AppConfig};
 use sage_stream::log::{
     LogFilter, SqliteStore, WatchLogStore, WatchLogWriter, WriterConfig, WriterHandle,
@@ -21,28 +23,24 @@ use tokio::sync::oneshot;
 
 const TOKEN: &str = "e2e-admin-token";
 
-fn required() -> bool {
-    std::env::var("SAGE_STREAM_REQUIRE_BROWSER").is_ok_and(|v| v == "1")
-}
-
-/// Whether `program --version` runs; otherwise skip (or fail when required).
-fn have(program: &str, test: &str) -> bool {
-    let ok = Command::new(program)
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-        || Command::new(program)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            !required(),
-            "SAGE_STREAM_REQUIRE_BROWSER=1 but {program} is not installed"
-        );
-        eprintln!("SKIPPED {test}: {program} not installed");
-    }
-    ok
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        Test::tokio_multi_thread(
+            "chromium_plays_seeks_and_uses_the_admin",
+            2,
+            chromium_plays_seeks_and_uses_the_admin,
+        )
+        .needs(Requirement::Node)
+        .needs(Requirement::Chromium)
+        .needs(Requirement::Playwright),
+        Test::tokio_multi_thread(
+            "ffmpeg_seeks_in_a_moov_at_end_mp4_over_http",
+            2,
+            ffmpeg_seeks_in_a_moov_at_end_mp4_over_http,
+        )
+        .needs(Requirement::Ffmpeg)
+        .needs(Requirement::Ffprobe),
+    ])
 }
 
 struct Running {
@@ -117,19 +115,9 @@ fn screenshot_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-screenshots"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_seeks_and_uses_the_admin() {
-    let test = "chromium_plays_seeks_and_uses_the_admin";
     let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !have("node", test) {
-        return;
-    }
-    if !Path::new(&chromium).exists() || !e2e.join("node_modules/playwright-core").exists() {
-        assert!(!required(), "SAGE_STREAM_REQUIRE_BROWSER=1 but Chromium or e2e/node_modules is missing (run: cd e2e && npm ci)");
-        eprintln!("SKIPPED {test}: needs {chromium} and `cd e2e && npm ci`");
-        return;
-    }
+    let chromium = harness::chromium();
     let dir = tempfile::tempdir().unwrap();
     let media = Path::new(env!("CARGO_MANIFEST_DIR")).join("media");
     let server = start(&media, &dir.path().join("log.db")).await;
@@ -180,12 +168,7 @@ async fn chromium_plays_seeks_and_uses_the_admin() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_seeks_in_a_moov_at_end_mp4_over_http() {
-    let test = "ffmpeg_seeks_in_a_moov_at_end_mp4_over_http";
-    if !have("ffmpeg", test) || !have("ffprobe", test) {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let media = dir.path().join("media");
     std::fs::create_dir(&media).unwrap();

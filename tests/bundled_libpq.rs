@@ -4,9 +4,22 @@
 mod common;
 
 use chrono::Utc;
-use common::pg::{required, TestDb};
+use common::harness::{self, Requirement, Test};
+use common::pg::TestDb;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use sage_stream::log::{LogFilter, PgStore, WatchBatch, WatchLogStore, WatchRecord};
+
+fn main() -> std::process::ExitCode {
+    let mut tests =
+        vec![Test::sync("postgres_over_tls", postgres_over_tls).needs(Requirement::Postgres)];
+    if cfg!(all(feature = "bundled-libpq", target_os = "linux")) {
+        tests.push(Test::sync(
+            "no_system_libpq_is_linked",
+            no_system_libpq_is_linked,
+        ));
+    }
+    harness::run(tests)
+}
 
 #[derive(diesel::QueryableByName)]
 struct Ssl {
@@ -16,17 +29,14 @@ struct Ssl {
 
 /// `sslmode=require` negotiates TLS (the vendored OpenSSL), and the store
 /// writes and reads back through such a connection.
-#[test]
 fn postgres_over_tls() {
-    let Some(db) = TestDb::create("postgres_over_tls") else {
-        return;
-    };
+    let db = TestDb::create();
     let url = format!("{}?sslmode=require", db.url);
     let mut conn = match PgConnection::establish(&url) {
         Ok(conn) => conn,
         Err(err) => {
             assert!(
-                !required(),
+                !Requirement::Postgres.required(),
                 "SAGE_STREAM_REQUIRE_POSTGRES=1 but TLS to {url} failed: {err}"
             );
             eprintln!("SKIPPED postgres_over_tls: the server offers no TLS ({err})");
@@ -64,8 +74,6 @@ fn postgres_over_tls() {
 }
 
 /// Nothing links the system's libpq or OpenSSL at run time.
-#[cfg(all(feature = "bundled-libpq", target_os = "linux"))]
-#[test]
 fn no_system_libpq_is_linked() {
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new("ldd")

@@ -6,11 +6,56 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use common::harness::{self, Test};
+use common::served::{Served, BIN};
 use common::Fixture;
 use sage_stream::log::{LogFilter, SqliteStore, WatchLogStore};
 use sage_stream::permission::{Permission, RequestHead, SignedUrl};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sage-stream");
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        Test::sync(
+            "serve_logs_every_request_and_a_graceful_stop_loses_none",
+            serve_logs_every_request_and_a_graceful_stop_loses_none,
+        ),
+        Test::sync(
+            "migrate_logs_and_their_formats",
+            migrate_logs_and_their_formats,
+        ),
+        Test::sync(
+            "sign_prints_a_url_the_permission_accepts",
+            sign_prints_a_url_the_permission_accepts,
+        ),
+        Test::sync(
+            "bad_configuration_stops_start_up_with_a_clear_message",
+            bad_configuration_stops_start_up_with_a_clear_message,
+        ),
+        Test::sync(
+            "sign_honours_the_configured_path_variable",
+            sign_honours_the_configured_path_variable,
+        ),
+        Test::sync(
+            "logs_never_print_control_characters_raw",
+            logs_never_print_control_characters_raw,
+        ),
+        Test::sync(
+            "logs_into_a_closed_pipe_exits_cleanly",
+            logs_into_a_closed_pipe_exits_cleanly,
+        ),
+        Test::sync(
+            "serve_without_a_media_root_says_to_pass_root",
+            serve_without_a_media_root_says_to_pass_root,
+        ),
+        Test::sync(
+            "kill_9_with_the_durable_log_loses_no_row",
+            kill_9_with_the_durable_log_loses_no_row,
+        ),
+        Test::sync("import_django_from_sqlite", import_django_from_sqlite),
+        #[cfg(feature = "postgres")]
+        Test::sync("import_django_from_postgres", import_django_from_postgres)
+            .needs(common::harness::Requirement::Postgres),
+    ])
+}
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let out = Command::new(BIN)
@@ -25,64 +70,6 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     )
 }
 
-/// A running `sage-stream serve` and the base URL its banner printed.
-struct Served {
-    child: std::process::Child,
-    base: String,
-    banner: String,
-    stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Served {
-    /// Starts `serve` with `args` and `env`, waits for its banner.
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(args)
-            .args(["--bind", "127.0.0.1:0"])
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut banner = String::new();
-        let mut base = None;
-        // The banner ends with the watch-log line.
-        while !banner.contains("watch log") {
-            let mut line = String::new();
-            if stdout.read_line(&mut line).unwrap() == 0 {
-                panic!("serve exited early: {banner}");
-            }
-            if let Some(url) = line.trim().strip_prefix("player:") {
-                base = Some(url.trim().trim_end_matches('/').to_owned());
-            }
-            banner.push_str(&line);
-        }
-        let base = base.unwrap_or_else(|| panic!("no player URL in {banner}"));
-        Self {
-            child,
-            base,
-            banner,
-            stdout,
-        }
-    }
-
-    /// SIGTERM, then what it printed until it exited, and whether it
-    /// exited successfully.
-    fn stop(mut self) -> (bool, String) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut self.stdout, &mut rest);
-        let ok = self.child.wait().is_ok_and(|s| s.success());
-        (ok, rest)
-    }
-}
-
-#[test]
 fn serve_logs_every_request_and_a_graceful_stop_loses_none() {
     let fx = Fixture::new();
     let data = fx.file("clip.mp4", 200_000);
@@ -118,7 +105,6 @@ fn serve_logs_every_request_and_a_graceful_stop_loses_none() {
     assert_eq!(store.count(&LogFilter::default()).unwrap(), 25);
 }
 
-#[test]
 fn migrate_logs_and_their_formats() {
     let fx = Fixture::new();
     let path = fx.dir.path().join("cli.db");
@@ -223,7 +209,6 @@ fn migrate_logs_and_their_formats() {
     assert!(!ok && err.contains("bad time"), "{err}");
 }
 
-#[test]
 fn sign_prints_a_url_the_permission_accepts() {
     let (ok, out, _) = run(
         &[
@@ -252,7 +237,6 @@ fn sign_prints_a_url_the_permission_accepts() {
 /// Arguments, environment, and a piece of the expected error message.
 type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
 
-#[test]
 fn bad_configuration_stops_start_up_with_a_clear_message() {
     let fx = Fixture::new();
     let root = fx.root.to_str().unwrap();
@@ -315,7 +299,6 @@ fn bad_configuration_stops_start_up_with_a_clear_message() {
 /// `sign` reads the path variable as the server does: with
 /// `STREAM_DEFAULT_VIDEO_PATH_URL_VAR=video` and `SignedUrl`, the printed
 /// link plays (206) on a real server, and a tampered one does not.
-#[test]
 fn sign_honours_the_configured_path_variable() {
     let fx = Fixture::new();
     let data = fx.file("clip.mp4", 50_000);
@@ -365,7 +348,6 @@ fn sign_honours_the_configured_path_variable() {
 /// A logged path or user id holding terminal control sequences is shown
 /// escaped by `logs` (no retitled or cleared terminal, no forged row);
 /// CSV keeps the exact text.
-#[test]
 fn logs_never_print_control_characters_raw() {
     let fx = Fixture::new();
     let path = fx.dir.path().join("esc.db");
@@ -408,7 +390,6 @@ fn logs_never_print_control_characters_raw() {
 
 /// `sage-stream logs | head` ends quietly when `head` stops reading: exit
 /// 0, no panic (it used to exit 101 on the closed pipe).
-#[test]
 fn logs_into_a_closed_pipe_exits_cleanly() {
     let fx = Fixture::new();
     let path = fx.dir.path().join("pipe.db");
@@ -466,7 +447,6 @@ fn logs_into_a_closed_pipe_exits_cleanly() {
 
 /// No media root is baked in at build time: away from a checkout (no
 /// `./media`) and without `--root`, `serve` stops and says what to pass.
-#[test]
 fn serve_without_a_media_root_says_to_pass_root() {
     let empty = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
@@ -482,7 +462,6 @@ fn serve_without_a_media_root_says_to_pass_root() {
 
 /// `--durable-log`: a server killed with SIGKILL right after its last
 /// response loses no row; the next start replays the journal, once.
-#[test]
 fn kill_9_with_the_durable_log_loses_no_row() {
     let fx = Fixture::new();
     let data = fx.file("clip.mp4", 100_000);
@@ -705,7 +684,6 @@ fn import_and_check(from: &str, add_rows: impl FnOnce()) {
     assert_eq!(store.count(&LogFilter::default()).unwrap(), 10_007);
 }
 
-#[test]
 fn import_django_from_sqlite() {
     use diesel::{Connection, RunQueryDsl};
     let dir = tempfile::tempdir().unwrap();
@@ -722,12 +700,9 @@ fn import_django_from_sqlite() {
 }
 
 #[cfg(feature = "postgres")]
-#[test]
 fn import_django_from_postgres() {
     use diesel::{Connection, RunQueryDsl};
-    let Some(db) = common::pg::TestDb::create("import_django_from_postgres") else {
-        return;
-    };
+    let db = common::pg::TestDb::create();
     let mut conn = diesel::PgConnection::establish(&db.url).unwrap();
     let mut exec = move |sql: &str| {
         diesel::sql_query(sql).execute(&mut conn).unwrap();

@@ -1,7 +1,8 @@
 //! Moving from django-sage-streaming: the media URL prefix, the range regex
 //! matched as Python matches it, forward authentication against a real
 //! HTTP endpoint, and links signed by the Python function in
-//! `docs/django.md`.
+//! `docs/django.md`. The Python tests need `python3` (reported ignored
+//! without it unless `SAGE_STREAM_REQUIRE_PYTHON=1`).
 
 mod common;
 
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
+use common::harness::{self, Requirement, Test};
 use common::{body_bytes, Fixture};
 use http::{Request, StatusCode};
 use sage_stream::app::{router, AppConfig};
@@ -22,6 +24,41 @@ use sage_stream::log::{
 use sage_stream::range::ParseRangeLayer;
 use sage_stream::settings::{django_regex, PermissionClass, Settings};
 use tower::ServiceExt;
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        Test::tokio(
+            "the_media_url_prefix_names_the_file_below_the_root",
+            the_media_url_prefix_names_the_file_below_the_root,
+        ),
+        Test::tokio(
+            "the_range_regex_captures_what_python_captures",
+            the_range_regex_captures_what_python_captures,
+        )
+        .needs(Requirement::Python),
+        Test::tokio(
+            "forward_authentication_asks_the_endpoint_and_records_its_user",
+            forward_authentication_asks_the_endpoint_and_records_its_user,
+        ),
+        Test::tokio(
+            "forward_authentication_refuses_when_the_endpoint_is_down",
+            forward_authentication_refuses_when_the_endpoint_is_down,
+        ),
+        Test::tokio(
+            "with_the_cache_off_every_request_asks",
+            with_the_cache_off_every_request_asks,
+        ),
+        Test::sync(
+            "auth_request_needs_its_url_and_the_url_needs_the_class",
+            auth_request_needs_its_url_and_the_url_needs_the_class,
+        ),
+        Test::tokio(
+            "links_signed_by_the_python_function_play",
+            links_signed_by_the_python_function_play,
+        )
+        .needs(Requirement::Python),
+    ])
+}
 
 struct App {
     router: axum::Router,
@@ -84,7 +121,6 @@ fn logged_paths(app: &App) -> Vec<(String, Option<String>)> {
     rows
 }
 
-#[tokio::test]
 async fn the_media_url_prefix_names_the_file_below_the_root() {
     let app = app(|s| s.media_url = Some("/media/".to_owned()));
     let range = [("range", "bytes=10-19")];
@@ -159,7 +195,7 @@ const PATTERNS: &[&str] = &[
 /// did not take part).
 type Groups = Option<(Option<String>, Option<String>)>;
 
-fn python_groups(pattern: &str) -> Option<Vec<Groups>> {
+fn python_groups(pattern: &str) -> Vec<Groups> {
     let script = r#"
 import json, re, sys
 pattern = sys.argv[1]
@@ -170,44 +206,23 @@ for h in headers:
     out.append(None if m is None else [m.group(1), m.group(2)])
 print(json.dumps(out))
 "#;
-    let mut child = match Command::new("python3")
+    let mut child = Command::new("python3")
         .args(["-c", script, pattern])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
-    {
-        Ok(child) => child,
-        Err(_) => return None,
-    };
+        .unwrap();
     let input = serde_json::to_string(HEADERS).unwrap();
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "python3 failed for {pattern}");
-    let parsed: Vec<Groups> = serde_json::from_slice(&out.stdout).unwrap();
-    Some(parsed)
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn python_required() -> bool {
-    std::env::var("SAGE_STREAM_REQUIRE_PYTHON").is_ok_and(|v| v == "1")
-}
-
-fn no_python(test: &str) {
-    assert!(
-        !python_required(),
-        "{test}: python3 is required (SAGE_STREAM_REQUIRE_PYTHON=1) but cannot be run"
-    );
-    eprintln!(
-        "SKIPPED {test}: python3 not found (set SAGE_STREAM_REQUIRE_PYTHON=1 to fail instead)"
-    );
-}
-
-#[tokio::test]
 async fn the_range_regex_captures_what_python_captures() {
     for pattern in PATTERNS {
-        let Some(expected) = python_groups(pattern) else {
-            return no_python("the_range_regex_captures_what_python_captures");
-        };
+        let expected = python_groups(pattern);
         let regex = django_regex(pattern).unwrap();
         for (header, python) in HEADERS.iter().zip(&expected) {
             let ours = regex.captures(header).map(|c| {
@@ -349,7 +364,6 @@ fn auth_settings(url: String, cache_seconds: u64) -> impl FnOnce(&mut Settings) 
     }
 }
 
-#[tokio::test]
 async fn forward_authentication_asks_the_endpoint_and_records_its_user() {
     let up = upstream().await;
     let app = app(auth_settings(
@@ -410,7 +424,6 @@ async fn forward_authentication_asks_the_endpoint_and_records_its_user() {
     app.writer.shutdown();
 }
 
-#[tokio::test]
 async fn forward_authentication_refuses_when_the_endpoint_is_down() {
     // A port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -428,7 +441,6 @@ async fn forward_authentication_refuses_when_the_endpoint_is_down() {
     app.writer.shutdown();
 }
 
-#[tokio::test]
 async fn with_the_cache_off_every_request_asks() {
     let up = upstream().await;
     let app = app(auth_settings(format!("http://{}/stream-auth/", up.addr), 0));
@@ -445,7 +457,6 @@ async fn with_the_cache_off_every_request_asks() {
     app.writer.shutdown();
 }
 
-#[test]
 fn auth_request_needs_its_url_and_the_url_needs_the_class() {
     let listed = Settings {
         default_permission_classes: vec![PermissionClass::AuthRequest],
@@ -481,7 +492,7 @@ fn python_signer() -> String {
         .to_owned()
 }
 
-fn python_link(base: &str, path: &str, key: &str, ttl: i64) -> Option<String> {
+fn python_link(base: &str, path: &str, key: &str, ttl: i64) -> String {
     let script = format!(
         "{}\nimport sys\nprint(signed_stream_url(sys.argv[1], sys.argv[2], sys.argv[3], ttl=int(sys.argv[4]), media_url='/media/'))\n",
         python_signer()
@@ -489,16 +500,15 @@ fn python_link(base: &str, path: &str, key: &str, ttl: i64) -> Option<String> {
     let out = Command::new("python3")
         .args(["-c", &script, base, path, key, &ttl.to_string()])
         .output()
-        .ok()?;
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(String::from_utf8(out.stdout).unwrap().trim().to_owned())
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-#[tokio::test]
 async fn links_signed_by_the_python_function_play() {
     let key = "django-shared-secret";
     let app = app(|s| {
@@ -521,9 +531,7 @@ async fn links_signed_by_the_python_function_play() {
     let base = format!("http://{addr}/api/stream");
     let client = reqwest::Client::new();
     for path in ["/media/clip.mp4", "clip.mp4", "/media/private/p.mp4"] {
-        let Some(link) = python_link(&base, path, key, 3600) else {
-            return no_python("links_signed_by_the_python_function_play");
-        };
+        let link = python_link(&base, path, key, 3600);
         let res = client
             .get(&link)
             .header("range", "bytes=100-199")
@@ -537,11 +545,11 @@ async fn links_signed_by_the_python_function_play() {
         let status = client.get(&tampered).send().await.unwrap().status();
         assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{tampered}");
     }
-    let expired = python_link(&base, "/media/clip.mp4", key, -10).unwrap();
+    let expired = python_link(&base, "/media/clip.mp4", key, -10);
     let res = client.get(&expired).send().await.unwrap();
     assert_eq!(res.status(), reqwest::StatusCode::FORBIDDEN);
     assert_eq!(res.text().await.unwrap().trim(), "link expired");
-    let wrong_key = python_link(&base, "/media/clip.mp4", "other", 3600).unwrap();
+    let wrong_key = python_link(&base, "/media/clip.mp4", "other", 3600);
     let status = client.get(&wrong_key).send().await.unwrap().status();
     assert_eq!(status, reqwest::StatusCode::FORBIDDEN);
     app.writer.shutdown();

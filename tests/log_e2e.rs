@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::harness::{self, Test};
 use common::Fixture;
 use sage_stream::log::{
     LogFilter, WatchLogEntry, WatchLogLayer, WatchLogStore, WatchLogWriter, WriterConfig,
@@ -18,6 +19,47 @@ use sage_stream::StreamEndpoint;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tower::ServiceBuilder;
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        #[cfg(feature = "sqlite")]
+        Test::tokio(
+            "sqlite::exact_rows_for_ranged_requests",
+            sqlite::exact_rows_for_ranged_requests,
+        ),
+        #[cfg(feature = "sqlite")]
+        Test::tokio(
+            "sqlite::hang_up_is_logged_with_bytes_really_sent",
+            sqlite::hang_up_is_logged_with_bytes_really_sent,
+        ),
+        #[cfg(feature = "postgres")]
+        Test::tokio(
+            "postgres::exact_rows_for_ranged_requests",
+            postgres::exact_rows_for_ranged_requests,
+        )
+        .needs(common::harness::Requirement::Postgres),
+        #[cfg(feature = "postgres")]
+        Test::tokio(
+            "postgres::hang_up_is_logged_with_bytes_really_sent",
+            postgres::hang_up_is_logged_with_bytes_really_sent,
+        )
+        .needs(common::harness::Requirement::Postgres),
+        #[cfg(feature = "postgres")]
+        Test::tokio_multi_thread(
+            "postgres::two_nodes_with_separate_pools_share_one_log",
+            2,
+            postgres::two_nodes_with_separate_pools_share_one_log,
+        )
+        .needs(common::harness::Requirement::Postgres),
+        #[cfg(feature = "postgres")]
+        Test::tokio_multi_thread(
+            "postgres::outage_loses_no_row_and_never_stops_streaming",
+            2,
+            postgres::outage_loses_no_row_and_never_stops_streaming,
+        )
+        .needs(common::harness::Requirement::PostgresServer),
+    ])
+}
 
 struct Node {
     addr: SocketAddr,
@@ -191,14 +233,12 @@ mod sqlite {
         Arc::new(sage_stream::log::SqliteStore::open(fx.path().join("log.db")).unwrap())
     }
 
-    #[tokio::test]
-    async fn exact_rows_for_ranged_requests() {
+    pub(super) async fn exact_rows_for_ranged_requests() {
         let dir = tempfile::tempdir().unwrap();
         super::exact_rows_for_ranged_requests(store(&dir)).await;
     }
 
-    #[tokio::test]
-    async fn hang_up_is_logged_with_bytes_really_sent() {
+    pub(super) async fn hang_up_is_logged_with_bytes_really_sent() {
         let dir = tempfile::tempdir().unwrap();
         super::hang_up_is_logged_with_bytes_really_sent(store(&dir)).await;
     }
@@ -211,30 +251,21 @@ mod postgres {
     use common::pg::TestDb;
     use sage_stream::log::PgStore;
 
-    #[tokio::test]
-    async fn exact_rows_for_ranged_requests() {
-        let Some(db) = TestDb::create("exact_rows_for_ranged_requests") else {
-            return;
-        };
+    pub(super) async fn exact_rows_for_ranged_requests() {
+        let db = TestDb::create();
         super::exact_rows_for_ranged_requests(Arc::new(PgStore::connect(&db.url).unwrap())).await;
     }
 
-    #[tokio::test]
-    async fn hang_up_is_logged_with_bytes_really_sent() {
-        let Some(db) = TestDb::create("hang_up") else {
-            return;
-        };
+    pub(super) async fn hang_up_is_logged_with_bytes_really_sent() {
+        let db = TestDb::create();
         super::hang_up_is_logged_with_bytes_really_sent(Arc::new(
             PgStore::connect(&db.url).unwrap(),
         ))
         .await;
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn two_nodes_with_separate_pools_share_one_log() {
-        let Some(db) = TestDb::create("two_nodes") else {
-            return;
-        };
+    pub(super) async fn two_nodes_with_separate_pools_share_one_log() {
+        let db = TestDb::create();
         let fx = Fixture::new();
         let data = fx.file("clip.webm", 1 << 20);
         let a = Node::start(&fx, Arc::new(PgStore::connect(&db.url).unwrap()), quick()).await;
@@ -262,11 +293,8 @@ mod postgres {
         );
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn outage_loses_no_row_and_never_stops_streaming() {
-        let Some(pg) = OwnPostgres::start("outage") else {
-            return;
-        };
+    pub(super) async fn outage_loses_no_row_and_never_stops_streaming() {
+        let pg = OwnPostgres::start();
         let fx = Fixture::new();
         let data = fx.file("clip.mp4", 1 << 20);
         let store: Arc<dyn WatchLogStore> = Arc::new(PgStore::connect(&pg.url()).unwrap());

@@ -5,8 +5,8 @@
 //! Chromium reads a range from a page on another origin
 //! (`e2e/cors.mjs`).
 //!
-//! Without ffmpeg, Node or Chromium the real-world tests print `SKIPPED`
-//! and pass, unless `SAGE_STREAM_REQUIRE_BROWSER=1` makes them fail.
+//! Without ffmpeg, Node or Chromium the real-world tests report as ignored
+//! with the reason, unless `SAGE_STREAM_REQUIRE_BROWSER=1` makes them fail.
 
 mod common;
 
@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
+use common::harness::{self, Requirement, Test};
 use common::{body_bytes, Fixture};
 use http::{HeaderMap, Method, Request, StatusCode};
 use sage_stream::app::{router, AppConfig};
@@ -31,6 +32,58 @@ use sage_stream::server::{serve, ServerConfig};
 use sage_stream::settings::PermissionClass;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        Test::tokio(
+            "cors_preflights_and_range_reads_on_the_stream_routes_only",
+            cors_preflights_and_range_reads_on_the_stream_routes_only,
+        ),
+        Test::tokio(
+            "any_origin_with_a_star_and_none_by_default",
+            any_origin_with_a_star_and_none_by_default,
+        ),
+        Test::tokio(
+            "cache_control_on_the_files_answers_never_on_refusals",
+            cache_control_on_the_files_answers_never_on_refusals,
+        ),
+        Test::tokio(
+            "streaming_formats_get_the_types_players_expect",
+            streaming_formats_get_the_types_players_expect,
+        ),
+        Test::tokio(
+            "content_types_can_be_overridden",
+            content_types_can_be_overridden,
+        ),
+        Test::tokio(
+            "the_path_route_serves_confined_files_and_logs_their_paths",
+            the_path_route_serves_confined_files_and_logs_their_paths,
+        ),
+        Test::tokio(
+            "the_path_route_moves_or_goes_and_keeps_clear_of_the_others",
+            the_path_route_moves_or_goes_and_keeps_clear_of_the_others,
+        ),
+        Test::tokio(
+            "one_prefix_signed_link_opens_its_directory_and_nothing_else",
+            one_prefix_signed_link_opens_its_directory_and_nothing_else,
+        ),
+        Test::tokio_multi_thread(
+            "ffmpeg_plays_hls_through_one_prefix_signed_link",
+            2,
+            ffmpeg_plays_hls_through_one_prefix_signed_link,
+        )
+        .needs(Requirement::Ffmpeg)
+        .needs(Requirement::Ffprobe),
+        Test::tokio_multi_thread(
+            "chromium_reads_a_range_from_another_origin",
+            2,
+            chromium_reads_a_range_from_another_origin,
+        )
+        .needs(Requirement::Node)
+        .needs(Requirement::Chromium)
+        .needs(Requirement::Playwright),
+    ])
+}
 
 const KEY: &str = "pl4yer-k3y";
 const PLAYER: &str = "https://player.example";
@@ -147,7 +200,6 @@ fn list(answer: &Answer, name: &str) -> Vec<String> {
 
 // ------------------------------------------------------------------- CORS
 
-#[tokio::test]
 async fn cors_preflights_and_range_reads_on_the_stream_routes_only() {
     let app = app(|c| c.settings.cors_origins = vec![PLAYER.into()]);
     let data = app.fx.file("clip.mp4", 5000);
@@ -215,7 +267,6 @@ async fn cors_preflights_and_range_reads_on_the_stream_routes_only() {
     }
 }
 
-#[tokio::test]
 async fn any_origin_with_a_star_and_none_by_default() {
     let any = app(|c| c.settings.cors_origins = vec!["*".into()]);
     any.fx.file("clip.mp4", 10);
@@ -244,7 +295,6 @@ async fn any_origin_with_a_star_and_none_by_default() {
 
 // ---------------------------------------------------------- Cache-Control
 
-#[tokio::test]
 async fn cache_control_on_the_files_answers_never_on_refusals() {
     const CC: &str = "public, max-age=3600";
     let app = app(|c| c.settings.cache_control = Some(CC.into()));
@@ -293,7 +343,6 @@ async fn cache_control_on_the_files_answers_never_on_refusals() {
 
 // ------------------------------------------------------------- MIME types
 
-#[tokio::test]
 async fn streaming_formats_get_the_types_players_expect() {
     let app = app(|_| {});
     for (name, ty) in [
@@ -325,7 +374,6 @@ async fn streaming_formats_get_the_types_players_expect() {
     }
 }
 
-#[tokio::test]
 async fn content_types_can_be_overridden() {
     let app = app(|c| {
         c.settings.mime_types = [
@@ -362,7 +410,6 @@ async fn content_types_can_be_overridden() {
 
 // -------------------------------------------------------- path-style route
 
-#[tokio::test]
 async fn the_path_route_serves_confined_files_and_logs_their_paths() {
     let app = app(|_| {});
     let playlist = app.fx.file("show1/index.m3u8", 200);
@@ -419,7 +466,6 @@ async fn the_path_route_serves_confined_files_and_logs_their_paths() {
     assert_eq!(rows[1].range_header.as_deref(), Some("bytes=100-199"));
 }
 
-#[tokio::test]
 async fn the_path_route_moves_or_goes_and_keeps_clear_of_the_others() {
     let moved = app(|c| c.media_route = Some("/hls".into()));
     let data = moved.fx.file("show1/a.ts", 10);
@@ -476,7 +522,6 @@ async fn the_path_route_moves_or_goes_and_keeps_clear_of_the_others() {
 
 // ----------------------------------------------------- prefix-signed links
 
-#[tokio::test]
 async fn one_prefix_signed_link_opens_its_directory_and_nothing_else() {
     let app = app(signed);
     let playlist = app.fx.file("show1/index.m3u8", 300);
@@ -596,30 +641,6 @@ fn unix_now() -> u64 {
 
 // ------------------------------------------------------- the real world
 
-fn required() -> bool {
-    std::env::var("SAGE_STREAM_REQUIRE_BROWSER").is_ok_and(|v| v == "1")
-}
-
-/// Whether `program --version` runs; otherwise skip (or fail when required).
-fn have(program: &str, test: &str) -> bool {
-    let ok = Command::new(program)
-        .arg("-version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-        || Command::new(program)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            !required(),
-            "SAGE_STREAM_REQUIRE_BROWSER=1 but {program} is not installed"
-        );
-        eprintln!("SKIPPED {test}: {program} not installed");
-    }
-    ok
-}
-
 struct Running {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
@@ -685,12 +706,7 @@ async fn probe_duration(input: &str) -> f64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_plays_hls_through_one_prefix_signed_link() {
-    let test = "ffmpeg_plays_hls_through_one_prefix_signed_link";
-    if !have("ffmpeg", test) || !have("ffprobe", test) {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("media");
     let show = root.join("show1");
@@ -842,19 +858,7 @@ async fn browser_fetches(page: &str, urls: &[String]) -> serde_json::Value {
     serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_reads_a_range_from_another_origin() {
-    let test = "chromium_reads_a_range_from_another_origin";
-    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !have("node", test) {
-        return;
-    }
-    if !Path::new(&chromium).exists() || !e2e.join("node_modules/playwright-core").exists() {
-        assert!(!required(), "SAGE_STREAM_REQUIRE_BROWSER=1 but Chromium or e2e/node_modules is missing (run: cd e2e && npm ci)");
-        eprintln!("SKIPPED {test}: needs {chromium} and `cd e2e && npm ci`");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let media = Path::new(env!("CARGO_MANIFEST_DIR")).join("media");
     let sample = std::fs::read(media.join("sample.mp4")).unwrap();

@@ -6,7 +6,48 @@ mod common;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use common::harness::{self, Requirement, Test};
 use sage_stream::log::{Cursor, LogFilter, MemoryStore, WatchBatch, WatchLogStore, WatchRecord};
+
+fn main() -> std::process::ExitCode {
+    let mut tests = suite("memory", &[], memory);
+    #[cfg(feature = "sqlite")]
+    tests.extend(suite("sqlite", &[], sqlite));
+    #[cfg(feature = "postgres")]
+    tests.extend(suite("postgres", &[Requirement::Postgres], postgres));
+    tests.extend(vec![
+        #[cfg(feature = "sqlite")]
+        Test::sync("open_store_by_url", open_store_by_url),
+        #[cfg(feature = "sqlite")]
+        Test::sync("sqlite_upgrade_keeps_rows", sqlite_upgrade_keeps_rows),
+        #[cfg(feature = "postgres")]
+        Test::sync("postgres_upgrade_keeps_rows", postgres_upgrade_keeps_rows)
+            .needs(Requirement::Postgres),
+        #[cfg(feature = "sqlite")]
+        Test::sync(
+            "sqlite_queries_use_their_indexes",
+            sqlite_queries_use_their_indexes,
+        ),
+        #[cfg(feature = "postgres")]
+        Test::sync(
+            "postgres_queries_use_their_indexes",
+            postgres_queries_use_their_indexes,
+        )
+        .needs(Requirement::Postgres),
+        #[cfg(feature = "postgres")]
+        Test::sync(
+            "postgres_tells_unavailable_from_refused",
+            postgres_tells_unavailable_from_refused,
+        )
+        .needs(Requirement::Postgres),
+        #[cfg(feature = "sqlite")]
+        Test::sync(
+            "sqlite_in_a_missing_directory_is_unavailable",
+            sqlite_in_a_missing_directory_is_unavailable,
+        ),
+    ]);
+    harness::run(tests)
+}
 
 fn record(
     i: u32,
@@ -419,92 +460,65 @@ fn viewer_key_agrees_with_the_record(store: &dyn WatchLogStore) {
     assert_eq!(stats[0].unique_viewers as usize, distinct.len());
 }
 
-macro_rules! store_suite {
-    ($backend:ident, $make:expr) => {
-        mod $backend {
-            use super::*;
+/// A store for one test, with what must live as long as it (a temp dir, a
+/// database dropped after the test).
+type Opened = (Arc<dyn WatchLogStore>, Box<dyn std::any::Any>);
 
-            #[test]
-            fn round_trip_and_idempotence() {
-                let Some((store, _guard)) = $make("round_trip") else {
-                    return;
-                };
-                super::round_trip_and_idempotence(&*store);
-            }
+/// One case of the suite: its name and its body.
+type Case = (&'static str, fn(&dyn WatchLogStore));
 
-            #[test]
-            fn batches_of_every_size_round_trip() {
-                let Some((store, _guard)) = $make("batch_sizes") else {
-                    return;
-                };
-                super::batches_of_every_size_round_trip(&*store);
-            }
-
-            #[test]
-            fn keyset_pagination_newest_first() {
-                let Some((store, _guard)) = $make("pagination") else {
-                    return;
-                };
-                super::keyset_pagination_newest_first(&*store);
-            }
-
-            #[test]
-            fn filters() {
-                let Some((store, _guard)) = $make("filters") else {
-                    return;
-                };
-                super::filters(&*store);
-            }
-
-            #[test]
-            fn daily_counts() {
-                let Some((store, _guard)) = $make("daily") else {
-                    return;
-                };
-                super::daily_counts(&*store);
-            }
-
-            #[test]
-            fn viewer_key_agrees_with_the_record() {
-                let Some((store, _guard)) = $make("viewer_key") else {
-                    return;
-                };
-                super::viewer_key_agrees_with_the_record(&*store);
-            }
-
-            #[test]
-            fn path_aggregates() {
-                let Some((store, _guard)) = $make("aggregates") else {
-                    return;
-                };
-                super::path_aggregates(&*store);
-            }
-        }
-    };
+/// The suite against one backend, as `BACKEND::case` tests; `open` makes a
+/// fresh store for each.
+fn suite(backend: &str, needs: &[Requirement], open: fn() -> Opened) -> Vec<Test> {
+    let cases: [Case; 7] = [
+        ("round_trip_and_idempotence", round_trip_and_idempotence),
+        (
+            "batches_of_every_size_round_trip",
+            batches_of_every_size_round_trip,
+        ),
+        (
+            "keyset_pagination_newest_first",
+            keyset_pagination_newest_first,
+        ),
+        ("filters", filters),
+        ("daily_counts", daily_counts),
+        (
+            "viewer_key_agrees_with_the_record",
+            viewer_key_agrees_with_the_record,
+        ),
+        ("path_aggregates", path_aggregates),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, case)| {
+            let test = Test::sync(format!("{backend}::{name}"), move || {
+                let (store, _guard) = open();
+                case(&*store);
+            });
+            needs.iter().fold(test, |test, need| test.needs(*need))
+        })
+        .collect()
 }
 
-type Made = Option<(Arc<dyn WatchLogStore>, Box<dyn std::any::Any>)>;
-
-store_suite!(memory, |_: &str| -> Made {
-    Some((Arc::new(MemoryStore::new()), Box::new(())))
-});
+fn memory() -> Opened {
+    (Arc::new(MemoryStore::new()), Box::new(()))
+}
 
 #[cfg(feature = "sqlite")]
-store_suite!(sqlite, |_: &str| -> Made {
+fn sqlite() -> Opened {
     let dir = tempfile::tempdir().unwrap();
     let store = sage_stream::log::SqliteStore::open(dir.path().join("log.db")).unwrap();
-    Some((Arc::new(store), Box::new(dir)))
-});
+    (Arc::new(store), Box::new(dir))
+}
 
 #[cfg(feature = "postgres")]
-store_suite!(postgres, |test: &str| -> Made {
-    let db = common::pg::TestDb::create(test)?;
+fn postgres() -> Opened {
+    let db = common::pg::TestDb::create();
     let store = sage_stream::log::PgStore::connect(&db.url).unwrap();
-    Some((Arc::new(store), Box::new(db)))
-});
+    (Arc::new(store), Box::new(db))
+}
 
 #[cfg(feature = "sqlite")]
-#[test]
 fn open_store_by_url() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("x.db").display());
@@ -584,7 +598,6 @@ where
 }
 
 #[cfg(feature = "sqlite")]
-#[test]
 fn sqlite_upgrade_keeps_rows() {
     use diesel::Connection;
     let dir = tempfile::tempdir().unwrap();
@@ -596,12 +609,9 @@ fn sqlite_upgrade_keeps_rows() {
 }
 
 #[cfg(feature = "postgres")]
-#[test]
 fn postgres_upgrade_keeps_rows() {
     use diesel::Connection;
-    let Some(db) = common::pg::TestDb::create("upgrade") else {
-        return;
-    };
+    let db = common::pg::TestDb::create();
     let conn = diesel::PgConnection::establish(&db.url).unwrap();
     upgrade_keeps_rows(conn, "migrations/postgres", || {
         Arc::new(sage_stream::log::PgStore::connect(&db.url).unwrap())
@@ -642,7 +652,6 @@ fn assert_plans_use_indexes(
 }
 
 #[cfg(feature = "sqlite")]
-#[test]
 fn sqlite_queries_use_their_indexes() {
     use diesel::sql_types::Text;
     use diesel::RunQueryDsl;
@@ -672,7 +681,6 @@ fn sqlite_queries_use_their_indexes() {
 }
 
 #[cfg(feature = "postgres")]
-#[test]
 fn postgres_queries_use_their_indexes() {
     use diesel::connection::SimpleConnection;
     use diesel::sql_types::Text;
@@ -682,9 +690,7 @@ fn postgres_queries_use_their_indexes() {
         #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
         line: String,
     }
-    let Some(db) = common::pg::TestDb::create("plans") else {
-        return;
-    };
+    let db = common::pg::TestDb::create();
     use diesel::Connection;
     let store = sage_stream::log::PgStore::connect(&db.url).unwrap();
     store.migrate().unwrap();
@@ -705,15 +711,12 @@ fn postgres_queries_use_their_indexes() {
 /// A database that cannot be reached is `Unavailable`; data the database
 /// refuses is not (PostgreSQL stores no NUL in text).
 #[cfg(feature = "postgres")]
-#[test]
 fn postgres_tells_unavailable_from_refused() {
     let down = sage_stream::log::PgStore::connect("postgres://postgres@127.0.0.1:1/none").unwrap();
     let err = down.insert_batch(&WatchBatch::new(sample())).unwrap_err();
     assert!(err.is_unavailable(), "{err}");
     assert!(std::error::Error::source(&err).is_some());
-    let Some(db) = common::pg::TestDb::create("refused") else {
-        return;
-    };
+    let db = common::pg::TestDb::create();
     let store = sage_stream::log::PgStore::connect(&db.url).unwrap();
     let mut rows = sample();
     rows[3].path = "nul\0byte.mp4".into();
@@ -727,7 +730,6 @@ fn postgres_tells_unavailable_from_refused() {
 }
 
 #[cfg(feature = "sqlite")]
-#[test]
 fn sqlite_in_a_missing_directory_is_unavailable() {
     let dir = tempfile::tempdir().unwrap();
     let err = sage_stream::log::SqliteStore::open(dir.path().join("missing/log.db")).unwrap_err();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use common::harness::{self, Test};
 use common::{body_bytes, Fixture};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -20,6 +21,88 @@ use sage_stream::log::{
 use sage_stream::permission::IsAuthenticated;
 use sage_stream::StreamEndpoint;
 use tower::{ServiceBuilder, ServiceExt};
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        Test::tokio(
+            "one_row_per_response_with_bytes_sent",
+            one_row_per_response_with_bytes_sent,
+        ),
+        Test::tokio(
+            "dropped_body_logs_the_bytes_really_sent",
+            dropped_body_logs_the_bytes_really_sent,
+        ),
+        Test::tokio(
+            "refusals_304_forwarded_ips_and_options",
+            refusals_304_forwarded_ips_and_options,
+        ),
+        Test::tokio(
+            "logs_around_tower_http_serve_dir",
+            logs_around_tower_http_serve_dir,
+        ),
+        Test::sync(
+            "writer_retries_spools_and_replays_without_loss_or_duplicates",
+            writer_retries_spools_and_replays_without_loss_or_duplicates,
+        ),
+        Test::sync(
+            "an_outage_under_load_keeps_memory_within_the_bound",
+            an_outage_under_load_keeps_memory_within_the_bound,
+        ),
+        Test::sync(
+            "a_durable_log_journals_every_row_before_it_is_queued",
+            a_durable_log_journals_every_row_before_it_is_queued,
+        ),
+        Test::sync(
+            "a_batch_retried_after_an_ambiguous_commit_is_stored_once",
+            a_batch_retried_after_an_ambiguous_commit_is_stored_once,
+        ),
+        Test::sync(
+            "shutdown_with_the_store_down_spools_and_the_next_writer_replays",
+            shutdown_with_the_store_down_spools_and_the_next_writer_replays,
+        ),
+        #[cfg(feature = "sqlite")]
+        Test::tokio(
+            "sqlite_end_to_end_through_the_layer",
+            sqlite_end_to_end_through_the_layer,
+        ),
+        Test::tokio(
+            "a_file_deleted_mid_stream_still_streams_and_is_logged",
+            a_file_deleted_mid_stream_still_streams_and_is_logged,
+        ),
+        Test::tokio(
+            "hostile_text_never_stops_the_memory_log",
+            hostile_text_never_stops_the_memory_log,
+        ),
+        #[cfg(feature = "sqlite")]
+        Test::tokio(
+            "hostile_text_never_stops_the_sqlite_log",
+            hostile_text_never_stops_the_sqlite_log,
+        ),
+        #[cfg(feature = "postgres")]
+        Test::tokio(
+            "hostile_text_never_stops_the_postgres_log",
+            hostile_text_never_stops_the_postgres_log,
+        )
+        .needs(common::harness::Requirement::Postgres),
+        #[cfg(feature = "sqlite")]
+        Test::sync(
+            "sqlite_rows_a_trigger_rejects_are_quarantined",
+            sqlite_rows_a_trigger_rejects_are_quarantined,
+        ),
+        #[cfg(feature = "postgres")]
+        Test::sync(
+            "postgres_rows_a_trigger_rejects_are_quarantined",
+            postgres_rows_a_trigger_rejects_are_quarantined,
+        )
+        .needs(common::harness::Requirement::Postgres),
+        #[cfg(feature = "postgres")]
+        Test::sync(
+            "postgres_log_recovers_when_its_database_is_recreated",
+            postgres_log_recovers_when_its_database_is_recreated,
+        )
+        .needs(common::harness::Requirement::Postgres),
+    ])
+}
 
 fn quick() -> WriterConfig {
     WriterConfig {
@@ -44,7 +127,6 @@ fn req(uri: &str, headers: &[(&str, &str)]) -> Request<()> {
     req
 }
 
-#[tokio::test]
 async fn one_row_per_response_with_bytes_sent() {
     let fx = Fixture::new();
     fx.file("clip.mp4", 100_000);
@@ -109,7 +191,6 @@ async fn one_row_per_response_with_bytes_sent() {
     writer.shutdown_async().await;
 }
 
-#[tokio::test]
 async fn dropped_body_logs_the_bytes_really_sent() {
     let fx = Fixture::new();
     fx.file("big.mp4", 1 << 20);
@@ -144,7 +225,6 @@ async fn dropped_body_logs_the_bytes_really_sent() {
     writer.shutdown_async().await;
 }
 
-#[tokio::test]
 async fn refusals_304_forwarded_ips_and_options() {
     let fx = Fixture::new();
     fx.file("v.mp4", 50);
@@ -231,7 +311,6 @@ async fn refusals_304_forwarded_ips_and_options() {
     writer.shutdown_async().await;
 }
 
-#[tokio::test]
 async fn logs_around_tower_http_serve_dir() {
     use tower_http::services::ServeDir;
     let fx = Fixture::new();
@@ -274,7 +353,6 @@ fn record(i: usize) -> WatchRecord {
     }
 }
 
-#[test]
 fn writer_retries_spools_and_replays_without_loss_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("log.spool");
@@ -348,7 +426,6 @@ fn spool_is_empty(spool: &std::path::Path) -> bool {
     aside == 0 && std::fs::metadata(spool).map_or(true, |m| m.len() == 0)
 }
 
-#[test]
 fn an_outage_under_load_keeps_memory_within_the_bound() {
     // Four threads record as fast as they can while the store is down; the
     // writer runs at the lowest priority and the machine is busy, which is
@@ -408,7 +485,6 @@ fn an_outage_under_load_keeps_memory_within_the_bound() {
     assert!(spool_is_empty(&spool));
 }
 
-#[test]
 fn a_durable_log_journals_every_row_before_it_is_queued() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("log.spool");
@@ -450,7 +526,6 @@ fn a_durable_log_journals_every_row_before_it_is_queued() {
     assert!(spool_is_empty(&spool));
 }
 
-#[test]
 fn a_batch_retried_after_an_ambiguous_commit_is_stored_once() {
     let store = Arc::new(MemoryStore::new());
     // The first three inserts commit, then report a failure.
@@ -473,7 +548,6 @@ fn a_batch_retried_after_an_ambiguous_commit_is_stored_once() {
     assert_eq!(sent, (0..100).collect::<Vec<i64>>(), "each row once");
 }
 
-#[test]
 fn shutdown_with_the_store_down_spools_and_the_next_writer_replays() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("log.spool");
@@ -500,7 +574,6 @@ fn shutdown_with_the_store_down_spools_and_the_next_writer_replays() {
 }
 
 #[cfg(feature = "sqlite")]
-#[tokio::test]
 async fn sqlite_end_to_end_through_the_layer() {
     let fx = Fixture::new();
     let data = fx.file("clip.webm", 300_000);
@@ -536,7 +609,6 @@ async fn sqlite_end_to_end_through_the_layer() {
     assert_eq!(stats[0].bytes_sent, expected);
 }
 
-#[tokio::test]
 async fn a_file_deleted_mid_stream_still_streams_and_is_logged() {
     let fx = Fixture::new();
     let data = fx.file("gone.mp4", 1 << 20);
@@ -635,13 +707,11 @@ async fn hostile_text_lands_with_every_other_row(store: Arc<dyn WatchLogStore>) 
         .all(|r| r.user_agent.as_ref().is_none_or(|ua| ua.len() <= 256)));
 }
 
-#[tokio::test]
 async fn hostile_text_never_stops_the_memory_log() {
     hostile_text_lands_with_every_other_row(Arc::new(MemoryStore::new())).await;
 }
 
 #[cfg(feature = "sqlite")]
-#[tokio::test]
 async fn hostile_text_never_stops_the_sqlite_log() {
     let dir = tempfile::tempdir().unwrap();
     let store = sage_stream::log::SqliteStore::open(dir.path().join("log.db")).unwrap();
@@ -649,11 +719,8 @@ async fn hostile_text_never_stops_the_sqlite_log() {
 }
 
 #[cfg(feature = "postgres")]
-#[tokio::test]
 async fn hostile_text_never_stops_the_postgres_log() {
-    let Some(db) = common::pg::TestDb::create("hostile_text") else {
-        return;
-    };
+    let db = common::pg::TestDb::create();
     let store = sage_stream::log::PgStore::connect(&db.url).unwrap();
     hostile_text_lands_with_every_other_row(Arc::new(store)).await;
 }
@@ -695,7 +762,6 @@ fn rejected_rows_are_quarantined_and_the_rest_lands(store: Arc<dyn WatchLogStore
 }
 
 #[cfg(feature = "sqlite")]
-#[test]
 fn sqlite_rows_a_trigger_rejects_are_quarantined() {
     use diesel::{Connection, RunQueryDsl, SqliteConnection};
     let dir = tempfile::tempdir().unwrap();
@@ -712,12 +778,9 @@ fn sqlite_rows_a_trigger_rejects_are_quarantined() {
 }
 
 #[cfg(feature = "postgres")]
-#[test]
 fn postgres_rows_a_trigger_rejects_are_quarantined() {
     use diesel::{Connection, PgConnection, RunQueryDsl};
-    let Some(db) = common::pg::TestDb::create("trigger_rejects") else {
-        return;
-    };
+    let db = common::pg::TestDb::create();
     let store = sage_stream::log::PgStore::connect(&db.url).unwrap();
     let mut conn = PgConnection::establish(&db.url).unwrap();
     for sql in [
@@ -736,12 +799,9 @@ fn postgres_rows_a_trigger_rejects_are_quarantined() {
 /// writer sees its tables missing, runs the migrations again and stores
 /// every row recorded after that, without a restart.
 #[cfg(feature = "postgres")]
-#[test]
 fn postgres_log_recovers_when_its_database_is_recreated() {
     use diesel::{Connection, PgConnection, RunQueryDsl};
-    let Some(db) = common::pg::TestDb::create("recreated") else {
-        return;
-    };
+    let db = common::pg::TestDb::create();
     let store = Arc::new(sage_stream::log::PgStore::connect(&db.url).unwrap());
     let (sink, writer) = WatchLogWriter::spawn(store.clone(), quick()).unwrap();
     for i in 0..20 {

@@ -157,6 +157,11 @@ pub fn exists(path: &Path) -> bool {
     path.exists()
 }
 
+pub mod harness;
+
+#[cfg(feature = "cli")]
+pub mod served;
+
 #[cfg(feature = "postgres")]
 pub mod pg;
 
