@@ -51,7 +51,11 @@ struct FileStream {
 }
 
 enum Ahead {
+    /// Bytes known up front (multipart headers, the chunk read with the open).
     Bytes(Bytes),
+    /// File bytes read from the page cache on the worker, on demand.
+    Resident(Bytes),
+    /// A read on the blocking pool, of this many bytes.
     Read(JoinHandle<io::Result<Bytes>>, usize),
 }
 
@@ -113,26 +117,41 @@ impl MediaBody {
 }
 
 impl FileStream {
-    /// Schedules segments until one file read is in flight (or none are left).
+    /// Schedules segments until one file chunk is ahead (or none are left):
+    /// from the page cache when it holds the chunk (no thread hop), else
+    /// as a read on the blocking pool. At most one file chunk waits here
+    /// besides the one the server is writing.
     fn schedule(&mut self) {
-        while !self.ahead.iter().any(|a| matches!(a, Ahead::Read(..))) {
+        while !self
+            .ahead
+            .iter()
+            .any(|a| matches!(a, Ahead::Read(..) | Ahead::Resident(_)))
+        {
             match self.segments.pop_front() {
                 None => return,
                 Some(Segment::Static(bytes)) => self.ahead.push_back(Ahead::Bytes(bytes)),
                 Some(Segment::File { offset, len }) => {
-                    let n = len.min(self.chunk_size as u64);
-                    if len > n {
+                    // `n` fits in usize: it is at most `chunk_size`.
+                    let n = len.min(self.chunk_size as u64) as usize;
+                    let (n, ahead) = match super::resident::read_resident(&self.file, offset, n) {
+                        // A partial hit sends what is resident; the rest
+                        // is the next chunk's business.
+                        Some(bytes) => (bytes.len(), Ahead::Resident(bytes)),
+                        None => {
+                            let file = Arc::clone(&self.file);
+                            let handle = tokio::task::spawn_blocking(move || {
+                                read_exact_at(&file, offset, n)
+                            });
+                            (n, Ahead::Read(handle, n))
+                        }
+                    };
+                    if len > n as u64 {
                         self.segments.push_front(Segment::File {
-                            offset: offset + n,
-                            len: len - n,
+                            offset: offset + n as u64,
+                            len: len - n as u64,
                         });
                     }
-                    // `n` fits in usize: it is at most `chunk_size`.
-                    let n = n as usize;
-                    let file = Arc::clone(&self.file);
-                    let handle =
-                        tokio::task::spawn_blocking(move || read_exact_at(&file, offset, n));
-                    self.ahead.push_back(Ahead::Read(handle, n));
+                    self.ahead.push_back(ahead);
                 }
             }
         }
@@ -142,8 +161,10 @@ impl FileStream {
         self.schedule();
         let bytes = match self.ahead.front_mut() {
             None => return Poll::Ready(None),
-            Some(Ahead::Bytes(_)) => match self.ahead.pop_front() {
-                Some(Ahead::Bytes(bytes)) => bytes,
+            Some(Ahead::Bytes(_) | Ahead::Resident(_)) => match self.ahead.pop_front() {
+                // Resident chunks are read on demand, not ahead: the next
+                // poll reads the next one (so a slow reader holds one).
+                Some(Ahead::Bytes(bytes) | Ahead::Resident(bytes)) => bytes,
                 _ => return Poll::Ready(None),
             },
             Some(Ahead::Read(handle, expected)) => {

@@ -52,6 +52,7 @@ pub(crate) mod body;
 pub(crate) mod conditional;
 mod mime;
 pub(crate) mod path;
+mod resident;
 pub(crate) mod respond;
 mod service;
 
