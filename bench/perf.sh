@@ -173,7 +173,7 @@ reset_peak() {
 # --- the servers ------------------------------------------------------------
 
 names=("nginx" "tower-http ServeDir" "sage-stream, log off" "sage-stream, log SQLite")
-cmds=(); ports=(); prefixes=()
+cmds=(); ports=()
 read -r -a sage_flags <<<"$SAGE_FLAGS"
 read -r -a sage_log_flags <<<"$SAGE_LOG_FLAGS"
 q() { printf '%q ' "$@"; }
