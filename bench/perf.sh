@@ -14,6 +14,8 @@
 #   BENCH_SMOKE=1 bash bench/perf.sh      # every step for ~1 s, tiny files: does the harness work?
 #   SAGE_FLAGS="--watch-log false" SAGE_LOG_FLAGS="" bash bench/perf.sh
 #                                         # flags of an older sage-stream
+#   BENCH_PROFILE=dev BENCH_SMOKE=1 bash bench/perf.sh
+#                                         # the debug build (CI's smoke run: no release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -53,10 +55,12 @@ for tool in curl python3 cmp dd sha256sum pgrep; do
   command -v "$tool" >/dev/null || die "$tool not found"
 done
 
-say "building (release, all features)..."
-cargo build -q --release --all-features --bin sage-stream --example bench_servedir
-SAGE_BIN=$TARGET_DIR/release/sage-stream
-SERVEDIR_BIN=$TARGET_DIR/release/examples/bench_servedir
+PROFILE=${BENCH_PROFILE:-release}
+case $PROFILE in release) PROFILE_DIR=release;; dev) PROFILE_DIR=debug;; *) die "BENCH_PROFILE is release or dev";; esac
+say "building ($PROFILE, all features)..."
+cargo build -q --profile "$PROFILE" --all-features --bin sage-stream --example bench_servedir
+SAGE_BIN=$TARGET_DIR/$PROFILE_DIR/sage-stream
+SERVEDIR_BIN=$TARGET_DIR/$PROFILE_DIR/examples/bench_servedir
 
 work=$(mktemp -d /tmp/sage-perf.XXXXXX)
 chmod 755 "$work"
