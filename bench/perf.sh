@@ -14,6 +14,8 @@
 #   BENCH_SMOKE=1 bash bench/perf.sh      # every step for ~1 s, tiny files: does the harness work?
 #   SAGE_FLAGS="--watch-log false" SAGE_LOG_FLAGS="" bash bench/perf.sh
 #                                         # flags of an older sage-stream
+#   BASELINE_BIN=/path/to/old/sage-stream bash bench/perf.sh
+#                                         # before/after: the last slot runs that binary, log off
 #   BENCH_PROFILE=dev BENCH_SMOKE=1 bash bench/perf.sh
 #                                         # the debug build (CI's smoke run: no release build)
 set -euo pipefail
@@ -177,6 +179,10 @@ reset_peak() {
 # --- the servers ------------------------------------------------------------
 
 names=("nginx" "tower-http ServeDir" "sage-stream, log off" "sage-stream, log SQLite")
+if [ -n "${BASELINE_BIN:-}" ]; then
+  [ -x "$BASELINE_BIN" ] || die "BASELINE_BIN=$BASELINE_BIN is not an executable"
+  names[3]="sage-stream baseline, log off"
+fi
 cmds=(); ports=()
 read -r -a sage_flags <<<"$SAGE_FLAGS"
 read -r -a sage_log_flags <<<"$SAGE_LOG_FLAGS"
@@ -184,7 +190,11 @@ q() { printf '%q ' "$@"; }
 cmds[0]=$(q "$NGINX" -p "$work/nginx" -c "$work/nginx/nginx.conf")
 cmds[1]=$(q "$SERVEDIR_BIN" "$media" "127.0.0.1:$((PORT_BASE + 1))")
 cmds[2]=$(q "$SAGE_BIN" serve --root "$media" --bind "127.0.0.1:$((PORT_BASE + 2))" --database "sqlite://$work/off.db" ${sage_flags[@]+"${sage_flags[@]}"})
-cmds[3]=$(q "$SAGE_BIN" serve --root "$media" --bind "127.0.0.1:$((PORT_BASE + 3))" --database "sqlite://$work/log.db" ${sage_log_flags[@]+"${sage_log_flags[@]}"})
+if [ -n "${BASELINE_BIN:-}" ]; then
+  cmds[3]=$(q "$BASELINE_BIN" serve --root "$media" --bind "127.0.0.1:$((PORT_BASE + 3))" --database "sqlite://$work/log.db" ${sage_flags[@]+"${sage_flags[@]}"})
+else
+  cmds[3]=$(q "$SAGE_BIN" serve --root "$media" --bind "127.0.0.1:$((PORT_BASE + 3))" --database "sqlite://$work/log.db" ${sage_log_flags[@]+"${sage_log_flags[@]}"})
+fi
 for i in 0 1 2 3; do ports[$i]=$((PORT_BASE + i)); done
 prefixes=("/" "/" "/api/stream?path=" "/api/stream?path=")
 url() { echo "http://127.0.0.1:${ports[$1]}${prefixes[$1]}$2"; }
@@ -394,7 +404,11 @@ for w in $WORKLOADS; do
 done
 
 echo
-echo "Watch log on (SQLite) ÷ off, requests/s per round (target ≥ 0.95):"
+if [ -n "${BASELINE_BIN:-}" ]; then
+  echo "Baseline ÷ this build (both log off), requests/s per round (the target line does not apply):"
+else
+  echo "Watch log on (SQLite) ÷ off, requests/s per round (target ≥ 0.95):"
+fi
 echo
 echo "| workload | $(for r in $(seq 1 "$ROUNDS"); do printf 'round %s | ' "$r"; done)median | target |"
 echo "|---|$(for r in $(seq 1 "$ROUNDS"); do printf -- '---:|'; done)---:|---|"
@@ -407,6 +421,7 @@ for w in $WORKLOADS; do
   med=$(median "${ratios[@]}")
   verdict=$(awk -v m="$med" 'BEGIN {print (m >= 0.95 ? "met" : "not met")}')
   [ -n "$SMOKE" ] && verdict="not judged (smoke)"
+  [ -n "${BASELINE_BIN:-}" ] && verdict="-"
   printf '| %s | %s%.3f | %s |\n' "$w" "$(printf '%s | ' "${ratios[@]}")" "$med" "$verdict"
 done
 

@@ -8,18 +8,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use common::harness::{self, Requirement, Test};
-use sage_stream::app::{router, AppConfig};
-use sage_stream::log::{
-    LogFilter, SqliteStore, WatchLogStore, WatchLogWriter, WriterConfig, WriterHandle,
-};
-use sage_stream::server::{serve, ServerConfig};
-use tokio::sync::oneshot;
+use common::running::start;
+use sage_stream::log::{LogFilter, WatchLogStore};
 
 const TOKEN: &str = "e2e-admin-token";
 
@@ -41,44 +35,6 @@ fn main() -> std::process::ExitCode {
         .needs(Requirement::Ffmpeg)
         .needs(Requirement::Ffprobe),
     ])
-}
-
-struct Running {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-    writer: WriterHandle,
-    store: Arc<dyn WatchLogStore>,
-}
-
-async fn start(root: &Path, db: &Path) -> Running {
-    let store: Arc<dyn WatchLogStore> = Arc::new(SqliteStore::open(db).unwrap());
-    let (sink, writer) = WatchLogWriter::spawn(store.clone(), WriterConfig::default()).unwrap();
-    let mut config = AppConfig::new(root);
-    config.admin_token = Some(TOKEN.into());
-    let app = router(&config, store.clone(), sink).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, app, ServerConfig::default(), async {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        stop,
-        task,
-        writer,
-        store,
-    }
-}
-
-impl Running {
-    async fn stop(self) -> Arc<dyn WatchLogStore> {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-        self.writer.shutdown_async().await;
-        self.store
-    }
 }
 
 /// A screenshot is "not blank" when its pixels vary: a spread of luma
@@ -120,7 +76,10 @@ async fn chromium_plays_seeks_and_uses_the_admin() {
     let chromium = harness::chromium();
     let dir = tempfile::tempdir().unwrap();
     let media = Path::new(env!("CARGO_MANIFEST_DIR")).join("media");
-    let server = start(&media, &dir.path().join("log.db")).await;
+    let server = start(&media, &dir.path().join("log.db"), |c| {
+        c.admin_token = Some(TOKEN.into())
+    })
+    .await;
     let base = format!("http://{}", server.addr);
     let out = screenshot_dir();
     let output = tokio::process::Command::new("node")
@@ -203,7 +162,10 @@ async fn ffmpeg_seeks_in_a_moov_at_end_mp4_over_http() {
     let mdat = bytes.windows(4).position(|w| w == b"mdat").unwrap();
     assert!(moov > mdat, "the fixture really has moov at the end");
 
-    let server = start(&media, &dir.path().join("log.db")).await;
+    let server = start(&media, &dir.path().join("log.db"), |c| {
+        c.admin_token = Some(TOKEN.into())
+    })
+    .await;
     let url = format!("http://{}/api/stream?path=late.mp4", server.addr);
     let probe = tokio::process::Command::new("ffprobe")
         .args([

@@ -15,6 +15,10 @@ use sage_stream::permission::{Permission, RequestHead, SignedUrl};
 fn main() -> std::process::ExitCode {
     harness::run(vec![
         Test::sync(
+            "sign_prefix_cors_cache_control_and_mime_on_a_real_server",
+            sign_prefix_cors_cache_control_and_mime_on_a_real_server,
+        ),
+        Test::sync(
             "serve_logs_every_request_and_a_graceful_stop_loses_none",
             serve_logs_every_request_and_a_graceful_stop_loses_none,
         ),
@@ -717,7 +721,6 @@ fn import_django_from_postgres() {
 /// prints a path-signed link the server opens for every file below the
 /// prefix, and `--cors-origin`, `--cache-control` and `--mime` (or their
 /// variables) shape the answers.
-#[test]
 fn sign_prefix_cors_cache_control_and_mime_on_a_real_server() {
     let fx = Fixture::new();
     let playlist = fx.file("show1/index.m3u8", 300);

@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use common::served::Served;
 use common::Fixture;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -20,8 +19,6 @@ use sage_stream::log::{
 use sage_stream::observe::Metrics;
 use sage_stream::settings::PermissionClass;
 use tower::ServiceExt;
-
-const BIN: &str = env!("CARGO_BIN_EXE_sage-stream");
 
 /// The value of one series (`name{labels}` exactly as rendered).
 fn value(text: &str, series: &str) -> f64 {
@@ -257,61 +254,17 @@ async fn permission_refusals_are_counted() {
     );
 }
 
-/// A running `sage-stream serve` with its stderr in a file.
-struct Served {
-    child: std::process::Child,
-    base: String,
-    metrics: Option<String>,
-    stderr: std::path::PathBuf,
+/// `serve` with `args`, its log in `dir/stderr.log`.
+fn start(args: &[&str], dir: &std::path::Path) -> (Served, std::path::PathBuf) {
+    let stderr = dir.join("stderr.log");
+    (Served::start_logging(args, &[], &stderr), stderr)
 }
 
-impl Served {
-    fn start(args: &[&str], dir: &std::path::Path) -> Self {
-        let stderr = dir.join("stderr.log");
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(args)
-            .args(["--bind", "127.0.0.1:0"])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let (mut banner, mut base, mut metrics) = (String::new(), None, None);
-        while !banner.contains("watch log") {
-            let mut line = String::new();
-            if stdout.read_line(&mut line).unwrap() == 0 {
-                panic!(
-                    "serve exited early: {banner}{}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                );
-            }
-            if let Some(url) = line.trim().strip_prefix("player:") {
-                base = Some(url.trim().trim_end_matches('/').to_owned());
-            }
-            if let Some(url) = line.trim().strip_prefix("metrics:") {
-                metrics = Some(url.trim().to_owned());
-            }
-            banner.push_str(&line);
-        }
-        // Keep reading stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        Self {
-            child,
-            base: base.unwrap(),
-            metrics,
-            stderr,
-        }
-    }
-
-    fn stop(mut self) -> String {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        assert!(self.child.wait().unwrap().success());
-        std::fs::read_to_string(&self.stderr).unwrap()
-    }
+/// Stops `served` (which must exit cleanly); what it logged.
+fn stop(served: Served, stderr: &std::path::Path) -> String {
+    let (ok, rest) = served.stop();
+    assert!(ok, "{rest}");
+    std::fs::read_to_string(stderr).unwrap()
 }
 
 #[test]
@@ -319,7 +272,7 @@ fn the_binary_serves_probes_metrics_and_json_access_logs() {
     let fx = Fixture::new();
     let data = fx.file("clip.mp4", 30_000);
     let db = format!("sqlite://{}", fx.dir.path().join("log.db").display());
-    let served = Served::start(
+    let (served, stderr) = start(
         &[
             "--root",
             fx.root.to_str().unwrap(),
@@ -334,7 +287,9 @@ fn the_binary_serves_probes_metrics_and_json_access_logs() {
         ],
         fx.dir.path(),
     );
-    let metrics_url = served.metrics.clone().expect("metrics URL in the banner");
+    let metrics_url = served
+        .banner_url("metrics")
+        .expect("metrics URL in the banner");
     let base = served.base.clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let scraped = rt.block_on(async {
@@ -412,7 +367,7 @@ fn the_binary_serves_probes_metrics_and_json_access_logs() {
         6.0
     );
 
-    let logs = served.stop();
+    let logs = stop(served, &stderr);
     let access: Vec<serde_json::Value> = logs
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
@@ -447,7 +402,7 @@ fn the_access_log_can_be_turned_off() {
     let fx = Fixture::new();
     fx.file("clip.mp4", 1_000);
     let db = format!("sqlite://{}", fx.dir.path().join("log.db").display());
-    let served = Served::start(
+    let (served, stderr) = start(
         &[
             "--root",
             fx.root.to_str().unwrap(),
@@ -465,10 +420,10 @@ fn the_access_log_can_be_turned_off() {
             .unwrap();
         assert_eq!(res.bytes().await.unwrap().len(), 1_000);
     });
-    let logs = served.stop();
+    let logs = stop(served, &stderr);
     assert!(!logs.contains("sage_stream::access"), "{logs}");
     // And on by default, as text.
-    let served = Served::start(
+    let (served, stderr) = start(
         &["--root", fx.root.to_str().unwrap(), "--database", &db],
         fx.dir.path(),
     );
@@ -479,7 +434,7 @@ fn the_access_log_can_be_turned_off() {
             .unwrap();
         assert_eq!(res.bytes().await.unwrap().len(), 1_000);
     });
-    let logs = served.stop();
+    let logs = stop(served, &stderr);
     let line = logs
         .lines()
         .find(|l| l.contains("sage_stream::access"))
@@ -501,7 +456,7 @@ fn readyz_is_503_with_the_reason_while_the_store_is_down() {
     let fx = Fixture::new();
     fx.file("clip.mp4", 1_000);
     // Nothing listens on port 1: every connection is refused at once.
-    let served = Served::start(
+    let (served, stderr) = start(
         &[
             "--root",
             fx.root.to_str().unwrap(),
@@ -529,5 +484,5 @@ fn readyz_is_503_with_the_reason_while_the_store_is_down() {
         assert_eq!(res.status(), 200);
         assert_eq!(res.bytes().await.unwrap().len(), 1_000);
     });
-    served.stop();
+    stop(served, &stderr);
 }

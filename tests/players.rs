@@ -19,6 +19,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::Router;
 use common::harness::{self, Requirement, Test};
+use common::running::start;
 use common::{body_bytes, Fixture};
 use http::{HeaderMap, Method, Request, StatusCode};
 use sage_stream::app::{router, AppConfig};
@@ -28,9 +29,7 @@ use sage_stream::log::{
     WriterHandle,
 };
 use sage_stream::permission::SignedUrl;
-use sage_stream::server::{serve, ServerConfig};
 use sage_stream::settings::PermissionClass;
-use tokio::sync::oneshot;
 use tower::ServiceExt;
 
 fn main() -> std::process::ExitCode {
@@ -640,44 +639,6 @@ fn unix_now() -> u64 {
 }
 
 // ------------------------------------------------------- the real world
-
-struct Running {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-    writer: WriterHandle,
-    store: Arc<dyn WatchLogStore>,
-}
-
-async fn start(root: &Path, db: &Path, configure: impl FnOnce(&mut AppConfig)) -> Running {
-    let store: Arc<dyn WatchLogStore> = Arc::new(SqliteStore::open(db).unwrap());
-    let (sink, writer) = WatchLogWriter::spawn(store.clone(), WriterConfig::default()).unwrap();
-    let mut config = AppConfig::new(root);
-    configure(&mut config);
-    let app = router(&config, store.clone(), sink).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, app, ServerConfig::default(), async {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        stop,
-        task,
-        writer,
-        store,
-    }
-}
-
-impl Running {
-    async fn stop(self) -> Arc<dyn WatchLogStore> {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-        self.writer.shutdown_async().await;
-        self.store
-    }
-}
 
 fn sample() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("media/sample.mp4")

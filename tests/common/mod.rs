@@ -162,6 +162,9 @@ pub mod harness;
 #[cfg(feature = "cli")]
 pub mod served;
 
+#[cfg(all(feature = "server", feature = "sqlite"))]
+pub mod running;
+
 #[cfg(feature = "postgres")]
 pub mod pg;
 

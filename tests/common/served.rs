@@ -17,14 +17,36 @@ pub struct Served {
 impl Served {
     /// Starts `serve` with `args` and `env`, waits for its banner.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command.env("RUST_LOG", "warn").stderr(Stdio::null());
+        Self::spawn(command, args, env)
+    }
+
+    /// As [`Served::start`], with the log at its default level written to
+    /// the file `stderr`.
+    pub fn start_logging(args: &[&str], env: &[(&str, &str)], stderr: &std::path::Path) -> Self {
+        let mut command = Command::new(BIN);
+        command
+            .env_remove("RUST_LOG")
+            .stderr(std::fs::File::create(stderr).unwrap());
+        Self::spawn(command, args, env)
+    }
+
+    /// The URL the banner printed after `label:` (`"metrics"`, …).
+    pub fn banner_url(&self, label: &str) -> Option<String> {
+        self.banner.lines().find_map(|line| {
+            let url = line.trim().strip_prefix(label)?.strip_prefix(':')?;
+            Some(url.trim().to_owned())
+        })
+    }
+
+    fn spawn(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = command
             .arg("serve")
             .args(args)
             .args(["--bind", "127.0.0.1:0"])
             .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
