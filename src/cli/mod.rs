@@ -1,5 +1,6 @@
 //! Command-line interface of the `sage-stream` binary.
 
+mod duration;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod import_django;
 pub(crate) mod logs;
@@ -8,6 +9,8 @@ pub(crate) mod serve;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+pub(crate) use duration::parse_duration;
 
 /// The SQLite file used when no database is named.
 pub(crate) const DEFAULT_DATABASE: &str = "sqlite://sage_stream.db";
@@ -108,23 +111,4 @@ pub(crate) fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
-}
-
-pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
-    let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("bad duration {value:?}"))?;
-    let seconds = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("bad duration unit in {value:?}; use s, m, h or d")),
-    };
-    Ok(Duration::from_secs(number.saturating_mul(seconds)))
 }
