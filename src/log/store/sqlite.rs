@@ -17,7 +17,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
 use super::schema::{watch_log_batches, watch_logs};
 use super::shared::{self, Migrated, NewBatch, NewWatchLog, PathStatsRow, Row};
-use super::{StoreError, WatchLogStore};
+use super::{Pruned, StoreError, WatchLogStore};
 use crate::log::query::{Cursor, DayCount, LogFilter, Page, PathStats};
 use crate::log::record::{WatchBatch, WatchRecord};
 
@@ -152,6 +152,52 @@ impl WatchLogStore for SqliteStore {
             .load(&mut self.conn()?)
             .map_err(|e| self.migrated.query_error(e))?;
         Ok(shared::days(rows))
+    }
+
+    /// Through the `created_at` index (whose keys end with the rowid), then
+    /// by rowid.
+    fn prune_chunk(&self, cutoff: NaiveDateTime, limit: usize) -> Result<Pruned, StoreError> {
+        let cutoff = super::cutoff(cutoff);
+        use diesel::sql_types::{BigInt, Timestamp};
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut conn = self.conn()?;
+        let mut delete = |sql: &str| {
+            diesel::sql_query(sql)
+                .bind::<Timestamp, _>(cutoff)
+                .bind::<BigInt, _>(limit)
+                .execute(&mut conn)
+                .map(|n| n as u64)
+                .map_err(|e| self.migrated.query_error(e))
+        };
+        let rows = delete(
+            "DELETE FROM watch_logs WHERE id IN \
+             (SELECT id FROM watch_logs WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+        )?;
+        let batches = delete(
+            "DELETE FROM watch_log_batches WHERE batch_id IN \
+             (SELECT batch_id FROM watch_log_batches WHERE stored_at < ? \
+              ORDER BY stored_at LIMIT ?)",
+        )?;
+        Ok(Pruned { rows, batches })
+    }
+
+    fn prunable(&self, cutoff: NaiveDateTime) -> Result<Pruned, StoreError> {
+        let cutoff = super::cutoff(cutoff);
+        let mut conn = self.conn()?;
+        let rows: i64 = watch_logs::table
+            .filter(watch_logs::created_at.lt(cutoff))
+            .count()
+            .get_result(&mut conn)
+            .map_err(|e| self.migrated.query_error(e))?;
+        let batches: i64 = watch_log_batches::table
+            .filter(watch_log_batches::stored_at.lt(cutoff))
+            .count()
+            .get_result(&mut conn)
+            .map_err(|e| self.migrated.query_error(e))?;
+        Ok(Pruned {
+            rows: u64::try_from(rows).unwrap_or(0),
+            batches: u64::try_from(batches).unwrap_or(0),
+        })
     }
 }
 
