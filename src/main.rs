@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(args),
         Command::Migrate(args) => cli::migrate(args),
         Command::Logs(args) => cli::logs::run(args),
+        Command::Prune(args) => cli::prune::run(args),
         Command::Sign(args) => {
             cli::sign(args);
             Ok(())

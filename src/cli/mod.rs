@@ -4,6 +4,7 @@ mod duration;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod import_django;
 pub(crate) mod logs;
+pub(crate) mod prune;
 pub(crate) mod serve;
 
 use std::time::Duration;
@@ -36,6 +37,8 @@ pub(crate) enum Command {
     Migrate(DatabaseArgs),
     /// Print watch-log rows or per-path totals.
     Logs(logs::LogsArgs),
+    /// Delete watch-log rows older than --older-than (and their batch ids); --dry-run counts them.
+    Prune(prune::PruneArgs),
     /// Print a signed URL for PATH (needs STREAM_SIGNING_KEY or --key).
     Sign(SignArgs),
     /// Copy django-sage-streaming's watch history (sage_stream_watchlog) into the watch log; rerunnable.

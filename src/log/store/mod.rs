@@ -129,6 +129,17 @@ pub(super) fn cutoff(cutoff: NaiveDateTime) -> NaiveDateTime {
     chrono::SubsecRound::trunc_subsecs(cutoff, 6)
 }
 
+/// The cutoff that keeps `age` of history: now minus `age`, UTC, as
+/// [`WatchLogStore::prune`] takes it. An age beyond the calendar keeps
+/// everything.
+pub fn retention_cutoff(age: std::time::Duration) -> NaiveDateTime {
+    let now = chrono::Utc::now();
+    chrono::TimeDelta::from_std(age)
+        .ok()
+        .and_then(|age| now.checked_sub_signed(age))
+        .map_or(NaiveDateTime::MIN, |t| t.naive_utc())
+}
+
 /// What a prune deleted, or ([`WatchLogStore::prunable`]) would delete.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
