@@ -845,3 +845,54 @@ fn prune_postgres() {
         assert_eq!(diesel::sql_query(sql).execute(&mut conn).unwrap(), 1);
     });
 }
+
+#[test]
+fn serve_with_retention_prunes_as_it_starts() {
+    use chrono::{Duration, Utc};
+    use sage_stream::log::{WatchBatch, WatchRecord};
+    let fx = Fixture::new();
+    fx.file("clip.mp4", 1000);
+    let path = fx.dir.path().join("log.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let rows = [40, 31, 29, 1].map(|days| WatchRecord {
+        created_at: Utc::now() - Duration::days(days),
+        path: "clip.mp4".into(),
+        user_id: None,
+        is_authenticated: false,
+        ip: None,
+        method: "GET".into(),
+        status: 200,
+        range_header: None,
+        bytes_sent: days as u64,
+        duration_ms: 1,
+        user_agent: None,
+        completed: true,
+    });
+    store.insert_batch(&WatchBatch::new(rows.to_vec())).unwrap();
+    let db = format!("sqlite://{}", path.display());
+    let served = Served::start(
+        &["--root", fx.root.to_str().unwrap(), "--database", &db],
+        &[("STREAM_RETENTION", "30d")],
+    );
+    assert!(
+        served.banner.contains("rows older than 30d deleted daily"),
+        "{}",
+        served.banner
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.count(&LogFilter::default()).unwrap() != 2 {
+        assert!(std::time::Instant::now() < deadline, "retention never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (ok, rest) = served.stop();
+    assert!(ok, "{rest}");
+    let mut kept: Vec<i64> = store
+        .query(&LogFilter::default(), None, 10)
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.bytes_sent)
+        .collect();
+    kept.sort_unstable();
+    assert_eq!(kept, [1, 29]);
+}

@@ -27,6 +27,19 @@ pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(number.saturating_mul(seconds)))
 }
 
+/// `duration` as [`parse_duration`] reads it, in the largest unit that
+/// writes it whole: `90d`, `36h`, `90s`.
+pub(crate) fn format_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match [(86_400, 'd'), (3600, 'h'), (60, 'm')]
+        .into_iter()
+        .find(|(unit, _)| secs > 0 && secs % unit == 0)
+    {
+        Some((unit, name)) => format!("{}{name}", secs / unit),
+        None => format!("{secs}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +72,13 @@ mod tests {
         );
         for bad in ["", "d", "1w", "1.5h", "-1d", "1 d", "1dd"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn formatted_as_parsed() {
+        for text in ["90d", "36h", "90m", "90s", "0s", "86401s"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
         }
     }
 }

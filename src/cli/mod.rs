@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-pub(crate) use duration::parse_duration;
+pub(crate) use duration::{format_duration, parse_duration};
 
 /// The SQLite file used when no database is named.
 pub(crate) const DEFAULT_DATABASE: &str = "sqlite://sage_stream.db";

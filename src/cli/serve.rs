@@ -14,7 +14,7 @@ use sage_stream::settings::{vars, Settings};
 use serde::Deserialize;
 use tower_http::trace::TraceLayer;
 
-use super::{parse_duration, redact, DEFAULT_DATABASE};
+use super::{format_duration, parse_duration, redact, DEFAULT_DATABASE};
 
 /// The media root when none is named: `./media`, which holds the sample
 /// clips in a checkout. Nothing is baked in at compile time, so a copied
@@ -41,6 +41,9 @@ pub(crate) struct ServeArgs {
     /// Journal each watch-log row to the spool as its response ends, so that kill -9 loses none (one write per request)
     #[arg(long, env = "STREAM_DURABLE_LOG")]
     pub(crate) durable_log: bool,
+    /// Delete watch-log rows older than this (90d, 12h), at start-up and then daily [default: keep every row]
+    #[arg(long, env = "STREAM_RETENTION", value_parser = parse_duration)]
+    pub(crate) retention: Option<Duration>,
     /// Turns the admin on at /admin/ with this token (bearer, or Basic password).
     #[arg(long, env = "STREAM_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,
@@ -102,6 +105,8 @@ pub(crate) struct ConfigFile {
     database: Option<String>,
     spool: Option<PathBuf>,
     durable_log: Option<bool>,
+    /// Written as on the command line: "90d".
+    retention: Option<String>,
     admin_token: Option<String>,
     max_streams_per_viewer: Option<usize>,
     session_gap_minutes: Option<u32>,
@@ -122,6 +127,7 @@ pub(crate) struct Resolved {
     pub(crate) database: String,
     pub(crate) spool: PathBuf,
     pub(crate) durable_log: bool,
+    pub(crate) retention: Option<Duration>,
     pub(crate) header_timeout: Duration,
     pub(crate) server: ServerConfig,
 }
@@ -213,6 +219,14 @@ pub(crate) fn resolve(
         .spool
         .or(file.spool)
         .unwrap_or_else(|| default_spool(&database));
+    let retention = match (args.retention, &file.retention) {
+        (Some(flag), _) => Some(flag),
+        (None, Some(text)) => Some(parse_duration(text).map_err(|e| format!("retention: {e}"))?),
+        (None, None) => None,
+    };
+    if retention == Some(Duration::ZERO) {
+        return Err("retention must be longer than 0 (it would delete every row); leave it unset to keep them all".into());
+    }
     Ok(Resolved {
         app: AppConfig {
             root,
@@ -240,6 +254,7 @@ pub(crate) fn resolve(
         database,
         spool,
         durable_log: args.durable_log || file.durable_log.unwrap_or(false),
+        retention,
         header_timeout: args
             .header_timeout
             .or(file.header_timeout_secs.map(Duration::from_secs))
@@ -266,6 +281,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         WriterConfig {
             spool_path: Some(resolved.spool.clone()),
             durable: resolved.durable_log,
+            retention: resolved.retention,
             ..WriterConfig::default()
         },
     )?;
@@ -293,8 +309,11 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             Some(_) => println!("  admin:   http://{addr}/admin/  (token: the configured admin token, as Basic password or bearer)"),
             None => println!("  admin:   off (set --admin-token or STREAM_ADMIN_TOKEN to turn it on)"),
         }
+        let kept = resolved.retention.map_or_else(String::new, |keep| {
+            format!(" (rows older than {} deleted daily)", format_duration(keep))
+        });
         println!(
-            "  watch log {} in {}; Ctrl-C to stop",
+            "  watch log {} in {}{kept}; Ctrl-C to stop",
             if resolved.app.settings.watch_log_enabled { "on" } else { "off" },
             redact(&resolved.database)
         );
@@ -322,6 +341,51 @@ fn first_file(root: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_from_flag_or_file_never_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("sage.toml");
+        let root = dir.path().display().to_string();
+        std::fs::write(&config, format!("root = {root:?}\nretention = \"30d\"\n")).unwrap();
+        let from_file = |retention| ServeArgs {
+            config: Some(config.clone()),
+            retention,
+            ..ServeArgs::default()
+        };
+        let r = resolve(from_file(None), |_| None).unwrap();
+        assert_eq!(r.retention, Some(Duration::from_secs(30 * 86_400)));
+        let r = resolve(from_file(Some(Duration::from_secs(3600))), |_| None).unwrap();
+        assert_eq!(
+            r.retention,
+            Some(Duration::from_secs(3600)),
+            "the flag wins"
+        );
+        let err = resolve(from_file(Some(Duration::ZERO)), |_| None).unwrap_err();
+        assert!(
+            err.to_string().contains("retention must be longer than 0"),
+            "{err}"
+        );
+        std::fs::write(
+            &config,
+            format!("root = {root:?}\nretention = \"a month\"\n"),
+        )
+        .unwrap();
+        let err = resolve(from_file(None), |_| None).unwrap_err();
+        assert!(
+            err.to_string().starts_with("retention: bad duration"),
+            "{err}"
+        );
+        let args = ServeArgs {
+            root: Some(dir.path().to_owned()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            resolve(args, |_| None).unwrap().retention,
+            None,
+            "off by default"
+        );
+    }
 
     #[test]
     fn flags_over_env_over_file_over_defaults() {

@@ -27,10 +27,12 @@ use super::store::{StoreError, WatchLogStore};
 
 mod backoff;
 mod queue;
+mod retention;
 mod spool;
 
 use backoff::Backoff;
 use queue::{InFlight, Queue};
+use retention::{run_retention, Stop};
 use spool::Spool;
 
 /// Tuning of a [`WatchLogWriter`].
@@ -74,6 +76,14 @@ pub struct WriterConfig {
     /// instead. The spool thread keeps the normal priority, since it is what
     /// bounds that queue.
     pub low_priority: bool,
+    /// Deletes rows older than this, with the batch ids stored before the
+    /// same cutoff ([`WatchLogStore::prune`]), when the writer starts and
+    /// then every `retention_interval` (default `None`: rows are kept for
+    /// ever). It runs on a thread of its own at the writer's priority, a
+    /// chunk of rows per statement, and is logged at info with the count.
+    pub retention: Option<Duration>,
+    /// How often retention runs (default 24 h).
+    pub retention_interval: Duration,
 }
 
 impl Default for WriterConfig {
@@ -88,6 +98,8 @@ impl Default for WriterConfig {
             max_backoff: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             low_priority: true,
+            retention: None,
+            retention_interval: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -116,6 +128,8 @@ pub struct WriterStats {
     pub queued: u64,
     /// The most rows that ever waited in memory at once.
     pub queued_peak: u64,
+    /// Rows deleted by retention ([`WriterConfig::retention`]).
+    pub pruned: u64,
 }
 
 #[derive(Default)]
@@ -127,6 +141,7 @@ struct Counters {
     replayed: AtomicU64,
     failures: AtomicU64,
     quarantined: AtomicU64,
+    pruned: AtomicU64,
 }
 
 impl Counters {
@@ -140,6 +155,7 @@ struct Shared {
     spool: Option<Spool>,
     counters: Counters,
     config: WriterConfig,
+    retention: Stop,
 }
 
 /// Where the logging layer puts rows; cheap to clone, never blocks on I/O.
@@ -209,8 +225,22 @@ impl WatchLogWriter {
             spool: config.spool_path.clone().map(Spool::new),
             counters: Counters::default(),
             config,
+            retention: Stop::default(),
         });
         let low = shared.config.low_priority;
+        let store = Arc::new(store);
+        let retention = match shared.config.retention {
+            Some(keep) => {
+                let store = Arc::clone(&store);
+                Some(spawn_named(
+                    "sage-stream-log-retention",
+                    low,
+                    &shared,
+                    move |shared| run_retention(shared, &store, keep),
+                )?)
+            }
+            None => None,
+        };
         let writer = spawn_named("sage-stream-log-writer", low, &shared, move |shared| {
             run_writer(shared, &store)
         })?;
@@ -231,6 +261,7 @@ impl WatchLogWriter {
                 shared,
                 writer: Some(writer),
                 spooler,
+                retention,
             },
         ))
     }
@@ -241,6 +272,7 @@ pub struct WriterHandle {
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
     spooler: Option<JoinHandle<()>>,
+    retention: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for WriterHandle {
@@ -265,6 +297,7 @@ impl WriterHandle {
             quarantined: c.quarantined.load(Ordering::Relaxed),
             queued: self.shared.queue.queued() as u64,
             queued_peak: self.shared.queue.peak() as u64,
+            pruned: c.pruned.load(Ordering::Relaxed),
         }
     }
 
@@ -287,12 +320,18 @@ impl WriterHandle {
 
     /// Stops the writer: writes what is queued (trying the store for up to
     /// [`WriterConfig::shutdown_timeout`]), spools whatever the store would
-    /// not take, and returns the final counters. Blocking.
+    /// not take, stops retention (after the chunk it may be deleting), and
+    /// returns the final counters. Blocking.
     pub fn shutdown(mut self) -> WriterStats {
         self.shared.queue.close();
-        for thread in [self.writer.take(), self.spooler.take()]
-            .into_iter()
-            .flatten()
+        self.shared.retention.stop();
+        for thread in [
+            self.writer.take(),
+            self.spooler.take(),
+            self.retention.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             if thread.join().is_err() {
                 tracing::error!("watch-log thread panicked");
