@@ -14,6 +14,7 @@
 //! | `STREAM_AUTH_URL` | unset | endpoint the `AuthRequest` permission class asks (`http://…`) |
 //! | `STREAM_AUTH_CACHE_SECONDS` | `30` | how long `AuthRequest` reuses a decision (0: never) |
 //! | `STREAM_AUTH_TIMEOUT_SECONDS` | `5` | longest `AuthRequest` waits for the endpoint (then 503) |
+//! | `STREAM_ANONYMIZE_IP` | `false` | the watch log stores client IPs with the host part zeroed (last IPv4 octet, last 80 bits of IPv6) |
 //!
 //! ```
 //! use sage_stream::settings::Settings;
@@ -80,6 +81,8 @@ pub mod vars {
     pub const AUTH_CACHE_SECONDS: &str = "STREAM_AUTH_CACHE_SECONDS";
     /// Seconds `AuthRequest` waits for its endpoint.
     pub const AUTH_TIMEOUT_SECONDS: &str = "STREAM_AUTH_TIMEOUT_SECONDS";
+    /// The watch log stores anonymized client IPs.
+    pub const ANONYMIZE_IP: &str = "STREAM_ANONYMIZE_IP";
 }
 
 /// A built-in permission, by the name used in settings.
@@ -158,6 +161,10 @@ pub struct Settings {
     pub auth_cache_seconds: u64,
     /// `STREAM_AUTH_TIMEOUT_SECONDS`: longest `AuthRequest` waits.
     pub auth_timeout_seconds: u64,
+    /// `STREAM_ANONYMIZE_IP`: the watch log stores client IPs with the host
+    /// part zeroed (see `extension::anonymize_ip`); the stream limit still
+    /// tells viewers apart by the full address, in memory.
+    pub anonymize_ip: bool,
 }
 
 impl Default for Settings {
@@ -173,6 +180,7 @@ impl Default for Settings {
             auth_url: None,
             auth_cache_seconds: 30,
             auth_timeout_seconds: 5,
+            anonymize_ip: false,
         }
     }
 }
@@ -215,9 +223,14 @@ impl Settings {
             })?;
             self.max_load_volume = mib.saturating_mul(MIB);
         }
-        if let Some(v) = lookup(vars::WATCH_LOG_ENABLED) {
-            self.watch_log_enabled = parse_bool(&v)
-                .ok_or_else(|| invalid(vars::WATCH_LOG_ENABLED, &v, "expected true or false"))?;
+        for (name, field) in [
+            (vars::WATCH_LOG_ENABLED, &mut self.watch_log_enabled),
+            (vars::ANONYMIZE_IP, &mut self.anonymize_ip),
+        ] {
+            if let Some(v) = lookup(name) {
+                *field =
+                    parse_bool(&v).ok_or_else(|| invalid(name, &v, "expected true or false"))?;
+            }
         }
         match (
             lookup(vars::RANGE_REGEX),
@@ -486,6 +499,7 @@ mod tests {
             (vars::PATH_VAR, "video"),
             (vars::MAX_LOAD_VOLUME, "2"),
             (vars::WATCH_LOG_ENABLED, "False"),
+            (vars::ANONYMIZE_IP, "yes"),
             (vars::RANGE_REGEX, crate::range::DJANGO_RANGE_PATTERN),
             (vars::SIGNING_KEY, "k"),
         ])
@@ -497,6 +511,7 @@ mod tests {
         assert_eq!(s.default_video_path_url_var, "video");
         assert_eq!(s.max_load_volume, 2 * 1024 * 1024);
         assert!(!s.watch_log_enabled);
+        assert!(s.anonymize_ip);
         assert!(s.range_regex().unwrap().is_some());
     }
 
@@ -506,6 +521,7 @@ mod tests {
             (vars::MAX_LOAD_VOLUME, "eight"),
             (vars::MAX_LOAD_VOLUME, "0"),
             (vars::WATCH_LOG_ENABLED, "maybe"),
+            (vars::ANONYMIZE_IP, "partly"),
             (vars::RANGE_REGEX, "bytes=(\\d+"),
             (vars::RANGE_REGEX, "bytes=\\d+"),
             (vars::PERMISSION_CLASSES, "IsAdmin"),

@@ -945,3 +945,100 @@ async fn pages_have_a_strict_content_security_policy() {
         "sandbox; default-src 'none'"
     );
 }
+
+/// With `anonymize_ip`, the log keeps only the network part of each client
+/// IP (IPv4 /24, IPv6 /48, IPv4-mapped as IPv4): in the rows, the viewer
+/// key, the analytics' counts and the exports. The stream limit still
+/// tells two clients of one /24 apart.
+async fn anonymized_ips_are_all_the_log_keeps(store: Arc<dyn WatchLogStore>) {
+    let a = app_with(Fixture::new(), store, |c| {
+        c.settings.anonymize_ip = true;
+        c.max_streams_per_viewer = Some(1);
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    });
+    a.fx.file("p.mp4", 1 << 20);
+    let request = |client: &str| {
+        let mut req = Request::get("/api/stream?path=p.mp4")
+            .header("x-forwarded-for", client)
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut()
+            .insert(PeerAddr("127.0.0.1:40000".parse().unwrap()));
+        a.router.clone().oneshot(req)
+    };
+    let one = request("203.0.113.1").await.unwrap();
+    let two = request("203.0.113.2").await.unwrap();
+    let again = request("203.0.113.1").await.unwrap();
+    assert_eq!(one.status(), StatusCode::OK);
+    assert_eq!(
+        two.status(),
+        StatusCode::OK,
+        "the limit sees the full address"
+    );
+    assert_eq!(again.status(), StatusCode::TOO_MANY_REQUESTS);
+    for res in [one, two, again] {
+        body_bytes(res).await;
+    }
+    for client in [
+        "2001:db8:85a3:8d3:1319:8a2e:370:7348",
+        "::ffff:198.51.100.77",
+    ] {
+        body_bytes(request(client).await.unwrap()).await;
+    }
+    assert!(a.writer.wait_idle(Duration::from_secs(10)));
+    let rows = a
+        .store
+        .query(&LogFilter::default(), None, 10)
+        .unwrap()
+        .entries;
+    let mut stored: Vec<(Option<String>, String)> = rows
+        .iter()
+        .map(|r| (r.ip.clone(), r.viewer_key.clone()))
+        .collect();
+    stored.sort();
+    let expect = |ip: &str| (Some(ip.to_owned()), format!("ip:{ip}"));
+    assert_eq!(
+        stored,
+        [
+            expect("198.51.100.0"),
+            expect("2001:db8:85a3::"),
+            expect("203.0.113.0"),
+            expect("203.0.113.0"),
+            expect("203.0.113.0"),
+        ]
+    );
+    let stats = a.store.path_stats(&LogFilter::default(), 10).unwrap();
+    assert_eq!((stats[0].views, stats[0].unique_viewers), (5, 3));
+    let auth = basic(TOKEN);
+    let full = ["203.0.113.1", "203.0.113.2", "370:7348", "198.51.100.77"];
+    for page in [
+        "/admin/",
+        "/admin/analytics",
+        "/admin/export.csv",
+        "/admin/export.json",
+    ] {
+        let (status, _, body) = get(&a, page, Some(&auth)).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(body.contains("203.0.113.0"), "{page}: {body}");
+        for ip in full {
+            assert!(!body.contains(ip), "{page} shows {ip}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqlite_anonymized_ips_are_all_the_log_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("log.db")).unwrap();
+    anonymized_ips_are_all_the_log_keeps(Arc::new(store)).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_anonymized_ips_are_all_the_log_keeps() {
+    let Some(db) = common::pg::TestDb::create("anonymized_ips") else {
+        return;
+    };
+    let store = sage_stream::log::PgStore::connect(&db.url).unwrap();
+    anonymized_ips_are_all_the_log_keeps(Arc::new(store)).await;
+}

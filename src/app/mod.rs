@@ -188,6 +188,7 @@ pub fn router(
     let endpoint = StreamEndpoint::from_settings(&root, &endpoint_settings)?.into_service();
     let watch_log = WatchLogLayer::new(sink)
         .enabled(settings.watch_log_enabled)
+        .anonymize_ip(settings.anonymize_ip)
         .media_path(settings.media_path_source())
         .trusted_proxies(config.trusted_proxies.clone());
     let limit = config

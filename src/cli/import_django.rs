@@ -31,6 +31,9 @@ pub(crate) struct ImportDjangoArgs {
     /// Rows per transaction
     #[arg(long, default_value_t = 1000)]
     batch: usize,
+    /// Store the IPs with the last IPv4 octet / last 80 bits of IPv6 zeroed, as serve --anonymize-ip does
+    #[arg(long, env = "STREAM_ANONYMIZE_IP", value_parser = clap::builder::BoolishValueParser::new())]
+    anonymize_ip: bool,
 }
 
 /// One row of the Django table.
@@ -112,7 +115,7 @@ fn record(row: &DjangoRow, args: &ImportDjangoArgs) -> WatchRecord {
         }
     }
     let text = |s: &str| s.replace('\0', "\u{fffd}");
-    WatchRecord {
+    let mut record = WatchRecord {
         created_at: row.created,
         path: text(path).into(),
         user_id: row.user_id.as_deref().map(|u| text(u).into()),
@@ -129,7 +132,11 @@ fn record(row: &DjangoRow, args: &ImportDjangoArgs) -> WatchRecord {
         duration_ms: 0,
         user_agent: Some(IMPORT_USER_AGENT.into()),
         completed: false,
+    };
+    if args.anonymize_ip {
+        record.anonymize_ip();
     }
+    record
 }
 
 /// The Django database.

@@ -88,6 +88,9 @@ pub(crate) struct ServeArgs {
     /// Watch log on or off (STREAM_WATCH_LOG_ENABLED).
     #[arg(long)]
     pub(crate) watch_log: Option<bool>,
+    /// Store client IPs with the last IPv4 octet / last 80 bits of IPv6 zeroed (the stream limit still sees the full address)
+    #[arg(long, env = "STREAM_ANONYMIZE_IP", value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) anonymize_ip: bool,
     /// Django's MEDIA_URL (e.g. /media/): removed from the front of requested paths
     #[arg(long, env = "STREAM_MEDIA_URL")]
     pub(crate) media_url: Option<String>,
@@ -170,6 +173,8 @@ pub(crate) fn resolve(
             vars::PERMISSION_CLASSES => args.permission.clone(),
             vars::PATH_VAR => args.path_var.clone(),
             vars::WATCH_LOG_ENABLED => args.watch_log.map(|v| v.to_string()),
+            // Off is the default: only an explicit on overrides the file.
+            vars::ANONYMIZE_IP => args.anonymize_ip.then(|| "true".to_owned()),
             vars::MEDIA_URL => args.media_url.clone(),
             vars::AUTH_URL => args.auth_url.clone(),
             _ => None,
@@ -341,6 +346,37 @@ fn first_file(root: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anonymize_ip_from_flag_environment_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("sage.toml");
+        let root = dir.path().display().to_string();
+        std::fs::write(
+            &config,
+            format!("root = {root:?}\n[stream]\nanonymize_ip = true\n"),
+        )
+        .unwrap();
+        let args = |config: Option<PathBuf>, anonymize_ip| ServeArgs {
+            root: Some(dir.path().to_owned()),
+            config,
+            anonymize_ip,
+            ..ServeArgs::default()
+        };
+        let anonymized = |r: Resolved| r.app.settings.anonymize_ip;
+        assert!(!anonymized(resolve(args(None, false), |_| None).unwrap()));
+        assert!(anonymized(resolve(args(None, true), |_| None).unwrap()));
+        let env = |name: &str| (name == "STREAM_ANONYMIZE_IP").then(|| "1".to_owned());
+        assert!(anonymized(resolve(args(None, false), env).unwrap()));
+        assert!(anonymized(
+            resolve(args(Some(config.clone()), false), |_| None).unwrap()
+        ));
+        let off = |name: &str| (name == "STREAM_ANONYMIZE_IP").then(|| "false".to_owned());
+        assert!(
+            !anonymized(resolve(args(Some(config), false), off).unwrap()),
+            "environment over file"
+        );
+    }
 
     #[test]
     fn retention_from_flag_or_file_never_zero() {
