@@ -851,3 +851,48 @@ fn retention_prunes_the_postgres_log() {
     let store = sage_stream::log::PgStore::connect(&db.url).unwrap();
     retention_prunes_at_start_and_every_interval(Arc::new(store));
 }
+
+/// Without a spool (`WriterConfig::default()` has none) an outage keeps at
+/// most `memory_limit` rows: beyond it the oldest are dropped and counted,
+/// and the newest are stored once the store is back.
+#[test]
+fn without_a_spool_an_outage_drops_the_oldest_rows_and_counts_them() {
+    let store = Arc::new(MemoryStore::new());
+    store.set_down(true);
+    let config = WriterConfig {
+        memory_limit: 100,
+        batch_size: 10,
+        ..quick()
+    };
+    assert!(config.spool_path.is_none());
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), config).unwrap();
+    for i in 0..1000 {
+        sink.record(record(i));
+    }
+    // Wait for a failed round after the last row, and for no batch in
+    // flight: then every row is either queued or dropped.
+    let failures = writer.stats().failures;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut stats = writer.stats();
+    while !(stats.failures > failures && stats.queued + stats.rows_dropped == 1000) {
+        assert!(std::time::Instant::now() < deadline, "{stats:?}");
+        std::thread::sleep(Duration::from_millis(2));
+        stats = writer.stats();
+    }
+    assert!(stats.queued_peak <= 100, "{stats:?}");
+    assert_eq!((stats.queued, stats.rows_dropped), (100, 900), "{stats:?}");
+    store.set_down(false);
+    assert!(
+        writer.wait_idle(Duration::from_secs(10)),
+        "{:?}",
+        writer.stats()
+    );
+    let stats = writer.shutdown();
+    assert_eq!(
+        (stats.recorded, stats.written, stats.rows_dropped),
+        (1000, 100, 900)
+    );
+    let mut sent: Vec<i64> = store.entries().iter().map(|e| e.bytes_sent).collect();
+    sent.sort_unstable();
+    assert_eq!(sent, (900..1000).collect::<Vec<i64>>(), "the newest rows");
+}

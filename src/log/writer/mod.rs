@@ -46,11 +46,17 @@ pub struct WriterConfig {
     /// Longest a row waits before its batch is written (default 200 ms).
     pub flush_interval: Duration,
     /// Most rows kept in memory while the store is slow or down (default
-    /// 50 000). Past half of it the spool thread moves the newest rows to the
-    /// spool; should it fall behind, the request that finds the queue full
-    /// moves them itself, so the bound holds whenever the spool is writable.
+    /// 50 000), besides the one batch being written. Past half of it the
+    /// spool thread moves the newest rows to the spool; should it fall
+    /// behind, the request that finds the queue full moves them itself.
+    /// Rows no spool takes — there is none, or it cannot be written — are
+    /// dropped over the bound, oldest first, counted in
+    /// [`WriterStats::rows_dropped`] and reported in the error log: memory
+    /// stays bounded whatever happens to the store.
     pub memory_limit: usize,
-    /// Spool file; `None` keeps every row in memory instead (default `None`).
+    /// Spool file (default `None`: no spool, so an outage longer than
+    /// `memory_limit` rows drops the oldest rows; `sage-stream serve` always
+    /// sets one).
     pub spool_path: Option<PathBuf>,
     /// Journals every row to the spool file as its response ends, before it
     /// is queued anywhere (default false; needs `spool_path`). A row then
@@ -130,6 +136,10 @@ pub struct WriterStats {
     pub queued_peak: u64,
     /// Rows deleted by retention ([`WriterConfig::retention`]).
     pub pruned: u64,
+    /// Rows lost to the bounds: dropped from memory over
+    /// [`WriterConfig::memory_limit`] when no spool took them. Each drop is
+    /// also in the error log.
+    pub rows_dropped: u64,
 }
 
 #[derive(Default)]
@@ -298,6 +308,7 @@ impl WriterHandle {
             queued: self.shared.queue.queued() as u64,
             queued_peak: self.shared.queue.peak() as u64,
             pruned: c.pruned.load(Ordering::Relaxed),
+            rows_dropped: self.shared.queue.dropped(),
         }
     }
 
@@ -565,7 +576,7 @@ fn spill(shared: &Shared, batches: InFlight<Vec<WatchBatch>>) {
         None => {
             tracing::error!(
                 rows = batches.rows(),
-                "watch log store unavailable and no spool file configured; rows kept in memory"
+                "watch log store unavailable and no spool file configured; rows kept in memory up to memory_limit"
             );
             shared.queue.requeue_all(batches);
         }
