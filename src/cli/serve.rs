@@ -10,7 +10,7 @@ use sage_stream::app::{self, AppConfig};
 use sage_stream::extension::IpNet;
 use sage_stream::log::{WatchLogWriter, WriterConfig};
 use sage_stream::server::{self, ServerConfig};
-use sage_stream::settings::{vars, Settings};
+use sage_stream::settings::{vars, Settings, MIB};
 use serde::Deserialize;
 use tower_http::trace::TraceLayer;
 
@@ -41,6 +41,9 @@ pub(crate) struct ServeArgs {
     /// Journal each watch-log row to the spool as its response ends, so that kill -9 loses none (one write per request)
     #[arg(long, env = "STREAM_DURABLE_LOG")]
     pub(crate) durable_log: bool,
+    /// Most MiB the spool may hold; beyond, its oldest rows are dropped (and counted) [default: 256]
+    #[arg(long, env = "STREAM_SPOOL_MAX_MIB")]
+    pub(crate) spool_max_mib: Option<u64>,
     /// Delete watch-log rows older than this (90d, 12h), at start-up and then daily [default: keep every row]
     #[arg(long, env = "STREAM_RETENTION", value_parser = parse_duration)]
     pub(crate) retention: Option<Duration>,
@@ -107,6 +110,7 @@ pub(crate) struct ConfigFile {
     bind: Option<SocketAddr>,
     database: Option<String>,
     spool: Option<PathBuf>,
+    spool_max_mib: Option<u64>,
     durable_log: Option<bool>,
     /// Written as on the command line: "90d".
     retention: Option<String>,
@@ -129,6 +133,8 @@ pub(crate) struct Resolved {
     pub(crate) bind: SocketAddr,
     pub(crate) database: String,
     pub(crate) spool: PathBuf,
+    /// In bytes.
+    pub(crate) spool_max: u64,
     pub(crate) durable_log: bool,
     pub(crate) retention: Option<Duration>,
     pub(crate) header_timeout: Duration,
@@ -224,6 +230,11 @@ pub(crate) fn resolve(
         .spool
         .or(file.spool)
         .unwrap_or_else(|| default_spool(&database));
+    let spool_max = match args.spool_max_mib.or(file.spool_max_mib) {
+        Some(0) => return Err("spool_max_mib must be at least 1".into()),
+        Some(mib) => mib.saturating_mul(MIB),
+        None => WriterConfig::default().spool_max_bytes,
+    };
     let retention = match (args.retention, &file.retention) {
         (Some(flag), _) => Some(flag),
         (None, Some(text)) => Some(parse_duration(text).map_err(|e| format!("retention: {e}"))?),
@@ -258,6 +269,7 @@ pub(crate) fn resolve(
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
         database,
         spool,
+        spool_max,
         durable_log: args.durable_log || file.durable_log.unwrap_or(false),
         retention,
         header_timeout: args
@@ -285,6 +297,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         store.clone(),
         WriterConfig {
             spool_path: Some(resolved.spool.clone()),
+            spool_max_bytes: resolved.spool_max,
             durable: resolved.durable_log,
             retention: resolved.retention,
             ..WriterConfig::default()
@@ -324,8 +337,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         );
         server::serve(listener, app, server_config, stop).await?;
         let stats = writer.shutdown_async().await;
+        let dropped = match stats.rows_dropped {
+            0 => String::new(),
+            n => format!(", {n} dropped (over the memory or spool bound)"),
+        };
         println!(
-            "sage-stream: stopped; watch log: {} recorded, {} written, {} spooled",
+            "sage-stream: stopped; watch log: {} recorded, {} written, {} spooled{dropped}",
             stats.recorded, stats.written, stats.spooled
         );
         Ok::<(), Box<dyn std::error::Error>>(())
@@ -379,6 +396,23 @@ mod tests {
     }
 
     #[test]
+    fn spool_bound_in_mib_from_flag_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("sage.toml");
+        let root = dir.path().display().to_string();
+        std::fs::write(&config, format!("root = {root:?}\nspool_max_mib = 64\n")).unwrap();
+        let args = |spool_max_mib| ServeArgs {
+            config: Some(config.clone()),
+            spool_max_mib,
+            ..ServeArgs::default()
+        };
+        assert_eq!(resolve(args(None), |_| None).unwrap().spool_max, 64 << 20);
+        assert_eq!(resolve(args(Some(2)), |_| None).unwrap().spool_max, 2 << 20);
+        let err = resolve(args(Some(0)), |_| None).unwrap_err();
+        assert!(err.to_string().contains("spool_max_mib"), "{err}");
+    }
+
+    #[test]
     fn retention_from_flag_or_file_never_zero() {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("sage.toml");
@@ -391,6 +425,11 @@ mod tests {
         };
         let r = resolve(from_file(None), |_| None).unwrap();
         assert_eq!(r.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(
+            r.spool_max,
+            256 * 1024 * 1024,
+            "the spool is bounded by default"
+        );
         let r = resolve(from_file(Some(Duration::from_secs(3600))), |_| None).unwrap();
         assert_eq!(
             r.retention,

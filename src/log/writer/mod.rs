@@ -58,6 +58,13 @@ pub struct WriterConfig {
     /// `memory_limit` rows drops the oldest rows; `sage-stream serve` always
     /// sets one).
     pub spool_path: Option<PathBuf>,
+    /// Most bytes the spool holds, the files set aside for replay included
+    /// (default 256 MiB). The spool is kept as segments of a sixteenth of
+    /// this; an append that would pass it deletes the oldest segments first
+    /// (their rows counted in [`WriterStats::rows_dropped`] and named in the
+    /// error log), so a long outage keeps the newest rows, never an
+    /// unbounded disk.
+    pub spool_max_bytes: u64,
     /// Journals every row to the spool file as its response ends, before it
     /// is queued anywhere (default false; needs `spool_path`). A row then
     /// survives the process being killed (`kill -9`, an OOM kill, an abort)
@@ -99,6 +106,7 @@ impl Default for WriterConfig {
             flush_interval: Duration::from_millis(200),
             memory_limit: 50_000,
             spool_path: None,
+            spool_max_bytes: 256 * 1024 * 1024,
             durable: false,
             quarantine_path: None,
             max_backoff: Duration::from_secs(5),
@@ -137,8 +145,9 @@ pub struct WriterStats {
     /// Rows deleted by retention ([`WriterConfig::retention`]).
     pub pruned: u64,
     /// Rows lost to the bounds: dropped from memory over
-    /// [`WriterConfig::memory_limit`] when no spool took them. Each drop is
-    /// also in the error log.
+    /// [`WriterConfig::memory_limit`] when no spool took them, and from the
+    /// spool over [`WriterConfig::spool_max_bytes`]. Each drop is also in
+    /// the error log.
     pub rows_dropped: u64,
 }
 
@@ -189,7 +198,9 @@ impl WatchLogSink {
         Counters::add(&shared.counters.recorded, 1);
         if let (true, Some(spool)) = (shared.config.durable, &shared.spool) {
             match spool.journal(&shared.queue, &record) {
-                Ok(()) => return Counters::add(&shared.counters.journaled, 1),
+                Ok(true) => return Counters::add(&shared.counters.journaled, 1),
+                // Dropped to keep the spool within its bound (counted there).
+                Ok(false) => return,
                 Err(err) => {
                     tracing::error!(%err, "cannot journal a watch-log row; queued in memory")
                 }
@@ -232,7 +243,10 @@ impl WatchLogWriter {
                 config.spool_path.is_some(),
                 spool_dirty,
             ),
-            spool: config.spool_path.clone().map(Spool::new),
+            spool: config
+                .spool_path
+                .clone()
+                .map(|path| Spool::new(path, config.spool_max_bytes)),
             counters: Counters::default(),
             config,
             retention: Stop::default(),
@@ -308,7 +322,8 @@ impl WriterHandle {
             queued: self.shared.queue.queued() as u64,
             queued_peak: self.shared.queue.peak() as u64,
             pruned: c.pruned.load(Ordering::Relaxed),
-            rows_dropped: self.shared.queue.dropped(),
+            rows_dropped: self.shared.queue.dropped()
+                + self.shared.spool.as_ref().map_or(0, Spool::dropped),
         }
     }
 
