@@ -184,6 +184,50 @@ fn keyset_pagination_newest_first(store: &dyn WatchLogStore) {
     );
 }
 
+/// Pages that end inside a group of rows sharing one time go on with the
+/// rest of the group: at a whole second, a whole millisecond, any
+/// microsecond.
+fn keyset_pages_split_ties_anywhere(store: &dyn WatchLogStore) {
+    let instants = [
+        base(),
+        base() + Duration::milliseconds(1500),
+        base() + Duration::microseconds(2_000_123),
+        base() + Duration::microseconds(2_000_120),
+    ];
+    let rows: Vec<WatchRecord> = (0..24u32)
+        .map(|i| {
+            record(
+                i,
+                instants[(i % 4) as usize],
+                "a.mp4",
+                None,
+                "10.0.0.1",
+                206,
+                1,
+            )
+        })
+        .collect();
+    insert(store, &rows);
+    let full = store
+        .query(&LogFilter::default(), None, 100)
+        .unwrap()
+        .entries;
+    assert_eq!(full.len(), 24);
+    for size in [1, 2, 4, 5] {
+        let mut paged = Vec::new();
+        let mut after: Option<Cursor> = None;
+        loop {
+            let page = store.query(&LogFilter::default(), after, size).unwrap();
+            paged.extend(page.entries);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(paged, full, "pages of {size}");
+    }
+}
+
 fn filters(store: &dyn WatchLogStore) {
     let rows = sample();
     insert(store, &rows);
@@ -593,6 +637,14 @@ macro_rules! store_suite {
                     return;
                 };
                 super::keyset_pagination_newest_first(&*store);
+            }
+
+            #[test]
+            fn keyset_pages_split_ties_anywhere() {
+                let Some((store, _guard)) = $make("ties") else {
+                    return;
+                };
+                super::keyset_pages_split_ties_anywhere(&*store);
             }
 
             #[test]
