@@ -952,6 +952,15 @@ fn postgres_queries_use_their_indexes() {
         lines.iter().map(|l| format!("{}\n", l.line)).collect()
     };
     assert_plans_use_indexes("watch_logs_pkey", &["Seq Scan"], &mut plan);
+    // A page after a cursor (as `PgStore` writes it: one row comparison) is
+    // a range of the key, not a filter over every newer row.
+    let page = "SELECT id FROM watch_logs WHERE (watch_logs.created_at, watch_logs.id) < \
+                ('2026-01-01', 5) ORDER BY created_at DESC, id DESC LIMIT 50";
+    let keyset = plan(page);
+    assert!(
+        keyset.contains("Index Cond: (ROW(created_at, id) < ROW("),
+        "{page}: {keyset}"
+    );
     for (statement, index) in prune_statements("created_at, id", "watch_logs_pkey") {
         let plan = plan(&statement);
         assert!(plan.contains(index), "{statement}: {plan}");
