@@ -11,10 +11,16 @@
 //! spool, so a replay or a retry after an ambiguous commit never duplicates a
 //! row.
 //!
-//! The parts: `queue.rs` (the rows in memory and the count of rows in
-//! flight), `spool.rs` (the spool file), `backoff.rs` (the pause between
-//! failing rounds); this file holds the public types and the two threads'
-//! loops.
+//! Both are bounded: over `memory_limit` rows that no spool takes, and over
+//! `spool_max_bytes` in the spool, the oldest rows are dropped and counted
+//! ([`WriterStats::rows_dropped`]). With [`WriterConfig::retention`] a third
+//! thread deletes rows older than it.
+//!
+//! The parts: `queue.rs` (the rows in memory, the count of rows in flight
+//! and the memory bound), `spool.rs` (the spool file and its bound),
+//! `retention.rs` (the pruning thread), `backoff.rs` (the pause between
+//! failing rounds); this file holds the public types and the writer's and
+//! spooler's loops.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
