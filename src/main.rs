@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(args),
         Command::Migrate(args) => cli::migrate(args),
         Command::Logs(args) => cli::logs::run(args),
+        Command::Prune(args) => cli::prune::run(args),
         Command::Sign(args) => cli::sign(args),
         #[cfg(any(feature = "sqlite", feature = "postgres"))]
         Command::ImportDjango(args) => cli::import_django::run(args),

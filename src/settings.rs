@@ -17,6 +17,7 @@
 //! | `STREAM_CORS_ORIGINS` | unset (no CORS) | comma-separated origins (`https://player.example`) or `*` whose pages may read the stream routes (used by the app, feature `server`) |
 //! | `STREAM_CACHE_CONTROL` | unset | `Cache-Control` of the file's answers (`200`, `206`, `304`), e.g. `public, max-age=3600` |
 //! | `STREAM_MIME` | unset | comma-separated `EXT=TYPE` overriding the content type of an extension |
+//! | `STREAM_ANONYMIZE_IP` | `false` | the watch log stores client IPs with the host part zeroed (last IPv4 octet, last 80 bits of IPv6) |
 //!
 //! ```
 //! use sage_stream::settings::Settings;
@@ -91,6 +92,8 @@ pub mod vars {
     pub const CACHE_CONTROL: &str = "STREAM_CACHE_CONTROL";
     /// Content-type overrides, comma-separated `EXT=TYPE`.
     pub const MIME: &str = "STREAM_MIME";
+    /// The watch log stores anonymized client IPs.
+    pub const ANONYMIZE_IP: &str = "STREAM_ANONYMIZE_IP";
 }
 
 /// A built-in permission, by the name used in settings.
@@ -181,6 +184,10 @@ pub struct Settings {
     /// `application/x-mpegURL`), over the built-in streaming types and
     /// `mime_guess`.
     pub mime_types: BTreeMap<String, String>,
+    /// `STREAM_ANONYMIZE_IP`: the watch log stores client IPs with the host
+    /// part zeroed (see `extension::anonymize_ip`); the stream limit still
+    /// tells viewers apart by the full address, in memory.
+    pub anonymize_ip: bool,
 }
 
 impl Default for Settings {
@@ -199,6 +206,7 @@ impl Default for Settings {
             cors_origins: Vec::new(),
             cache_control: None,
             mime_types: BTreeMap::new(),
+            anonymize_ip: false,
         }
     }
 }
@@ -241,9 +249,14 @@ impl Settings {
             })?;
             self.max_load_volume = mib.saturating_mul(MIB);
         }
-        if let Some(v) = lookup(vars::WATCH_LOG_ENABLED) {
-            self.watch_log_enabled = parse_bool(&v)
-                .ok_or_else(|| invalid(vars::WATCH_LOG_ENABLED, &v, "expected true or false"))?;
+        for (name, field) in [
+            (vars::WATCH_LOG_ENABLED, &mut self.watch_log_enabled),
+            (vars::ANONYMIZE_IP, &mut self.anonymize_ip),
+        ] {
+            if let Some(v) = lookup(name) {
+                *field =
+                    parse_bool(&v).ok_or_else(|| invalid(name, &v, "expected true or false"))?;
+            }
         }
         match (
             lookup(vars::RANGE_REGEX),
@@ -606,6 +619,7 @@ mod tests {
             (vars::PATH_VAR, "video"),
             (vars::MAX_LOAD_VOLUME, "2"),
             (vars::WATCH_LOG_ENABLED, "False"),
+            (vars::ANONYMIZE_IP, "yes"),
             (vars::RANGE_REGEX, crate::range::DJANGO_RANGE_PATTERN),
             (vars::SIGNING_KEY, "k"),
         ])
@@ -617,6 +631,7 @@ mod tests {
         assert_eq!(s.default_video_path_url_var, "video");
         assert_eq!(s.max_load_volume, 2 * 1024 * 1024);
         assert!(!s.watch_log_enabled);
+        assert!(s.anonymize_ip);
         assert!(s.range_regex().unwrap().is_some());
     }
 
@@ -670,6 +685,7 @@ mod tests {
             (vars::MAX_LOAD_VOLUME, "eight"),
             (vars::MAX_LOAD_VOLUME, "0"),
             (vars::WATCH_LOG_ENABLED, "maybe"),
+            (vars::ANONYMIZE_IP, "partly"),
             (vars::RANGE_REGEX, "bytes=(\\d+"),
             (vars::RANGE_REGEX, "bytes=\\d+"),
             (vars::PERMISSION_CLASSES, "IsAdmin"),

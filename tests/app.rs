@@ -94,6 +94,28 @@ fn main() -> std::process::ExitCode {
             "pages_have_a_strict_content_security_policy",
             pages_have_a_strict_content_security_policy,
         ),
+        Test::tokio(
+            "sqlite_anonymized_ips_are_all_the_log_keeps",
+            sqlite_anonymized_ips_are_all_the_log_keeps,
+        ),
+        #[cfg(feature = "postgres")]
+        Test::tokio(
+            "postgres_anonymized_ips_are_all_the_log_keeps",
+            postgres_anonymized_ips_are_all_the_log_keeps,
+        )
+        .needs(common::harness::Requirement::Postgres),
+        Test::tokio_multi_thread(
+            "sqlite_exports_stream_the_whole_filtered_set",
+            2,
+            sqlite_exports_stream_the_whole_filtered_set,
+        ),
+        #[cfg(feature = "postgres")]
+        Test::tokio_multi_thread(
+            "postgres_exports_stream_the_whole_filtered_set",
+            2,
+            postgres_exports_stream_the_whole_filtered_set,
+        )
+        .needs(common::harness::Requirement::Postgres),
     ])
 }
 
@@ -998,4 +1020,238 @@ async fn pages_have_a_strict_content_security_policy() {
         headers["content-security-policy"],
         "sandbox; default-src 'none'"
     );
+}
+
+/// With `anonymize_ip`, the log keeps only the network part of each client
+/// IP (IPv4 /24, IPv6 /48, IPv4-mapped as IPv4): in the rows, the viewer
+/// key, the analytics' counts and the exports. The stream limit still
+/// tells two clients of one /24 apart.
+async fn anonymized_ips_are_all_the_log_keeps(store: Arc<dyn WatchLogStore>) {
+    let a = app_with(Fixture::new(), store, |c| {
+        c.settings.anonymize_ip = true;
+        c.max_streams_per_viewer = Some(1);
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    });
+    a.fx.file("p.mp4", 1 << 20);
+    let request = |client: &str| {
+        let mut req = Request::get("/api/stream?path=p.mp4")
+            .header("x-forwarded-for", client)
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut()
+            .insert(PeerAddr("127.0.0.1:40000".parse().unwrap()));
+        a.router.clone().oneshot(req)
+    };
+    let one = request("203.0.113.1").await.unwrap();
+    let two = request("203.0.113.2").await.unwrap();
+    let again = request("203.0.113.1").await.unwrap();
+    assert_eq!(one.status(), StatusCode::OK);
+    assert_eq!(
+        two.status(),
+        StatusCode::OK,
+        "the limit sees the full address"
+    );
+    assert_eq!(again.status(), StatusCode::TOO_MANY_REQUESTS);
+    for res in [one, two, again] {
+        body_bytes(res).await;
+    }
+    for client in [
+        "2001:db8:85a3:8d3:1319:8a2e:370:7348",
+        "::ffff:198.51.100.77",
+    ] {
+        body_bytes(request(client).await.unwrap()).await;
+    }
+    assert!(a.writer.wait_idle(Duration::from_secs(10)));
+    let rows = a
+        .store
+        .query(&LogFilter::default(), None, 10)
+        .unwrap()
+        .entries;
+    let mut stored: Vec<(Option<String>, String)> = rows
+        .iter()
+        .map(|r| (r.ip.clone(), r.viewer_key.clone()))
+        .collect();
+    stored.sort();
+    let expect = |ip: &str| (Some(ip.to_owned()), format!("ip:{ip}"));
+    assert_eq!(
+        stored,
+        [
+            expect("198.51.100.0"),
+            expect("2001:db8:85a3::"),
+            expect("203.0.113.0"),
+            expect("203.0.113.0"),
+            expect("203.0.113.0"),
+        ]
+    );
+    let stats = a.store.path_stats(&LogFilter::default(), 10).unwrap();
+    assert_eq!((stats[0].views, stats[0].unique_viewers), (5, 3));
+    let auth = basic(TOKEN);
+    let full = ["203.0.113.1", "203.0.113.2", "370:7348", "198.51.100.77"];
+    for page in [
+        "/admin/",
+        "/admin/analytics",
+        "/admin/export.csv",
+        "/admin/export.json",
+    ] {
+        let (status, _, body) = get(&a, page, Some(&auth)).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(body.contains("203.0.113.0"), "{page}: {body}");
+        for ip in full {
+            assert!(!body.contains(ip), "{page} shows {ip}");
+        }
+    }
+}
+
+async fn sqlite_anonymized_ips_are_all_the_log_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("log.db")).unwrap();
+    anonymized_ips_are_all_the_log_keeps(Arc::new(store)).await;
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres_anonymized_ips_are_all_the_log_keeps() {
+    let db = common::pg::TestDb::create();
+    let store = sage_stream::log::PgStore::connect(&db.url).unwrap();
+    anonymized_ips_are_all_the_log_keeps(Arc::new(store)).await;
+}
+
+/// An export's body, with the number of data frames it came in.
+async fn export_body(a: &App, uri: &str) -> (String, usize) {
+    use http_body_util::BodyExt;
+    let mut req = Request::get(uri)
+        .header("authorization", basic(TOKEN))
+        .body(Body::empty())
+        .unwrap();
+    req.extensions_mut()
+        .insert(PeerAddr("127.0.0.1:40000".parse().unwrap()));
+    let res = a.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{uri}");
+    let mut body = res.into_body();
+    let (mut bytes, mut frames) = (Vec::new(), 0);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            bytes.extend_from_slice(&data);
+            frames += 1;
+        }
+    }
+    (String::from_utf8(bytes).unwrap(), frames)
+}
+
+/// Exports stream page by page and say exactly what one rendering of the
+/// whole filtered set says (the format they always had): every row once,
+/// newest first, ties in time broken by id across page boundaries.
+async fn exports_stream_the_whole_filtered_set(store: Arc<dyn WatchLogStore>) {
+    use sage_stream::log::export::to_csv;
+    let a = app_with(Fixture::new(), store, |_| {});
+    // 12 345 rows: more than two pages of 5 000, three rows per instant,
+    // exactly 5 000 on one path, text that CSV must quote or defuse.
+    let rows: Vec<WatchRecord> = (0..12_345u32)
+        .map(|i| {
+            let path = if i % 5 < 2 {
+                "exact.mp4"
+            } else {
+                "other, \"q\".mp4"
+            };
+            let mut r = row(
+                i,
+                path,
+                (i % 4 == 0).then_some("=alice"),
+                "10.0.0.1",
+                206,
+                0,
+            );
+            r.created_at += chrono::Duration::seconds(i64::from(i / 3));
+            r.status = if i % 7 == 0 { 404 } else { 206 };
+            r
+        })
+        .collect();
+    assert_eq!(rows.iter().filter(|r| r.path == "exact.mp4").count(), 4_938);
+    // Top the path up to exactly one page.
+    let mut rows = rows;
+    for i in 0..62u32 {
+        let mut r = row(20_000 + i, "exact.mp4", None, "10.0.0.2", 206, 0);
+        r.created_at += chrono::Duration::seconds(i64::from(i / 3));
+        rows.push(r);
+    }
+    for chunk in rows.chunks(5_000) {
+        a.store
+            .insert_batch(&WatchBatch::new(chunk.to_vec()))
+            .unwrap();
+    }
+    let all = |filter: LogFilter| a.store.query(&filter, None, 100_000).unwrap().entries;
+    for (query, filter) in [
+        ("", LogFilter::default()),
+        (
+            "?status=404",
+            LogFilter {
+                status: Some(404),
+                ..Default::default()
+            },
+        ),
+        (
+            "?path=exact.mp4",
+            LogFilter {
+                path: Some("exact.mp4".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "?user=nobody",
+            LogFilter {
+                user_id: Some("nobody".into()),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let expected = all(filter);
+        let (csv, frames) = export_body(&a, &format!("/admin/export.csv{query}")).await;
+        assert_eq!(csv, to_csv(&expected), "csv{query}");
+        assert!(
+            frames > expected.len() / 1_000,
+            "streamed in {frames} pieces"
+        );
+        let (json, _) = export_body(&a, &format!("/admin/export.json{query}")).await;
+        assert_eq!(
+            json,
+            serde_json::to_string_pretty(&expected).unwrap(),
+            "json{query}"
+        );
+        let parsed: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed.len(), expected.len(), "json{query}");
+        let keys: Vec<(String, i64)> = parsed
+            .iter()
+            .map(|r| {
+                (
+                    r["created_at"].as_str().unwrap().to_owned(),
+                    r["id"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert!(
+            keys.windows(2).all(|w| w[0] > w[1]),
+            "newest first, no repeat"
+        );
+        match query {
+            "" => assert_eq!(parsed.len(), 12_407),
+            "?path=exact.mp4" => assert_eq!(parsed.len(), 5_000, "exactly one page"),
+            "?user=nobody" => {
+                assert_eq!(json, "[]");
+                assert_eq!(csv.lines().count(), 1, "the header alone");
+            }
+            _ => assert!(parsed.iter().all(|r| r["status"] == 404)),
+        }
+    }
+}
+
+async fn sqlite_exports_stream_the_whole_filtered_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("log.db")).unwrap();
+    exports_stream_the_whole_filtered_set(Arc::new(store)).await;
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres_exports_stream_the_whole_filtered_set() {
+    let db = common::pg::TestDb::create();
+    let store = sage_stream::log::PgStore::connect(&db.url).unwrap();
+    exports_stream_the_whole_filtered_set(Arc::new(store)).await;
 }

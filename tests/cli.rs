@@ -14,6 +14,13 @@ use sage_stream::permission::{Permission, RequestHead, SignedUrl};
 
 fn main() -> std::process::ExitCode {
     harness::run(vec![
+        Test::sync("prune_sqlite", prune_sqlite),
+        #[cfg(feature = "postgres")]
+        Test::sync("prune_postgres", prune_postgres).needs(common::harness::Requirement::Postgres),
+        Test::sync(
+            "serve_with_retention_prunes_as_it_starts",
+            serve_with_retention_prunes_as_it_starts,
+        ),
         Test::sync(
             "sign_prefix_cors_cache_control_and_mime_on_a_real_server",
             sign_prefix_cors_cache_control_and_mime_on_a_real_server,
@@ -836,4 +843,158 @@ fn sign_prefix_cors_cache_control_and_mime_on_a_real_server() {
             ("show10/seg0.ts", 403)
         ]
     );
+}
+
+/// `prune` on the log at `url`: a dry run counts and deletes nothing, then
+/// `STREAM_RETENTION` alone (no flag) deletes exactly the rows older than
+/// it and the batch id stored before the cutoff. `exec` runs SQL on the
+/// same database (to date a batch id back, as time would).
+fn prune_and_check(url: &str, mut exec: impl FnMut(&str)) {
+    use chrono::{Duration, Utc};
+    use sage_stream::log::{WatchBatch, WatchRecord};
+    let store = sage_stream::log::open_store(url).unwrap();
+    let row = |i: i64, age: Duration| WatchRecord {
+        created_at: Utc::now() - age,
+        path: "clip.mp4".into(),
+        user_id: None,
+        is_authenticated: false,
+        ip: Some("192.0.2.1".into()),
+        method: "GET".into(),
+        status: 206,
+        range_header: Some(format!("bytes={i}-").into()),
+        bytes_sent: 1,
+        duration_ms: 1,
+        user_agent: None,
+        completed: true,
+    };
+    let old = WatchBatch {
+        id: "old".into(),
+        records: (0..3).map(|i| row(i, Duration::days(100 + i))).collect(),
+    };
+    let new = WatchBatch {
+        id: "new".into(),
+        records: vec![row(10, Duration::days(89)), row(11, Duration::hours(1))],
+    };
+    assert_eq!(store.insert_batch(&old).unwrap(), 3);
+    assert_eq!(store.insert_batch(&new).unwrap(), 2);
+    // The old batch was stored long ago too.
+    exec("UPDATE watch_log_batches SET stored_at = '2026-01-01 00:00:00' WHERE batch_id = 'old'");
+
+    let (ok, out, err) = run(
+        &[
+            "prune",
+            "--older-than",
+            "90d",
+            "--dry-run",
+            "--database",
+            url,
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("would prune 3 rows and 1 batch ids created before"),
+        "{out}"
+    );
+    assert_eq!(store.count(&LogFilter::default()).unwrap(), 5, "dry run");
+    assert_eq!(store.last_batch_id("old").unwrap().as_deref(), Some("old"));
+
+    let (ok, out, err) = run(
+        &["prune", "--database", url],
+        &[("STREAM_RETENTION", "90d")],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("pruned 3 rows and 1 batch ids"), "{out}");
+    let mut left: Vec<String> = store
+        .query(&LogFilter::default(), None, 10)
+        .unwrap()
+        .entries
+        .into_iter()
+        .filter_map(|e| e.range_header)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["bytes=10-", "bytes=11-"]);
+    assert_eq!(store.last_batch_id("old").unwrap(), None);
+    assert_eq!(store.last_batch_id("new").unwrap().as_deref(), Some("new"));
+
+    let (ok, _, err) = run(
+        &["prune", "--older-than", "ninety days", "--database", url],
+        &[],
+    );
+    assert!(!ok);
+    assert!(err.contains("bad duration"), "{err}");
+}
+
+fn prune_sqlite() {
+    use diesel::{Connection, RunQueryDsl};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.db");
+    let url = format!("sqlite://{}", path.display());
+    let mut conn = None;
+    prune_and_check(&url, |sql| {
+        let conn = conn.get_or_insert_with(|| {
+            diesel::SqliteConnection::establish(&path.to_string_lossy()).unwrap()
+        });
+        assert_eq!(diesel::sql_query(sql).execute(conn).unwrap(), 1);
+    });
+}
+
+#[cfg(feature = "postgres")]
+fn prune_postgres() {
+    use diesel::{Connection, RunQueryDsl};
+    let db = common::pg::TestDb::create();
+    let mut conn = diesel::PgConnection::establish(&db.url).unwrap();
+    prune_and_check(&db.url, |sql| {
+        assert_eq!(diesel::sql_query(sql).execute(&mut conn).unwrap(), 1);
+    });
+}
+
+fn serve_with_retention_prunes_as_it_starts() {
+    use chrono::{Duration, Utc};
+    use sage_stream::log::{WatchBatch, WatchRecord};
+    let fx = Fixture::new();
+    fx.file("clip.mp4", 1000);
+    let path = fx.dir.path().join("log.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let rows = [40, 31, 29, 1].map(|days| WatchRecord {
+        created_at: Utc::now() - Duration::days(days),
+        path: "clip.mp4".into(),
+        user_id: None,
+        is_authenticated: false,
+        ip: None,
+        method: "GET".into(),
+        status: 200,
+        range_header: None,
+        bytes_sent: days as u64,
+        duration_ms: 1,
+        user_agent: None,
+        completed: true,
+    });
+    store.insert_batch(&WatchBatch::new(rows.to_vec())).unwrap();
+    let db = format!("sqlite://{}", path.display());
+    let served = Served::start(
+        &["--root", fx.root.to_str().unwrap(), "--database", &db],
+        &[("STREAM_RETENTION", "30d")],
+    );
+    assert!(
+        served.banner.contains("rows older than 30d deleted daily"),
+        "{}",
+        served.banner
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.count(&LogFilter::default()).unwrap() != 2 {
+        assert!(std::time::Instant::now() < deadline, "retention never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (ok, rest) = served.stop();
+    assert!(ok, "{rest}");
+    let mut kept: Vec<i64> = store
+        .query(&LogFilter::default(), None, 10)
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.bytes_sent)
+        .collect();
+    kept.sort_unstable();
+    assert_eq!(kept, [1, 29]);
 }

@@ -486,3 +486,61 @@ fn readyz_is_503_with_the_reason_while_the_store_is_down() {
     });
     stop(served, &stderr);
 }
+
+#[test]
+fn anonymize_ip_also_covers_the_access_log() {
+    let fx = Fixture::new();
+    fx.file("clip.mp4", 1_000);
+    let db = format!("sqlite://{}", fx.dir.path().join("log.db").display());
+    let (served, stderr) = start(
+        &[
+            "--root",
+            fx.root.to_str().unwrap(),
+            "--database",
+            &db,
+            "--anonymize-ip",
+            "--log-format",
+            "json",
+            "--metrics-bind",
+            "127.0.0.1:0",
+        ],
+        fx.dir.path(),
+    );
+    let base = served.base.clone();
+    let metrics_url = served.banner_url("metrics").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let text = rt.block_on(async {
+        let res = reqwest::get(format!("{base}/api/stream?path=clip.mp4"))
+            .await
+            .unwrap();
+        assert_eq!(res.bytes().await.unwrap().len(), 1_000);
+        reqwest::get(&metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    // The bounds' and retention's counters are exported, at zero here.
+    assert_eq!(
+        value(&text, "sage_stream_watch_log_rows_dropped_total"),
+        0.0
+    );
+    assert_eq!(value(&text, "sage_stream_watch_log_rows_pruned_total"), 0.0);
+    let logs = stop(served, &stderr);
+    let access: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["target"] == "sage_stream::access")
+        .collect();
+    assert_eq!(access.len(), 1, "{logs}");
+    assert_eq!(access[0]["viewer"], "ip:127.0.0.0");
+    assert!(!logs.contains("127.0.0.1\""), "{logs}");
+    let store = SqliteStore::open(fx.dir.path().join("log.db")).unwrap();
+    let rows = store
+        .query(&LogFilter::default(), None, 10)
+        .unwrap()
+        .entries;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].ip.as_deref(), Some("127.0.0.0"));
+}

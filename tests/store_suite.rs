@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::harness::{self, Requirement, Test};
-use sage_stream::log::{Cursor, LogFilter, MemoryStore, WatchBatch, WatchLogStore, WatchRecord};
+use sage_stream::log::{
+    Cursor, LogFilter, MemoryStore, Pruned, WatchBatch, WatchLogStore, WatchRecord, PRUNE_CHUNK,
+};
 
 fn main() -> std::process::ExitCode {
     let mut tests = suite("memory", &[], memory);
@@ -221,6 +223,50 @@ fn keyset_pagination_newest_first(store: &dyn WatchLogStore) {
         paged, full,
         "pages concatenate to the full list, no gap, no repeat"
     );
+}
+
+/// Pages that end inside a group of rows sharing one time go on with the
+/// rest of the group: at a whole second, a whole millisecond, any
+/// microsecond.
+fn keyset_pages_split_ties_anywhere(store: &dyn WatchLogStore) {
+    let instants = [
+        base(),
+        base() + Duration::milliseconds(1500),
+        base() + Duration::microseconds(2_000_123),
+        base() + Duration::microseconds(2_000_120),
+    ];
+    let rows: Vec<WatchRecord> = (0..24u32)
+        .map(|i| {
+            record(
+                i,
+                instants[(i % 4) as usize],
+                "a.mp4",
+                None,
+                "10.0.0.1",
+                206,
+                1,
+            )
+        })
+        .collect();
+    insert(store, &rows);
+    let full = store
+        .query(&LogFilter::default(), None, 100)
+        .unwrap()
+        .entries;
+    assert_eq!(full.len(), 24);
+    for size in [1, 2, 4, 5] {
+        let mut paged = Vec::new();
+        let mut after: Option<Cursor> = None;
+        loop {
+            let page = store.query(&LogFilter::default(), after, size).unwrap();
+            paged.extend(page.entries);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(paged, full, "pages of {size}");
+    }
 }
 
 fn filters(store: &dyn WatchLogStore) {
@@ -460,6 +506,151 @@ fn viewer_key_agrees_with_the_record(store: &dyn WatchLogStore) {
     assert_eq!(stats[0].unique_viewers as usize, distinct.len());
 }
 
+/// `prune` deletes exactly the rows created before the cutoff and the batch
+/// ids stored before it, oldest first and a chunk at a time; `prunable`
+/// counts the same and deletes nothing.
+fn prune_removes_exactly_the_old_rows_and_batch_ids(store: &dyn WatchLogStore) {
+    use chrono::SubsecRound;
+    let row = |i: u32, at: DateTime<Utc>| record(i, at, "a.mp4", None, "10.0.0.1", 206, 1);
+    let now = Utc::now();
+    // Stored before the cutoff: rows recorded before that.
+    let a = WatchBatch {
+        id: "prune-a:1".into(),
+        records: vec![
+            row(0, now - Duration::days(10)),
+            row(1, now - Duration::days(1)),
+        ],
+    };
+    assert_eq!(store.insert_batch(&a).unwrap(), 2);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let cutoff_utc = Utc::now().trunc_subsecs(6);
+    let cutoff = cutoff_utc.naive_utc();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    // Stored after it: a late spool replay holding old rows, and rows at
+    // the cutoff and after it (not older than it, so kept).
+    let b = WatchBatch {
+        id: "prune-b:1".into(),
+        records: vec![
+            row(10, cutoff_utc - Duration::days(5)),
+            row(11, cutoff_utc - Duration::microseconds(1)),
+            row(12, cutoff_utc),
+            row(13, cutoff_utc + Duration::hours(1)),
+        ],
+    };
+    assert_eq!(store.insert_batch(&b).unwrap(), 4);
+    let ranges = |store: &dyn WatchLogStore| -> Vec<String> {
+        let mut left: Vec<String> = store
+            .query(&LogFilter::default(), None, 100)
+            .unwrap()
+            .entries
+            .into_iter()
+            .filter_map(|e| e.range_header)
+            .collect();
+        left.sort();
+        left
+    };
+
+    let dry = store.prunable(cutoff).unwrap();
+    assert_eq!(
+        dry,
+        Pruned {
+            rows: 4,
+            batches: 1
+        }
+    );
+    assert_eq!(
+        store.count(&LogFilter::default()).unwrap(),
+        6,
+        "counting deletes nothing"
+    );
+    assert_eq!(
+        store.last_batch_id("prune-a:").unwrap().as_deref(),
+        Some("prune-a:1")
+    );
+
+    // One chunk of two: the two oldest rows, and the one old batch id.
+    assert_eq!(
+        store.prune_chunk(cutoff, 2).unwrap(),
+        Pruned {
+            rows: 2,
+            batches: 1
+        }
+    );
+    assert_eq!(
+        ranges(store),
+        ["bytes=1-", "bytes=11-", "bytes=12-", "bytes=13-"]
+    );
+    assert_eq!(
+        store.prune(cutoff).unwrap(),
+        Pruned {
+            rows: 2,
+            batches: 0
+        }
+    );
+    assert_eq!(
+        store.prune(cutoff).unwrap(),
+        Pruned::default(),
+        "nothing old is left"
+    );
+    assert_eq!(store.prunable(cutoff).unwrap(), Pruned::default());
+    assert_eq!(ranges(store), ["bytes=12-", "bytes=13-"]);
+    let kept = store
+        .query(&LogFilter::default(), None, 10)
+        .unwrap()
+        .entries;
+    assert_eq!(
+        kept.iter().map(|e| e.created_at).collect::<Vec<_>>(),
+        [(cutoff_utc + Duration::hours(1)).naive_utc(), cutoff]
+    );
+
+    // The old batch's id went with its rows, the newer one's stays.
+    assert_eq!(store.last_batch_id("prune-a:").unwrap(), None);
+    assert_eq!(
+        store.last_batch_id("prune-b:").unwrap().as_deref(),
+        Some("prune-b:1")
+    );
+    assert_eq!(store.insert_batch(&b).unwrap(), 0, "b is still known");
+    assert_eq!(store.insert_batch(&a).unwrap(), 2, "a's id is gone");
+}
+
+/// More old rows than one chunk holds: `prune` goes on until all are gone
+/// and keeps every newer row.
+fn prune_goes_chunk_by_chunk(store: &dyn WatchLogStore) {
+    let old = PRUNE_CHUNK * 2 + 17;
+    let rows: Vec<WatchRecord> = (0..old + 5)
+        .map(|i| {
+            let at = if i < old {
+                base() - Duration::milliseconds(i as i64 + 1)
+            } else {
+                base() + Duration::milliseconds(i as i64)
+            };
+            record(i as u32, at, "a.mp4", None, "10.0.0.1", 206, 1)
+        })
+        .collect();
+    for chunk in rows.chunks(PRUNE_CHUNK) {
+        insert(store, chunk);
+    }
+    assert_eq!(
+        store.count(&LogFilter::default()).unwrap(),
+        rows.len() as u64
+    );
+    // The batches were stored now, after the cutoff: their ids stay.
+    let pruned = store.prune(base().naive_utc()).unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            rows: old as u64,
+            batches: 0
+        }
+    );
+    let left = store
+        .query(&LogFilter::default(), None, 100)
+        .unwrap()
+        .entries;
+    assert_eq!(left.len(), 5);
+    assert!(left.iter().all(|e| e.created_at >= base().naive_utc()));
+}
+
 /// A store for one test, with what must live as long as it (a temp dir, a
 /// database dropped after the test).
 type Opened = (Arc<dyn WatchLogStore>, Box<dyn std::any::Any>);
@@ -470,7 +661,7 @@ type Case = (&'static str, fn(&dyn WatchLogStore));
 /// The suite against one backend, as `BACKEND::case` tests; `open` makes a
 /// fresh store for each.
 fn suite(backend: &str, needs: &[Requirement], open: fn() -> Opened) -> Vec<Test> {
-    let cases: [Case; 7] = [
+    let cases: [Case; 10] = [
         ("round_trip_and_idempotence", round_trip_and_idempotence),
         (
             "batches_of_every_size_round_trip",
@@ -487,6 +678,15 @@ fn suite(backend: &str, needs: &[Requirement], open: fn() -> Opened) -> Vec<Test
             viewer_key_agrees_with_the_record,
         ),
         ("path_aggregates", path_aggregates),
+        (
+            "keyset_pages_split_ties_anywhere",
+            keyset_pages_split_ties_anywhere,
+        ),
+        (
+            "prune_removes_exactly_the_old_rows_and_batch_ids",
+            prune_removes_exactly_the_old_rows_and_batch_ids,
+        ),
+        ("prune_goes_chunk_by_chunk", prune_goes_chunk_by_chunk),
     ];
     cases
         .into_iter()
@@ -651,6 +851,28 @@ fn assert_plans_use_indexes(
     }
 }
 
+/// The statements of a prune chunk, as the stores write them (PostgreSQL
+/// deletes by its primary key `(created_at, id)`, SQLite by rowid), each
+/// with the index that must find the oldest rows.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn prune_statements(key: &str, rows_index: &'static str) -> [(String, &'static str); 2] {
+    [
+        (
+            format!(
+                "DELETE FROM watch_logs WHERE ({key}) IN (SELECT {key} FROM watch_logs \
+                 WHERE created_at < '2026-01-01' ORDER BY created_at LIMIT 5000)"
+            ),
+            rows_index,
+        ),
+        (
+            "DELETE FROM watch_log_batches WHERE batch_id IN (SELECT batch_id FROM watch_log_batches \
+             WHERE stored_at < '2026-01-01' ORDER BY stored_at LIMIT 5000)"
+                .to_owned(),
+            "watch_log_batches_stored_at",
+        ),
+    ]
+}
+
 #[cfg(feature = "sqlite")]
 fn sqlite_queries_use_their_indexes() {
     use diesel::sql_types::Text;
@@ -668,16 +890,30 @@ fn sqlite_queries_use_their_indexes() {
     let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy()).unwrap();
     // SQLite ends every index key with the rowid (= id): the index order is
     // the listing's order, so no sort either.
+    let mut plan = |query: &str| -> String {
+        let steps: Vec<Step> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {query}"))
+            .load(&mut conn)
+            .unwrap();
+        steps.iter().map(|s| format!("{}\n", s.detail)).collect()
+    };
     assert_plans_use_indexes(
         "watch_logs_created_at",
         &["TEMP B-TREE", "SCAN watch_logs\n"],
-        |query| {
-            let steps: Vec<Step> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {query}"))
-                .load(&mut conn)
-                .unwrap();
-            steps.iter().map(|s| format!("{}\n", s.detail)).collect()
-        },
+        &mut plan,
     );
+    // A prune chunk reads the oldest rows off a time index and deletes them
+    // by rowid: no scan, no sort.
+    for (statement, index) in prune_statements("id", "watch_logs_created_at") {
+        let plan = plan(&statement);
+        assert!(plan.contains(index), "{statement}: {plan}");
+        for bad in [
+            "TEMP B-TREE",
+            "SCAN watch_logs\n",
+            "SCAN watch_log_batches\n",
+        ] {
+            assert!(!plan.contains(bad), "{statement}: {plan}");
+        }
+    }
 }
 
 #[cfg(feature = "postgres")]
@@ -700,12 +936,27 @@ fn postgres_queries_use_their_indexes() {
     conn.batch_execute("SET enable_seqscan = off").unwrap();
     // The primary key is (created_at, id). The user and path indexes order
     // by created_at; ties by id are sorted (incrementally, on a large table).
-    assert_plans_use_indexes("watch_logs_pkey", &["Seq Scan"], |query| {
+    let mut plan = |query: &str| -> String {
         let lines: Vec<Line> = diesel::sql_query(format!("EXPLAIN {query}"))
             .load(&mut conn)
             .unwrap();
         lines.iter().map(|l| format!("{}\n", l.line)).collect()
-    });
+    };
+    assert_plans_use_indexes("watch_logs_pkey", &["Seq Scan"], &mut plan);
+    // A page after a cursor (as `PgStore` writes it: one row comparison) is
+    // a range of the key, not a filter over every newer row.
+    let page = "SELECT id FROM watch_logs WHERE (watch_logs.created_at, watch_logs.id) < \
+                ('2026-01-01', 5) ORDER BY created_at DESC, id DESC LIMIT 50";
+    let keyset = plan(page);
+    assert!(
+        keyset.contains("Index Cond: (ROW(created_at, id) < ROW("),
+        "{page}: {keyset}"
+    );
+    for (statement, index) in prune_statements("created_at, id", "watch_logs_pkey") {
+        let plan = plan(&statement);
+        assert!(plan.contains(index), "{statement}: {plan}");
+        assert!(!plan.contains("Seq Scan"), "{statement}: {plan}");
+    }
 }
 
 /// A database that cannot be reached is `Unavailable`; data the database

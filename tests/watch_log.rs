@@ -101,6 +101,37 @@ fn main() -> std::process::ExitCode {
             postgres_log_recovers_when_its_database_is_recreated,
         )
         .needs(common::harness::Requirement::Postgres),
+        Test::sync(
+            "retention_prunes_the_memory_log",
+            retention_prunes_the_memory_log,
+        ),
+        #[cfg(feature = "sqlite")]
+        Test::sync(
+            "retention_prunes_the_sqlite_log",
+            retention_prunes_the_sqlite_log,
+        ),
+        #[cfg(feature = "postgres")]
+        Test::sync(
+            "retention_prunes_the_postgres_log",
+            retention_prunes_the_postgres_log,
+        )
+        .needs(common::harness::Requirement::Postgres),
+        Test::sync(
+            "without_a_spool_an_outage_drops_the_oldest_rows_and_counts_them",
+            without_a_spool_an_outage_drops_the_oldest_rows_and_counts_them,
+        ),
+        Test::sync(
+            "a_full_spool_drops_its_oldest_rows_and_keeps_the_newest",
+            a_full_spool_drops_its_oldest_rows_and_keeps_the_newest,
+        ),
+        Test::sync(
+            "a_spool_left_by_an_earlier_run_is_counted_when_dropped",
+            a_spool_left_by_an_earlier_run_is_counted_when_dropped,
+        ),
+        Test::sync(
+            "a_full_journal_drops_its_oldest_rows_and_keeps_the_newest",
+            a_full_journal_drops_its_oldest_rows_and_keeps_the_newest,
+        ),
     ])
 }
 
@@ -829,4 +860,285 @@ fn postgres_log_recovers_when_its_database_is_recreated() {
     assert_eq!(stats.written, 50, "{stats:?}");
     assert_eq!(stats.quarantined, 0);
     assert_eq!(store.count(&LogFilter::default()).unwrap(), 30);
+}
+
+/// With `retention`, the writer deletes old rows (and only them) as it
+/// starts and again every `retention_interval`, rows recorded through its
+/// sink included; `WriterStats::pruned` counts them.
+fn retention_prunes_at_start_and_every_interval(store: Arc<dyn WatchLogStore>) {
+    use sage_stream::log::WatchBatch;
+    let aged = |i: usize, age: chrono::Duration| {
+        let mut r = record(i);
+        r.created_at = Utc::now() - age;
+        r
+    };
+    let old: Vec<WatchRecord> = (0..3)
+        .map(|i| aged(i, chrono::Duration::hours(2)))
+        .collect();
+    let new: Vec<WatchRecord> = (3..5)
+        .map(|i| aged(i, chrono::Duration::minutes(50)))
+        .collect();
+    store.insert_batch(&WatchBatch::new(old)).unwrap();
+    store.insert_batch(&WatchBatch::new(new)).unwrap();
+    let config = WriterConfig {
+        retention: Some(Duration::from_secs(3600)),
+        retention_interval: Duration::from_millis(100),
+        ..quick()
+    };
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), config).unwrap();
+    let count_becomes = |n: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.count(&LogFilter::default()).unwrap() != n {
+            assert!(std::time::Instant::now() < deadline, "{:?}", writer.stats());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    count_becomes(2);
+    // Old rows arriving later go at a later round: through the sink (a
+    // spool replayed late, say) and straight into the store.
+    sink.record(aged(5, chrono::Duration::hours(3)));
+    sink.record(aged(6, chrono::Duration::seconds(1)));
+    store
+        .insert_batch(&WatchBatch::new(
+            (7..10)
+                .map(|i| aged(i, chrono::Duration::days(30)))
+                .collect(),
+        ))
+        .unwrap();
+    assert!(writer.wait_idle(Duration::from_secs(10)));
+    count_becomes(3);
+    let stats = writer.shutdown();
+    assert_eq!(stats.pruned, 7, "{stats:?}");
+    let mut kept: Vec<i64> = store
+        .query(&LogFilter::default(), None, 10)
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.bytes_sent)
+        .collect();
+    kept.sort_unstable();
+    assert_eq!(kept, [3, 4, 6]);
+}
+
+fn retention_prunes_the_memory_log() {
+    retention_prunes_at_start_and_every_interval(Arc::new(MemoryStore::new()));
+}
+
+#[cfg(feature = "sqlite")]
+fn retention_prunes_the_sqlite_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sage_stream::log::SqliteStore::open(dir.path().join("log.db")).unwrap();
+    retention_prunes_at_start_and_every_interval(Arc::new(store));
+}
+
+#[cfg(feature = "postgres")]
+fn retention_prunes_the_postgres_log() {
+    let db = common::pg::TestDb::create();
+    let store = sage_stream::log::PgStore::connect(&db.url).unwrap();
+    retention_prunes_at_start_and_every_interval(Arc::new(store));
+}
+
+/// Without a spool (`WriterConfig::default()` has none) an outage keeps at
+/// most `memory_limit` rows: beyond it the oldest are dropped and counted,
+/// and the newest are stored once the store is back.
+fn without_a_spool_an_outage_drops_the_oldest_rows_and_counts_them() {
+    let store = Arc::new(MemoryStore::new());
+    store.set_down(true);
+    let config = WriterConfig {
+        memory_limit: 100,
+        batch_size: 10,
+        ..quick()
+    };
+    assert!(config.spool_path.is_none());
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), config).unwrap();
+    for i in 0..1000 {
+        sink.record(record(i));
+    }
+    // Wait for a failed round after the last row, and for no batch in
+    // flight: then every row is either queued or dropped.
+    let failures = writer.stats().failures;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut stats = writer.stats();
+    while !(stats.failures > failures && stats.queued + stats.rows_dropped == 1000) {
+        assert!(std::time::Instant::now() < deadline, "{stats:?}");
+        std::thread::sleep(Duration::from_millis(2));
+        stats = writer.stats();
+    }
+    assert!(stats.queued_peak <= 100, "{stats:?}");
+    assert_eq!((stats.queued, stats.rows_dropped), (100, 900), "{stats:?}");
+    store.set_down(false);
+    assert!(
+        writer.wait_idle(Duration::from_secs(10)),
+        "{:?}",
+        writer.stats()
+    );
+    let stats = writer.shutdown();
+    assert_eq!(
+        (stats.recorded, stats.written, stats.rows_dropped),
+        (1000, 100, 900)
+    );
+    let mut sent: Vec<i64> = store.entries().iter().map(|e| e.bytes_sent).collect();
+    sent.sort_unstable();
+    assert_eq!(sent, (900..1000).collect::<Vec<i64>>(), "the newest rows");
+}
+
+/// Bytes in the spool and every file set aside from it.
+fn spool_bytes(spool: &std::path::Path) -> u64 {
+    let name = spool.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::read_dir(spool.parent().unwrap())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&name))
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".quarantine"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+/// A spool at its bound deletes its oldest rows to take new ones: the disk
+/// use stays within `spool_max_bytes`, every row is stored or counted as
+/// dropped (exactly), and the newest rows are kept.
+fn a_full_spool_drops_its_oldest_rows_and_keeps_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("log.spool");
+    let store = Arc::new(MemoryStore::new());
+    store.set_down(true);
+    let max = 64 * 1024;
+    let config = WriterConfig {
+        memory_limit: 40,
+        batch_size: 10,
+        spool_path: Some(spool.clone()),
+        spool_max_bytes: max,
+        ..quick()
+    };
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), config).unwrap();
+    let n = 3000;
+    for i in 0..n {
+        sink.record(record(i));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut stats = writer.stats();
+    while stats.spooled + stats.queued < n as u64 - 10 {
+        assert!(std::time::Instant::now() < deadline, "{stats:?}");
+        std::thread::sleep(Duration::from_millis(10));
+        stats = writer.stats();
+    }
+    assert!(stats.rows_dropped > 0, "the spool overflowed: {stats:?}");
+    assert!(stats.queued_peak <= 40, "{stats:?}");
+    let used = spool_bytes(&spool);
+    assert!(used <= max, "{used} bytes on disk");
+    assert!(used > max / 2, "the spool is used up to its bound: {used}");
+
+    store.set_down(false);
+    assert!(
+        writer.wait_idle(Duration::from_secs(20)),
+        "{:?}",
+        writer.stats()
+    );
+    let stats = writer.shutdown();
+    let mut sent: Vec<i64> = store.entries().iter().map(|e| e.bytes_sent).collect();
+    sent.sort_unstable();
+    sent.dedup();
+    assert_eq!(sent.len(), store.entries().len(), "each row once");
+    assert_eq!(
+        sent.len() as u64 + stats.rows_dropped,
+        n as u64,
+        "stored or counted as dropped: {stats:?}"
+    );
+    let newest: Vec<i64> = (n as i64 - 200..n as i64).collect();
+    assert_eq!(
+        sent[sent.len() - 200..],
+        newest[..],
+        "the newest rows are kept"
+    );
+    assert!(spool_is_empty(&spool));
+}
+
+/// Segments an earlier run left have no row count in memory: dropping one
+/// to make room counts its rows from the file, so the accounting stays
+/// exact across a restart.
+fn a_spool_left_by_an_earlier_run_is_counted_when_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("log.spool");
+    let store = Arc::new(MemoryStore::new());
+    store.set_down(true);
+    let config = WriterConfig {
+        batch_size: 50,
+        spool_path: Some(spool.clone()),
+        shutdown_timeout: Duration::from_millis(100),
+        ..quick()
+    };
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), config.clone()).unwrap();
+    for i in 0..500 {
+        sink.record(record(i));
+    }
+    assert_eq!(writer.shutdown().spooled, 500);
+    let earlier = spool_bytes(&spool);
+    // The next run has a bound smaller than what is on disk.
+    let config = WriterConfig {
+        memory_limit: 20,
+        spool_max_bytes: earlier / 2,
+        ..config
+    };
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), config).unwrap();
+    for i in 500..600 {
+        sink.record(record(i));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while writer.stats().spooled + writer.stats().queued < 90 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", writer.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(spool_bytes(&spool) <= earlier / 2);
+    store.set_down(false);
+    assert!(
+        writer.wait_idle(Duration::from_secs(20)),
+        "{:?}",
+        writer.stats()
+    );
+    let stats = writer.shutdown();
+    assert!(stats.rows_dropped >= 250, "{stats:?}");
+    assert_eq!(
+        store.entries().len() as u64 + stats.rows_dropped,
+        600,
+        "{stats:?}"
+    );
+}
+
+/// The journal of a durable log is bounded the same way.
+fn a_full_journal_drops_its_oldest_rows_and_keeps_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("log.spool");
+    let store = Arc::new(MemoryStore::new());
+    store.set_down(true);
+    let max = 32 * 1024;
+    let config = WriterConfig {
+        spool_path: Some(spool.clone()),
+        durable: true,
+        spool_max_bytes: max,
+        ..quick()
+    };
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), config).unwrap();
+    for i in 0..2000 {
+        sink.record(record(i));
+    }
+    let stats = writer.stats();
+    assert_eq!((stats.journaled, stats.queued_peak), (2000, 0), "{stats:?}");
+    assert!(stats.rows_dropped > 1000, "{stats:?}");
+    assert!(spool_bytes(&spool) <= max);
+    store.set_down(false);
+    assert!(
+        writer.wait_idle(Duration::from_secs(20)),
+        "{:?}",
+        writer.stats()
+    );
+    let stats = writer.shutdown();
+    let mut sent: Vec<i64> = store.entries().iter().map(|e| e.bytes_sent).collect();
+    sent.sort_unstable();
+    sent.dedup();
+    assert_eq!(sent.len(), store.entries().len(), "each row once");
+    assert_eq!(sent.len() as u64 + stats.rows_dropped, 2000, "{stats:?}");
+    // A segment the writer was trying to replay when room was needed is
+    // spared (its next one goes instead), so only the newest are certain.
+    let newest: Vec<i64> = (1950..2000).collect();
+    assert_eq!(sent[sent.len() - 50..], newest[..], "{stats:?}");
 }

@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
+use bytes::Bytes;
 use chrono::NaiveDate;
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -19,11 +20,10 @@ use super::links::Links;
 use super::templates::{day_chart, enc, human_bytes, nav, page};
 use super::AppState;
 use crate::log::analytics::sessions;
-use crate::log::export::{to_csv, to_json};
-use crate::log::{Cursor, LogFilter, WatchLogEntry};
+use crate::log::export::{ExportEncoder, ExportFormat};
+use crate::log::{Cursor, LogFilter, Page, StoreError, WatchLogEntry, WatchLogStore};
 
 const PAGE_SIZE: usize = 50;
-const EXPORT_LIMIT: usize = 1_000_000;
 const SESSION_ROWS: usize = 5_000;
 
 /// Lets a request through when it carries the admin token as a bearer token
@@ -284,42 +284,102 @@ fn entries_table(entries: &[WatchLogEntry]) -> Markup {
     }
 }
 
-async fn export_rows(state: &AppState, query: &AdminQuery) -> Result<Vec<WatchLogEntry>, AppError> {
-    let filter = query.filter()?;
-    let store = Arc::clone(&state.store);
-    blocking(move || {
-        let mut rows = Vec::new();
-        let mut after = None;
-        loop {
-            let page = store.query(&filter, after, 5_000)?;
-            rows.extend(page.entries);
-            match page.next {
-                Some(next) if rows.len() < EXPORT_LIMIT => after = Some(next),
-                _ => break,
-            }
-        }
-        Ok(rows)
-    })
-    .await
-}
+/// Rows per query of an export: one keyset page, read on a blocking thread.
+const EXPORT_PAGE: usize = 5_000;
+/// Rows per piece of the response body.
+const EXPORT_PIECE: usize = 500;
+/// Pieces encoded ahead of the connection. With the page being encoded,
+/// this is all an export holds in memory, however many rows it has.
+const EXPORT_AHEAD: usize = 4;
 
-/// The filtered rows as a download in one of the export formats.
+/// The filtered rows as a download, streamed: a blocking task reads them a
+/// keyset page at a time (newest first, as the list shows them) and
+/// encodes each page into pieces, which a bounded channel hands to the
+/// response body. A slow client slows the task down instead of filling
+/// memory; one that leaves stops it.
+///
+/// The first page is read before the answer, so a database that is down
+/// gets a 503. A failure after that ends the body with an error: the
+/// client sees a cut download (no final chunk), never a short file that
+/// looks whole.
 async fn export(
     state: &AppState,
     query: &AdminQuery,
     content_type: &'static str,
     disposition: &'static str,
-    render: fn(&[WatchLogEntry]) -> String,
+    format: ExportFormat,
 ) -> Result<Response, AppError> {
-    let rows = export_rows(state, query).await?;
+    let filter = query.filter()?;
+    let store = Arc::clone(&state.store);
+    let first = {
+        let (store, filter) = (Arc::clone(&store), filter.clone());
+        blocking(move || store.query(&filter, None, EXPORT_PAGE)).await?
+    };
+    let (pieces, body) = tokio::sync::mpsc::channel(EXPORT_AHEAD);
+    tokio::task::spawn_blocking(move || export_pages(&*store, &filter, first, format, &pieces));
     Ok((
         [
             (header::CONTENT_TYPE, content_type),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        render(&rows),
+        axum::body::Body::new(ExportBody(body)),
     )
         .into_response())
+}
+
+/// The export's blocking task: encodes `page` and every page after it into
+/// `pieces`; returns early when the client has gone.
+fn export_pages(
+    store: &dyn WatchLogStore,
+    filter: &LogFilter,
+    mut page: Page,
+    format: ExportFormat,
+    pieces: &tokio::sync::mpsc::Sender<Result<Bytes, StoreError>>,
+) {
+    let mut encoder = ExportEncoder::new(format);
+    let mut out = String::new();
+    encoder.begin(&mut out);
+    loop {
+        for rows in page.entries.chunks(EXPORT_PIECE) {
+            for row in rows {
+                encoder.row(row, &mut out);
+            }
+            if pieces
+                .blocking_send(Ok(Bytes::from(std::mem::take(&mut out))))
+                .is_err()
+            {
+                return;
+            }
+        }
+        let Some(next) = page.next else { break };
+        page = match store.query(filter, Some(next), EXPORT_PAGE) {
+            Ok(page) => page,
+            Err(err) => {
+                tracing::warn!(error = %err, rows = encoder.rows(), "watch-log export cut short");
+                let _ = pieces.blocking_send(Err(err));
+                return;
+            }
+        };
+    }
+    encoder.end(&mut out);
+    let _ = pieces.blocking_send(Ok(Bytes::from(out)));
+}
+
+/// The body of a streamed export: the pieces its task sends, in order.
+struct ExportBody(tokio::sync::mpsc::Receiver<Result<Bytes, StoreError>>);
+
+impl http_body::Body for ExportBody {
+    type Data = Bytes;
+    type Error = StoreError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, StoreError>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|piece| piece.map(|piece| piece.map(http_body::Frame::data)))
+    }
 }
 
 pub(crate) async fn export_csv(
@@ -332,7 +392,7 @@ pub(crate) async fn export_csv(
         &query,
         "text/csv; charset=utf-8",
         disposition,
-        to_csv,
+        ExportFormat::Csv,
     )
     .await
 }
@@ -342,7 +402,14 @@ pub(crate) async fn export_json(
     Query(query): Query<AdminQuery>,
 ) -> Result<Response, AppError> {
     let disposition = "attachment; filename=\"watch-log.json\"";
-    export(&state, &query, "application/json", disposition, to_json).await
+    export(
+        &state,
+        &query,
+        "application/json",
+        disposition,
+        ExportFormat::Json,
+    )
+    .await
 }
 
 pub(crate) async fn analytics(

@@ -144,6 +144,7 @@ impl AppConfig {
     fn observe(&self, route: Route, sink: &WatchLogSink) -> ObserveLayer {
         let mut layer = ObserveLayer::new(route)
             .access_log(self.access_log)
+            .anonymize_ip(self.settings.anonymize_ip)
             .trusted_proxies(self.trusted_proxies.clone());
         if let Some(metrics) = &self.metrics {
             layer = layer.metrics(metrics.clone().watch_log(sink.clone()));
@@ -300,6 +301,7 @@ fn stream_routes(
         .into_service();
     let watch_log = WatchLogLayer::new(sink.clone())
         .enabled(settings.watch_log_enabled)
+        .anonymize_ip(settings.anonymize_ip)
         .media_path(source.clone())
         .trusted_proxies(config.trusted_proxies.clone());
     let stream = ServiceBuilder::new()

@@ -31,6 +31,9 @@ pub(crate) struct ImportDjangoArgs {
     /// Rows per transaction
     #[arg(long, default_value_t = 1000)]
     batch: usize,
+    /// Store the IPs with the last IPv4 octet / last 80 bits of IPv6 zeroed, as serve --anonymize-ip does
+    #[arg(long, env = "STREAM_ANONYMIZE_IP", value_parser = clap::builder::BoolishValueParser::new())]
+    anonymize_ip: bool,
 }
 
 /// One row of the Django table.
@@ -112,7 +115,7 @@ fn record(row: &DjangoRow, args: &ImportDjangoArgs) -> WatchRecord {
         }
     }
     let text = |s: &str| s.replace('\0', "\u{fffd}");
-    WatchRecord {
+    let mut record = WatchRecord {
         created_at: row.created,
         path: text(path).into(),
         user_id: row.user_id.as_deref().map(|u| text(u).into()),
@@ -129,7 +132,11 @@ fn record(row: &DjangoRow, args: &ImportDjangoArgs) -> WatchRecord {
         duration_ms: 0,
         user_agent: Some(IMPORT_USER_AGENT.into()),
         completed: false,
+    };
+    if args.anonymize_ip {
+        record.anonymize_ip();
     }
+    record
 }
 
 /// The Django database.
@@ -281,7 +288,39 @@ fn parse_created(text: &str) -> Option<DateTime<Utc>> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_created;
+    use super::*;
+
+    #[test]
+    fn imported_ips_are_anonymized_when_asked() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            import: ImportDjangoArgs,
+        }
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["import", "--from", "sqlite://x", "--database", "sqlite://y"];
+            argv.extend_from_slice(extra);
+            Cli::parse_from(argv).import
+        };
+        let row = |ip: &str| DjangoRow {
+            id: 1,
+            video_path: "a.mp4".to_owned(),
+            user_id: None,
+            is_authenticated: false,
+            ip: Some(ip.to_owned()),
+            created: Utc::now(),
+        };
+        let (plain, anonymized) = (args(&[]), args(&["--anonymize-ip"]));
+        for (ip, kept, stored) in [
+            ("192.0.2.1/32", "192.0.2.1", "192.0.2.0"),
+            ("2001:db8:1:2::9", "2001:db8:1:2::9", "2001:db8:1::"),
+            ("::ffff:192.0.2.9", "::ffff:192.0.2.9", "192.0.2.0"),
+        ] {
+            assert_eq!(record(&row(ip), &plain).ip.as_deref(), Some(kept));
+            assert_eq!(record(&row(ip), &anonymized).ip.as_deref(), Some(stored));
+        }
+    }
 
     #[test]
     fn django_times_read_as_utc() {

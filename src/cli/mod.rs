@@ -1,13 +1,17 @@
 //! Command-line interface of the `sage-stream` binary.
 
+mod duration;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod import_django;
 pub(crate) mod logs;
+pub(crate) mod prune;
 pub(crate) mod serve;
 
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+pub(crate) use duration::{format_duration, parse_duration};
 
 /// The SQLite file used when no database is named.
 pub(crate) const DEFAULT_DATABASE: &str = "sqlite://sage_stream.db";
@@ -43,6 +47,8 @@ pub(crate) enum Command {
     Migrate(DatabaseArgs),
     /// Print watch-log rows or per-path totals.
     Logs(logs::LogsArgs),
+    /// Delete watch-log rows older than --older-than (and their batch ids); --dry-run counts them.
+    Prune(prune::PruneArgs),
     /// Print a signed URL for PATH, or with --prefix DIR/ one covering every file below DIR/ (needs STREAM_SIGNING_KEY or --key).
     Sign(SignArgs),
     /// Copy django-sage-streaming's watch history (sage_stream_watchlog) into the watch log; rerunnable.
@@ -142,23 +148,4 @@ pub(crate) fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
-}
-
-pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
-    let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("bad duration {value:?}"))?;
-    let seconds = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("bad duration unit in {value:?}; use s, m, h or d")),
-    };
-    Ok(Duration::from_secs(number.saturating_mul(seconds)))
 }

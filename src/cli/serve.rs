@@ -10,10 +10,10 @@ use sage_stream::app::{self, AppConfig};
 use sage_stream::extension::IpNet;
 use sage_stream::log::{WatchLogWriter, WriterConfig};
 use sage_stream::server::{self, ServerConfig};
-use sage_stream::settings::{vars, Settings};
+use sage_stream::settings::{vars, Settings, MIB};
 use serde::Deserialize;
 
-use super::{parse_duration, redact, DEFAULT_DATABASE};
+use super::{format_duration, parse_duration, redact, DEFAULT_DATABASE};
 
 /// The media root when none is named: `./media`, which holds the sample
 /// clips in a checkout. Nothing is baked in at compile time, so a copied
@@ -40,6 +40,12 @@ pub(crate) struct ServeArgs {
     /// Journal each watch-log row to the spool as its response ends, so that kill -9 loses none (one write per request)
     #[arg(long, env = "STREAM_DURABLE_LOG")]
     pub(crate) durable_log: bool,
+    /// Most MiB the spool may hold; beyond, its oldest rows are dropped (and counted) [default: 256]
+    #[arg(long, env = "STREAM_SPOOL_MAX_MIB")]
+    pub(crate) spool_max_mib: Option<u64>,
+    /// Delete watch-log rows older than this (90d, 12h), at start-up and then daily [default: keep every row]
+    #[arg(long, env = "STREAM_RETENTION", value_parser = parse_duration)]
+    pub(crate) retention: Option<Duration>,
     /// Turns the admin on at /admin/ with this token (bearer, or Basic password).
     #[arg(long, env = "STREAM_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,
@@ -85,6 +91,9 @@ pub(crate) struct ServeArgs {
     /// Keep no watch log [env: STREAM_WATCH_LOG_ENABLED=false]
     #[arg(long)]
     pub(crate) no_watch_log: bool,
+    /// Store client IPs with the last IPv4 octet / last 80 bits of IPv6 zeroed (the stream limit still sees the full address)
+    #[arg(long, env = "STREAM_ANONYMIZE_IP", value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) anonymize_ip: bool,
     /// Django's MEDIA_URL (e.g. /media/): removed from the front of requested paths
     #[arg(long, env = "STREAM_MEDIA_URL")]
     pub(crate) media_url: Option<String>,
@@ -121,7 +130,10 @@ pub(crate) struct ConfigFile {
     bind: Option<SocketAddr>,
     database: Option<String>,
     spool: Option<PathBuf>,
+    spool_max_mib: Option<u64>,
     durable_log: Option<bool>,
+    /// Written as on the command line: "90d".
+    retention: Option<String>,
     admin_token: Option<String>,
     max_streams_per_viewer: Option<usize>,
     #[serde(default, deserialize_with = "duration_value")]
@@ -155,7 +167,10 @@ pub(crate) struct Resolved {
     pub(crate) metrics_bind: Option<SocketAddr>,
     pub(crate) database: String,
     pub(crate) spool: PathBuf,
+    /// In bytes.
+    pub(crate) spool_max: u64,
     pub(crate) durable_log: bool,
+    pub(crate) retention: Option<Duration>,
     pub(crate) header_timeout: Duration,
     pub(crate) server: ServerConfig,
 }
@@ -227,6 +242,8 @@ pub(crate) fn resolve(
             vars::PERMISSION_CLASSES => args.permission.clone(),
             vars::PATH_VAR => args.path_var.clone(),
             vars::WATCH_LOG_ENABLED => args.no_watch_log.then(|| "false".to_owned()),
+            // Off is the default: only an explicit on overrides the file.
+            vars::ANONYMIZE_IP => args.anonymize_ip.then(|| "true".to_owned()),
             vars::MEDIA_URL => args.media_url.clone(),
             vars::AUTH_URL => args.auth_url.clone(),
             _ => None,
@@ -287,6 +304,19 @@ pub(crate) fn resolve(
         .spool
         .or(file.spool)
         .unwrap_or_else(|| default_spool(&database));
+    let spool_max = match args.spool_max_mib.or(file.spool_max_mib) {
+        Some(0) => return Err("spool_max_mib must be at least 1".into()),
+        Some(mib) => mib.saturating_mul(MIB),
+        None => WriterConfig::default().spool_max_bytes,
+    };
+    let retention = match (args.retention, &file.retention) {
+        (Some(flag), _) => Some(flag),
+        (None, Some(text)) => Some(parse_duration(text).map_err(|e| format!("retention: {e}"))?),
+        (None, None) => None,
+    };
+    if retention == Some(Duration::ZERO) {
+        return Err("retention must be longer than 0 (it would delete every row); leave it unset to keep them all".into());
+    }
     Ok(Resolved {
         app: AppConfig {
             root,
@@ -316,7 +346,9 @@ pub(crate) fn resolve(
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000))),
         database,
         spool,
+        spool_max,
         durable_log: args.durable_log || file.durable_log.unwrap_or(false),
+        retention,
         header_timeout: args
             .header_timeout
             .or(file.header_timeout)
@@ -353,7 +385,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         store.clone(),
         WriterConfig {
             spool_path: Some(resolved.spool.clone()),
+            spool_max_bytes: resolved.spool_max,
             durable: resolved.durable_log,
+            retention: resolved.retention,
             ..WriterConfig::default()
         },
     )?;
@@ -412,16 +446,23 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             Some(_) => println!("  admin:   http://{addr}/admin/  (token: the configured admin token, as Basic password or bearer)"),
             None => println!("  admin:   off (set --admin-token or STREAM_ADMIN_TOKEN to turn it on)"),
         }
+        let kept = resolved.retention.map_or_else(String::new, |keep| {
+            format!(" (rows older than {} deleted daily)", format_duration(keep))
+        });
         println!(
-            "  watch log {} in {}; Ctrl-C to stop",
+            "  watch log {} in {}{kept}; Ctrl-C to stop",
             if resolved.app.settings.watch_log_enabled { "on" } else { "off" },
             redact(&resolved.database)
         );
         server::serve(listener, app, server_config, stop).await?;
         let _ = metrics_stop.send(());
         let stats = writer.shutdown_async().await;
+        let dropped = match stats.rows_dropped {
+            0 => String::new(),
+            n => format!(", {n} dropped (over the memory or spool bound)"),
+        };
         println!(
-            "sage-stream: stopped; watch log: {} recorded, {} written, {} spooled",
+            "sage-stream: stopped; watch log: {} recorded, {} written, {} spooled{dropped}",
             stats.recorded, stats.written, stats.spooled
         );
         Ok::<(), Box<dyn std::error::Error>>(())
@@ -442,6 +483,104 @@ fn first_file(root: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anonymize_ip_from_flag_environment_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("sage.toml");
+        let root = dir.path().display().to_string();
+        std::fs::write(
+            &config,
+            format!("root = {root:?}\n[stream]\nanonymize_ip = true\n"),
+        )
+        .unwrap();
+        let args = |config: Option<PathBuf>, anonymize_ip| ServeArgs {
+            root: Some(dir.path().to_owned()),
+            config,
+            anonymize_ip,
+            ..ServeArgs::default()
+        };
+        let anonymized = |r: Resolved| r.app.settings.anonymize_ip;
+        assert!(!anonymized(resolve(args(None, false), |_| None).unwrap()));
+        assert!(anonymized(resolve(args(None, true), |_| None).unwrap()));
+        let env = |name: &str| (name == "STREAM_ANONYMIZE_IP").then(|| "1".to_owned());
+        assert!(anonymized(resolve(args(None, false), env).unwrap()));
+        assert!(anonymized(
+            resolve(args(Some(config.clone()), false), |_| None).unwrap()
+        ));
+        let off = |name: &str| (name == "STREAM_ANONYMIZE_IP").then(|| "false".to_owned());
+        assert!(
+            !anonymized(resolve(args(Some(config), false), off).unwrap()),
+            "environment over file"
+        );
+    }
+
+    #[test]
+    fn spool_bound_in_mib_from_flag_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("sage.toml");
+        let root = dir.path().display().to_string();
+        std::fs::write(&config, format!("root = {root:?}\nspool_max_mib = 64\n")).unwrap();
+        let args = |spool_max_mib| ServeArgs {
+            config: Some(config.clone()),
+            spool_max_mib,
+            ..ServeArgs::default()
+        };
+        assert_eq!(resolve(args(None), |_| None).unwrap().spool_max, 64 << 20);
+        assert_eq!(resolve(args(Some(2)), |_| None).unwrap().spool_max, 2 << 20);
+        let err = resolve(args(Some(0)), |_| None).unwrap_err();
+        assert!(err.to_string().contains("spool_max_mib"), "{err}");
+    }
+
+    #[test]
+    fn retention_from_flag_or_file_never_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("sage.toml");
+        let root = dir.path().display().to_string();
+        std::fs::write(&config, format!("root = {root:?}\nretention = \"30d\"\n")).unwrap();
+        let from_file = |retention| ServeArgs {
+            config: Some(config.clone()),
+            retention,
+            ..ServeArgs::default()
+        };
+        let r = resolve(from_file(None), |_| None).unwrap();
+        assert_eq!(r.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(
+            r.spool_max,
+            256 * 1024 * 1024,
+            "the spool is bounded by default"
+        );
+        let r = resolve(from_file(Some(Duration::from_secs(3600))), |_| None).unwrap();
+        assert_eq!(
+            r.retention,
+            Some(Duration::from_secs(3600)),
+            "the flag wins"
+        );
+        let err = resolve(from_file(Some(Duration::ZERO)), |_| None).unwrap_err();
+        assert!(
+            err.to_string().contains("retention must be longer than 0"),
+            "{err}"
+        );
+        std::fs::write(
+            &config,
+            format!("root = {root:?}\nretention = \"a month\"\n"),
+        )
+        .unwrap();
+        let err = resolve(from_file(None), |_| None).unwrap_err();
+        assert!(
+            err.to_string().starts_with("retention: bad duration"),
+            "{err}"
+        );
+        let args = ServeArgs {
+            root: Some(dir.path().to_owned()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            resolve(args, |_| None).unwrap().retention,
+            None,
+            "off by default"
+        );
+    }
 
     #[test]
     fn flags_over_env_over_file_over_defaults() {

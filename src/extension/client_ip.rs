@@ -1,7 +1,7 @@
 //! The client's IP: the peer address, or a forwarded one when the peer is a
 //! trusted proxy.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
 use http::{header, Extensions, HeaderMap};
@@ -97,6 +97,34 @@ impl FromStr for IpNet {
     }
 }
 
+/// `ip` with the host part zeroed, for storing without identifying a
+/// subscriber: the last octet of IPv4 (a /24 stays) and the last 80 bits of
+/// IPv6 (a /48, one site, stays). An IPv4-mapped IPv6 address is treated,
+/// and returned, as IPv4.
+///
+/// The watch log applies it when asked (`WatchLogLayer::anonymize_ip`,
+/// feature `log`); the [`ClientIp`] extension keeps the full address, in
+/// memory only, for the stream limit.
+///
+/// ```
+/// use std::net::IpAddr;
+/// use sage_stream::extension::anonymize_ip;
+///
+/// let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+/// assert_eq!(anonymize_ip(ip("192.0.2.123")), ip("192.0.2.0"));
+/// assert_eq!(anonymize_ip(ip("2001:db8:85a3:8d3:1319:8a2e:370:7348")), ip("2001:db8:85a3::"));
+/// assert_eq!(anonymize_ip(ip("::ffff:192.0.2.123")), ip("192.0.2.0"));
+/// ```
+pub fn anonymize_ip(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::from([a, b, c, 0])
+        }
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 48))),
+    }
+}
+
 /// IPv4-mapped IPv6 addresses compare as IPv4.
 pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -172,6 +200,25 @@ fn parse_node(node: &str) -> Option<IpAddr> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn anonymized_addresses_keep_the_network_only() {
+        for (ip, anonymized) in [
+            ("192.0.2.123", "192.0.2.0"),
+            ("10.0.0.0", "10.0.0.0"),
+            ("255.255.255.255", "255.255.255.0"),
+            ("2001:db8:85a3:8d3:1319:8a2e:370:7348", "2001:db8:85a3::"),
+            ("2001:db8:85a3:ffff:ffff:ffff:ffff:ffff", "2001:db8:85a3::"),
+            ("::1", "::"),
+            ("::ffff:192.0.2.123", "192.0.2.0"),
+            // IPv4-compatible (not mapped) addresses are plain IPv6.
+            ("::192.0.2.123", "::"),
+        ] {
+            let got = anonymize_ip(ip.parse().unwrap());
+            assert_eq!(got, anonymized.parse::<IpAddr>().unwrap(), "{ip}");
+            assert_eq!(anonymize_ip(got), got, "idempotent: {ip}");
+        }
+    }
 
     fn ip(peer: &str, headers: &[(&str, &str)], trusted: &[&str]) -> Option<String> {
         let mut map = HeaderMap::new();

@@ -22,7 +22,7 @@ mod peer;
 mod range;
 mod viewer;
 
-pub use client_ip::{ClientIp, InvalidIpNet, IpNet};
+pub use client_ip::{anonymize_ip, ClientIp, InvalidIpNet, IpNet};
 pub use media_path::{
     MediaPath, MediaPathError, MediaPathSource, PathSignature, DEFAULT_PATH_VAR,
     PATH_SIGNATURE_SEGMENT,

@@ -15,6 +15,7 @@ pub(super) struct LogConfig {
     pub(super) path: MediaPathSource,
     pub(super) trusted_proxies: Vec<IpNet>,
     pub(super) max_field_len: usize,
+    pub(super) anonymize_ip: bool,
 }
 
 /// Layer that writes one watch-log row per response; see the
@@ -40,6 +41,7 @@ impl WatchLogLayer {
                 path: MediaPathSource::default(),
                 trusted_proxies: Vec::new(),
                 max_field_len: 256,
+                anonymize_ip: false,
             }),
         }
     }
@@ -99,6 +101,19 @@ impl WatchLogLayer {
     /// extension, which the stream limit inside reads.
     pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpNet>) -> Self {
         self.config().trusted_proxies = proxies.into_iter().collect();
+        self
+    }
+
+    /// Stores client IPs with the host part zeroed (default: no;
+    /// `STREAM_ANONYMIZE_IP`): the last octet of IPv4, the last 80 bits of
+    /// IPv6, IPv4-mapped IPv6 as IPv4 ([`anonymize_ip`]). Done as the row is
+    /// made, before anything is queued, spooled, stored or counted; the
+    /// [`ClientIp`](crate::extension::ClientIp) extension the layers inside
+    /// read (the stream limit) keeps the full address, in memory only.
+    ///
+    /// [`anonymize_ip`]: crate::extension::anonymize_ip
+    pub fn anonymize_ip(mut self, anonymize: bool) -> Self {
+        self.config().anonymize_ip = anonymize;
         self
     }
 

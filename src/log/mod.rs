@@ -76,6 +76,8 @@ pub use store::PgStore;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use store::SqliteStore;
-pub use store::{open_store, MemoryStore, StoreError, WatchLogStore};
+pub use store::{
+    open_store, retention_cutoff, MemoryStore, Pruned, StoreError, WatchLogStore, PRUNE_CHUNK,
+};
 pub use text::LogText;
 pub use writer::{WatchLogSink, WatchLogWriter, WriterConfig, WriterHandle, WriterStats};

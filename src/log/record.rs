@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::service::ip_text;
 use super::LogText;
 use crate::extension::ViewerKey;
 
@@ -42,6 +43,33 @@ pub struct WatchRecord {
 }
 
 impl WatchRecord {
+    /// Zeroes the host part of [`ip`](Self::ip), as
+    /// [`WatchLogLayer::anonymize_ip`](super::WatchLogLayer::anonymize_ip)
+    /// does, for rows made elsewhere (an import, your own sink calls). Text
+    /// that is not an IP address is removed rather than kept.
+    ///
+    /// ```
+    /// # use sage_stream::log::WatchRecord;
+    /// # let mut record = WatchRecord {
+    /// #     created_at: chrono::Utc::now(), path: "a.mp4".into(), user_id: None,
+    /// #     is_authenticated: false, ip: None, method: "GET".into(), status: 200,
+    /// #     range_header: None, bytes_sent: 0, duration_ms: 0, user_agent: None, completed: true,
+    /// # };
+    /// record.ip = Some("2001:db8:1:2:3:4:5:6".into());
+    /// record.anonymize_ip();
+    /// assert_eq!(record.ip.as_deref(), Some("2001:db8:1::"));
+    /// record.ip = Some("::ffff:192.0.2.77".into());
+    /// record.anonymize_ip();
+    /// assert_eq!(record.ip.as_deref(), Some("192.0.2.0"));
+    /// ```
+    pub fn anonymize_ip(&mut self) {
+        self.ip = self
+            .ip
+            .as_deref()
+            .and_then(|text| text.parse::<std::net::IpAddr>().ok())
+            .map(|ip| LogText::from_compact(ip_text(crate::extension::anonymize_ip(ip))));
+    }
+
     /// Who watched, for grouping, by the one [`ViewerKey`] rule:
     /// `u:<user id>`, else `ip:<address>`, else `anonymous`.
     pub fn viewer_key(&self) -> String {

@@ -13,7 +13,7 @@ use super::body::Pending;
 use super::layer::LogConfig;
 use super::writer::WatchLogSink;
 use super::{ResponseFuture, WatchLogLayer};
-use crate::extension::{ClientIp, MediaPath, Viewer};
+use crate::extension::{anonymize_ip, ClientIp, MediaPath, Viewer};
 
 /// Service that logs each response; built by
 /// [`WatchLogLayer`](super::WatchLogLayer).
@@ -95,7 +95,15 @@ impl<S> WatchLog<S> {
                 .and_then(|v| v.user_id.as_deref())
                 .map(|id| truncate(id, MAX_PATH_LEN)),
             is_authenticated: viewer.is_some_and(|v| v.authenticated),
-            ip: ip.map(ip_text),
+            ip: ip
+                .map(|ip| {
+                    if config.anonymize_ip {
+                        anonymize_ip(ip)
+                    } else {
+                        ip
+                    }
+                })
+                .map(ip_text),
             method: method.as_str().into(),
             range_header: bounded(header::RANGE),
             user_agent: bounded(header::USER_AGENT),

@@ -19,6 +19,7 @@ pub(super) struct ObserveConfig {
     pub(super) metrics: Option<Metrics>,
     pub(super) access_log: bool,
     pub(super) trusted_proxies: Vec<IpNet>,
+    pub(super) anonymize_ip: bool,
 }
 
 impl ObserveLayer {
@@ -31,6 +32,7 @@ impl ObserveLayer {
                 metrics: None,
                 access_log: false,
                 trusted_proxies: Vec::new(),
+                anonymize_ip: false,
             }),
         }
     }
@@ -51,6 +53,12 @@ impl ObserveLayer {
         self.map(|c| c.trusted_proxies = proxies)
     }
 
+    /// Writes client IPs in the access log with the host part zeroed, as
+    /// the watch log's setting ([`anonymize_ip`](crate::extension::anonymize_ip)).
+    pub fn anonymize_ip(self, on: bool) -> Self {
+        self.map(|c| c.anonymize_ip = on)
+    }
+
     fn map(self, change: impl FnOnce(&mut ObserveConfig)) -> Self {
         let mut config = Arc::unwrap_or_clone(self.config);
         change(&mut config);
@@ -67,6 +75,7 @@ impl Clone for ObserveConfig {
             metrics: self.metrics.clone(),
             access_log: self.access_log,
             trusted_proxies: self.trusted_proxies.clone(),
+            anonymize_ip: self.anonymize_ip,
         }
     }
 }

@@ -73,7 +73,7 @@ struct RefusalLabels {
 /// | `sage_stream_active_streams` | stream responses whose body has not ended |
 /// | `sage_stream_refusals_total{reason}` | stream requests refused: `stream_limit` (429), `permission` (401, 403) |
 /// | `sage_stream_request_duration_seconds{route}` | time from request to the body's end (histogram) |
-/// | `sage_stream_watch_log_rows_{recorded,written,spooled,journaled,replayed,failed}_total` | the writer's [`WriterStats`](crate::log::WriterStats); `failed`: refused by the database, quarantined |
+/// | `sage_stream_watch_log_rows_{recorded,written,spooled,journaled,replayed,failed,dropped,pruned}_total` | the writer's [`WriterStats`](crate::log::WriterStats); `failed`: refused by the database, quarantined; `dropped`: beyond the memory or spool bound |
 /// | `sage_stream_watch_log_store_errors_total` | failed store calls |
 /// | `sage_stream_watch_log_queue_rows`, `_spool_bytes`, `_store_failing` | rows waiting in memory, bytes in the spool, 1 while the store fails |
 #[derive(Clone)]
@@ -264,6 +264,16 @@ impl Collector for WatchLogCollector {
                 "watch_log_rows_failed",
                 "Watch-log rows the database refused (quarantined)",
                 stats.quarantined,
+            ),
+            (
+                "watch_log_rows_dropped",
+                "Watch-log rows dropped by the memory or spool bound",
+                stats.rows_dropped,
+            ),
+            (
+                "watch_log_rows_pruned",
+                "Watch-log rows deleted by retention",
+                stats.pruned,
             ),
             (
                 "watch_log_store_errors",

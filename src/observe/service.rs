@@ -83,7 +83,11 @@ where
                     .extensions()
                     .get::<Viewer>()
                     .and_then(|v| v.user_id.clone()),
-                ip,
+                ip: if config.anonymize_ip {
+                    ip.map(crate::extension::anonymize_ip)
+                } else {
+                    ip
+                },
                 media: None,
             }
         });

@@ -2,10 +2,12 @@
 //! fail like a database that went down.
 
 use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDateTime;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::{StoreError, WatchLogStore};
+use super::{Pruned, StoreError, WatchLogStore};
 use crate::log::query::{Cursor, DayCount, LogFilter, Page, PathStats, WatchLogEntry};
 use crate::log::record::{WatchBatch, WatchRecord};
 
@@ -20,7 +22,10 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Rows {
     entries: Vec<WatchLogEntry>,
-    batches: HashSet<String>,
+    // Each stored batch id, and when it was stored (UTC).
+    batches: HashMap<String, NaiveDateTime>,
+    // The id of the last row stored; ids are never reused after a prune.
+    last_id: i64,
 }
 
 impl MemoryStore {
@@ -70,7 +75,7 @@ impl WatchLogStore for MemoryStore {
         Ok(self
             .lock()
             .batches
-            .iter()
+            .keys()
             .filter(|id| id.starts_with(prefix))
             .max()
             .cloned())
@@ -79,11 +84,14 @@ impl WatchLogStore for MemoryStore {
     fn insert_batch(&self, batch: &WatchBatch) -> Result<usize, StoreError> {
         self.check()?;
         let mut rows = self.lock();
-        if !rows.batches.insert(batch.id.clone()) {
+        if rows.batches.contains_key(&batch.id) {
             return Ok(0);
         }
+        rows.batches
+            .insert(batch.id.clone(), chrono::Utc::now().naive_utc());
         for record in &batch.records {
-            let id = rows.entries.len() as i64 + 1;
+            rows.last_id += 1;
+            let id = rows.last_id;
             rows.entries.push(entry(id, record));
         }
         let lost = self
@@ -164,6 +172,52 @@ impl WatchLogStore for MemoryStore {
             .into_iter()
             .map(|(day, views)| DayCount { day, views })
             .collect())
+    }
+
+    fn prune_chunk(&self, cutoff: NaiveDateTime, limit: usize) -> Result<Pruned, StoreError> {
+        let cutoff = super::cutoff(cutoff);
+        self.check()?;
+        let mut rows = self.lock();
+        // The `limit` oldest rows before the cutoff, as the databases pick them.
+        let mut old: Vec<(NaiveDateTime, i64)> = rows
+            .entries
+            .iter()
+            .filter(|e| e.created_at < cutoff)
+            .map(|e| (e.created_at, e.id))
+            .collect();
+        old.sort_unstable();
+        old.truncate(limit);
+        let doomed: HashSet<i64> = old.into_iter().map(|(_, id)| id).collect();
+        rows.entries.retain(|e| !doomed.contains(&e.id));
+        let mut old_batches: Vec<(NaiveDateTime, String)> = rows
+            .batches
+            .iter()
+            .filter(|(_, stored)| **stored < cutoff)
+            .map(|(id, stored)| (*stored, id.clone()))
+            .collect();
+        old_batches.sort_unstable();
+        old_batches.truncate(limit);
+        for (_, id) in &old_batches {
+            rows.batches.remove(id);
+        }
+        Ok(Pruned {
+            rows: doomed.len() as u64,
+            batches: old_batches.len() as u64,
+        })
+    }
+
+    fn prunable(&self, cutoff: NaiveDateTime) -> Result<Pruned, StoreError> {
+        let cutoff = super::cutoff(cutoff);
+        self.check()?;
+        let rows = self.lock();
+        Ok(Pruned {
+            rows: rows
+                .entries
+                .iter()
+                .filter(|e| e.created_at < cutoff)
+                .count() as u64,
+            batches: rows.batches.values().filter(|t| **t < cutoff).count() as u64,
+        })
     }
 }
 

@@ -20,6 +20,8 @@
 
 use std::sync::Arc;
 
+use chrono::NaiveDateTime;
+
 use super::query::{Cursor, DayCount, LogFilter, Page, PathStats};
 use super::record::WatchBatch;
 
@@ -117,6 +119,43 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// Rows per chunk of [`WatchLogStore::prune`]: each chunk is one short
+/// statement, so a large prune never holds the log's tables for long.
+pub const PRUNE_CHUNK: usize = 5_000;
+
+/// `cutoff` in whole microseconds, as both databases store time: a row
+/// stored at the cutoff's microsecond is not older than it on any backend.
+pub(super) fn cutoff(cutoff: NaiveDateTime) -> NaiveDateTime {
+    chrono::SubsecRound::trunc_subsecs(cutoff, 6)
+}
+
+/// The cutoff that keeps `age` of history: now minus `age`, UTC, as
+/// [`WatchLogStore::prune`] takes it. An age beyond the calendar keeps
+/// everything.
+pub fn retention_cutoff(age: std::time::Duration) -> NaiveDateTime {
+    let now = chrono::Utc::now();
+    chrono::TimeDelta::from_std(age)
+        .ok()
+        .and_then(|age| now.checked_sub_signed(age))
+        .map_or(NaiveDateTime::MIN, |t| t.naive_utc())
+}
+
+/// What a prune deleted, or ([`WatchLogStore::prunable`]) would delete.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Watch-log rows created before the cutoff.
+    pub rows: u64,
+    /// Batch ids (see [`WatchBatch`]) stored before the cutoff.
+    pub batches: u64,
+}
+
+impl std::ops::AddAssign for Pruned {
+    fn add_assign(&mut self, other: Self) {
+        self.rows += other.rows;
+        self.batches += other.batches;
+    }
+}
+
 /// Storage for watch-log rows.
 ///
 /// Methods **block** (they do database I/O): call them from a blocking
@@ -161,6 +200,34 @@ pub trait WatchLogStore: Send + Sync + 'static {
     fn ping(&self) -> Result<(), StoreError> {
         self.migrate()
     }
+
+    /// Deletes at most `limit` rows created before `cutoff` (UTC), oldest
+    /// first, and at most `limit` batch ids stored before it, each through
+    /// the table's time index in a statement of its own; returns how many
+    /// went. [`WatchLogStore::prune`] repeats it until nothing is left.
+    ///
+    /// A batch id only guards against storing the same batch twice, and a
+    /// batch is stored after its rows were recorded: one stored before the
+    /// cutoff holds only rows that are older still, so it goes with them.
+    fn prune_chunk(&self, cutoff: NaiveDateTime, limit: usize) -> Result<Pruned, StoreError>;
+
+    /// How many rows and batch ids [`WatchLogStore::prune`] would delete
+    /// for `cutoff`.
+    fn prunable(&self, cutoff: NaiveDateTime) -> Result<Pruned, StoreError>;
+
+    /// Deletes every row created before `cutoff` (UTC) and every batch id
+    /// stored before it, [`PRUNE_CHUNK`] at a time so that writers wait
+    /// for one short statement at most; returns how many went.
+    fn prune(&self, cutoff: NaiveDateTime) -> Result<Pruned, StoreError> {
+        let mut total = Pruned::default();
+        loop {
+            let chunk = self.prune_chunk(cutoff, PRUNE_CHUNK)?;
+            total += chunk;
+            if chunk.rows < PRUNE_CHUNK as u64 && chunk.batches < PRUNE_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
 }
 
 impl<T: WatchLogStore + ?Sized> WatchLogStore for Arc<T> {
@@ -192,6 +259,15 @@ impl<T: WatchLogStore + ?Sized> WatchLogStore for Arc<T> {
     }
     fn views_per_day(&self, filter: &LogFilter) -> Result<Vec<DayCount>, StoreError> {
         (**self).views_per_day(filter)
+    }
+    fn prune_chunk(&self, cutoff: NaiveDateTime, limit: usize) -> Result<Pruned, StoreError> {
+        (**self).prune_chunk(cutoff, limit)
+    }
+    fn prunable(&self, cutoff: NaiveDateTime) -> Result<Pruned, StoreError> {
+        (**self).prunable(cutoff)
+    }
+    fn prune(&self, cutoff: NaiveDateTime) -> Result<Pruned, StoreError> {
+        (**self).prune(cutoff)
     }
 }
 

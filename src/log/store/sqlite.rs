@@ -17,7 +17,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 
 use super::schema::{watch_log_batches, watch_logs};
 use super::shared::{self, Migrated, NewBatch, NewWatchLog, PathStatsRow, Row};
-use super::{StoreError, WatchLogStore};
+use super::{Pruned, StoreError, WatchLogStore};
 use crate::log::query::{Cursor, DayCount, LogFilter, Page, PathStats};
 use crate::log::record::{WatchBatch, WatchRecord};
 
@@ -153,6 +153,57 @@ impl WatchLogStore for SqliteStore {
             .map_err(|e| self.migrated.query_error(e))?;
         Ok(shared::days(rows))
     }
+
+    /// Through the `created_at` index (whose keys end with the rowid), then
+    /// by rowid.
+    fn prune_chunk(&self, cutoff: NaiveDateTime, limit: usize) -> Result<Pruned, StoreError> {
+        use diesel::sql_types::{BigInt, Text, Timestamp};
+        let cutoff = super::cutoff(cutoff);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut conn = self.conn()?;
+        // Rows hold their time in their own text form (see `created_at`);
+        // batch ids hold diesel's, written by its insert.
+        let rows = diesel::sql_query(
+            "DELETE FROM watch_logs WHERE id IN \
+             (SELECT id FROM watch_logs WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+        )
+        .bind::<Text, _>(time_text(&cutoff))
+        .bind::<BigInt, _>(limit)
+        .execute(&mut conn)
+        .map_err(|e| self.migrated.query_error(e))?;
+        let batches = diesel::sql_query(
+            "DELETE FROM watch_log_batches WHERE batch_id IN \
+             (SELECT batch_id FROM watch_log_batches WHERE stored_at < ? \
+              ORDER BY stored_at LIMIT ?)",
+        )
+        .bind::<Timestamp, _>(cutoff)
+        .bind::<BigInt, _>(limit)
+        .execute(&mut conn)
+        .map_err(|e| self.migrated.query_error(e))?;
+        Ok(Pruned {
+            rows: rows as u64,
+            batches: batches as u64,
+        })
+    }
+
+    fn prunable(&self, cutoff: NaiveDateTime) -> Result<Pruned, StoreError> {
+        let cutoff = super::cutoff(cutoff);
+        let mut conn = self.conn()?;
+        let rows: i64 = watch_logs::table
+            .filter(created_at("<", &cutoff))
+            .count()
+            .get_result(&mut conn)
+            .map_err(|e| self.migrated.query_error(e))?;
+        let batches: i64 = watch_log_batches::table
+            .filter(watch_log_batches::stored_at.lt(cutoff))
+            .count()
+            .get_result(&mut conn)
+            .map_err(|e| self.migrated.query_error(e))?;
+        Ok(Pruned {
+            rows: u64::try_from(rows).unwrap_or(0),
+            batches: u64::try_from(batches).unwrap_or(0),
+        })
+    }
 }
 
 /// A filter over `watch_logs` as one boxed SQL expression.
@@ -177,10 +228,10 @@ fn predicate(filter: &LogFilter) -> Predicate<'_> {
         terms.push(Box::new(dsl::ip.eq(ip)));
     }
     if let Some(since) = filter.since {
-        terms.push(Box::new(dsl::created_at.ge(since).nullable()));
+        terms.push(created_at(">=", &since));
     }
     if let Some(until) = filter.until {
-        terms.push(Box::new(dsl::created_at.lt(until).nullable()));
+        terms.push(created_at("<", &until));
     }
     if let Some(status) = filter.status {
         terms.push(Box::new(dsl::status.eq(status).nullable()));
@@ -204,15 +255,29 @@ fn predicate(filter: &LogFilter) -> Predicate<'_> {
 
 /// The rows after `cursor` in newest-first order.
 fn rows_after<'a>(cursor: Cursor) -> Predicate<'a> {
-    use watch_logs::dsl;
+    let tied = created_at("=", &cursor.created_at).and(watch_logs::id.lt(cursor.id));
+    Box::new(created_at("<", &cursor.created_at).or(tied))
+}
+
+/// `created_at <op> t`, with `t` bound as the text the rows hold
+/// (`%F %T%.6f`, see [`TimestampTexts`]). SQLite compares these columns as
+/// text, and diesel's own binding writes `12:00:00` for `12:00:00.000000`
+/// and `.5` for `.500000`: `=` then never matched such a row, and keyset
+/// pages skipped rows tied with the last one of a page.
+fn created_at<'a>(op: &str, t: &NaiveDateTime) -> Predicate<'a> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::Text;
     Box::new(
-        dsl::created_at
-            .lt(cursor.created_at)
-            .or(dsl::created_at
-                .eq(cursor.created_at)
-                .and(dsl::id.lt(cursor.id)))
-            .nullable(),
+        sql::<Nullable<Bool>>(&format!("watch_logs.created_at {op} "))
+            .bind::<Text, _>(time_text(t)),
     )
+}
+
+/// `t` as SQLite holds a row's `created_at`.
+fn time_text(t: &NaiveDateTime) -> String {
+    let mut text = String::with_capacity(TimestampTexts::LEN);
+    push_timestamp_text(t, &mut text);
+    text
 }
 
 /// Sets WAL mode (readers never block the writer), a busy timeout, a

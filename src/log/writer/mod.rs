@@ -11,10 +11,16 @@
 //! spool, so a replay or a retry after an ambiguous commit never duplicates a
 //! row.
 //!
-//! The parts: `queue.rs` (the rows in memory and the count of rows in
-//! flight), `spool.rs` (the spool file), `backoff.rs` (the pause between
-//! failing rounds); this file holds the public types and the two threads'
-//! loops.
+//! Both are bounded: over `memory_limit` rows that no spool takes, and over
+//! `spool_max_bytes` in the spool, the oldest rows are dropped and counted
+//! ([`WriterStats::rows_dropped`]). With [`WriterConfig::retention`] a third
+//! thread deletes rows older than it.
+//!
+//! The parts: `queue.rs` (the rows in memory, the count of rows in flight
+//! and the memory bound), `spool.rs` (the spool file and its bound),
+//! `retention.rs` (the pruning thread), `backoff.rs` (the pause between
+//! failing rounds); this file holds the public types and the writer's and
+//! spooler's loops.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,10 +33,12 @@ use super::store::{StoreError, WatchLogStore};
 
 mod backoff;
 mod queue;
+mod retention;
 mod spool;
 
 use backoff::Backoff;
 use queue::{InFlight, Queue};
+use retention::{run_retention, Stop};
 use spool::Spool;
 
 /// Tuning of a [`WatchLogWriter`].
@@ -44,12 +52,25 @@ pub struct WriterConfig {
     /// Longest a row waits before its batch is written (default 200 ms).
     pub flush_interval: Duration,
     /// Most rows kept in memory while the store is slow or down (default
-    /// 50 000). Past half of it the spool thread moves the newest rows to the
-    /// spool; should it fall behind, the request that finds the queue full
-    /// moves them itself, so the bound holds whenever the spool is writable.
+    /// 50 000), besides the one batch being written. Past half of it the
+    /// spool thread moves the newest rows to the spool; should it fall
+    /// behind, the request that finds the queue full moves them itself.
+    /// Rows no spool takes — there is none, or it cannot be written — are
+    /// dropped over the bound, oldest first, counted in
+    /// [`WriterStats::rows_dropped`] and reported in the error log: memory
+    /// stays bounded whatever happens to the store.
     pub memory_limit: usize,
-    /// Spool file; `None` keeps every row in memory instead (default `None`).
+    /// Spool file (default `None`: no spool, so an outage longer than
+    /// `memory_limit` rows drops the oldest rows; `sage-stream serve` always
+    /// sets one).
     pub spool_path: Option<PathBuf>,
+    /// Most bytes the spool holds, the files set aside for replay included
+    /// (default 256 MiB). The spool is kept as segments of a sixteenth of
+    /// this; an append that would pass it deletes the oldest segments first
+    /// (their rows counted in [`WriterStats::rows_dropped`] and named in the
+    /// error log), so a long outage keeps the newest rows, never an
+    /// unbounded disk.
+    pub spool_max_bytes: u64,
     /// Journals every row to the spool file as its response ends, before it
     /// is queued anywhere (default false; needs `spool_path`). A row then
     /// survives the process being killed (`kill -9`, an OOM kill, an abort)
@@ -74,6 +95,14 @@ pub struct WriterConfig {
     /// instead. The spool thread keeps the normal priority, since it is what
     /// bounds that queue.
     pub low_priority: bool,
+    /// Deletes rows older than this, with the batch ids stored before the
+    /// same cutoff ([`WatchLogStore::prune`]), when the writer starts and
+    /// then every `retention_interval` (default `None`: rows are kept for
+    /// ever). It runs on a thread of its own at the writer's priority, a
+    /// chunk of rows per statement, and is logged at info with the count.
+    pub retention: Option<Duration>,
+    /// How often retention runs (default 24 h).
+    pub retention_interval: Duration,
 }
 
 impl Default for WriterConfig {
@@ -83,11 +112,14 @@ impl Default for WriterConfig {
             flush_interval: Duration::from_millis(200),
             memory_limit: 50_000,
             spool_path: None,
+            spool_max_bytes: 256 * 1024 * 1024,
             durable: false,
             quarantine_path: None,
             max_backoff: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             low_priority: true,
+            retention: None,
+            retention_interval: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -116,6 +148,13 @@ pub struct WriterStats {
     pub queued: u64,
     /// The most rows that ever waited in memory at once.
     pub queued_peak: u64,
+    /// Rows deleted by retention ([`WriterConfig::retention`]).
+    pub pruned: u64,
+    /// Rows lost to the bounds: dropped from memory over
+    /// [`WriterConfig::memory_limit`] when no spool took them, and from the
+    /// spool over [`WriterConfig::spool_max_bytes`]. Each drop is also in
+    /// the error log.
+    pub rows_dropped: u64,
 }
 
 #[derive(Default)]
@@ -127,6 +166,7 @@ struct Counters {
     replayed: AtomicU64,
     failures: AtomicU64,
     quarantined: AtomicU64,
+    pruned: AtomicU64,
 }
 
 impl Counters {
@@ -140,6 +180,7 @@ struct Shared {
     spool: Option<Spool>,
     counters: Counters,
     config: WriterConfig,
+    retention: Stop,
     /// The last store call failed: the writer is waiting to try again.
     backing_off: std::sync::atomic::AtomicBool,
 }
@@ -157,6 +198,8 @@ impl Shared {
             quarantined: c.quarantined.load(Ordering::Relaxed),
             queued: self.queue.queued() as u64,
             queued_peak: self.queue.peak() as u64,
+            pruned: c.pruned.load(Ordering::Relaxed),
+            rows_dropped: self.queue.dropped() + self.spool.as_ref().map_or(0, Spool::dropped),
         }
     }
 }
@@ -199,7 +242,9 @@ impl WatchLogSink {
         Counters::add(&shared.counters.recorded, 1);
         if let (true, Some(spool)) = (shared.config.durable, &shared.spool) {
             match spool.journal(&shared.queue, &record) {
-                Ok(()) => return Counters::add(&shared.counters.journaled, 1),
+                Ok(true) => return Counters::add(&shared.counters.journaled, 1),
+                // Dropped to keep the spool within its bound (counted there).
+                Ok(false) => return,
                 Err(err) => {
                     tracing::error!(%err, "cannot journal a watch-log row; queued in memory")
                 }
@@ -242,12 +287,29 @@ impl WatchLogWriter {
                 config.spool_path.is_some(),
                 spool_dirty,
             ),
-            spool: config.spool_path.clone().map(Spool::new),
+            spool: config
+                .spool_path
+                .clone()
+                .map(|path| Spool::new(path, config.spool_max_bytes)),
             counters: Counters::default(),
             config,
+            retention: Stop::default(),
             backing_off: std::sync::atomic::AtomicBool::new(false),
         });
         let low = shared.config.low_priority;
+        let store = Arc::new(store);
+        let retention = match shared.config.retention {
+            Some(keep) => {
+                let store = Arc::clone(&store);
+                Some(spawn_named(
+                    "sage-stream-log-retention",
+                    low,
+                    &shared,
+                    move |shared| run_retention(shared, &store, keep),
+                )?)
+            }
+            None => None,
+        };
         let writer = spawn_named("sage-stream-log-writer", low, &shared, move |shared| {
             run_writer(shared, &store)
         })?;
@@ -268,6 +330,7 @@ impl WatchLogWriter {
                 shared,
                 writer: Some(writer),
                 spooler,
+                retention,
             },
         ))
     }
@@ -278,6 +341,7 @@ pub struct WriterHandle {
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
     spooler: Option<JoinHandle<()>>,
+    retention: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for WriterHandle {
@@ -313,12 +377,18 @@ impl WriterHandle {
 
     /// Stops the writer: writes what is queued (trying the store for up to
     /// [`WriterConfig::shutdown_timeout`]), spools whatever the store would
-    /// not take, and returns the final counters. Blocking.
+    /// not take, stops retention (after the chunk it may be deleting), and
+    /// returns the final counters. Blocking.
     pub fn shutdown(mut self) -> WriterStats {
         self.shared.queue.close();
-        for thread in [self.writer.take(), self.spooler.take()]
-            .into_iter()
-            .flatten()
+        self.shared.retention.stop();
+        for thread in [
+            self.writer.take(),
+            self.spooler.take(),
+            self.retention.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             if thread.join().is_err() {
                 tracing::error!("watch-log thread panicked");
@@ -554,7 +624,7 @@ fn spill(shared: &Shared, batches: InFlight<Vec<WatchBatch>>) {
         None => {
             tracing::error!(
                 rows = batches.rows(),
-                "watch log store unavailable and no spool file configured; rows kept in memory"
+                "watch log store unavailable and no spool file configured; rows kept in memory up to memory_limit"
             );
             shared.queue.requeue_all(batches);
         }

@@ -6,6 +6,12 @@
 //! in flight until the holder hands the `InFlight` back: [`Queue::complete`]
 //! (stored), [`Queue::requeue`] / [`Queue::requeue_all`] (to retry) or
 //! [`Queue::spooled`] (in the spool file). Nothing else touches the count.
+//!
+//! The queue also owns its memory bound: rows over `memory_limit` that no
+//! spool takes (there is none, or it cannot be written) are dropped —
+//! batches waiting for a retry first, then the oldest new rows — counted,
+//! and reported in the error log. So a row may also end up *dropped*, and
+//! memory is never unbounded.
 
 use std::collections::VecDeque;
 use std::ops::Deref;
@@ -13,6 +19,10 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::log::record::{WatchBatch, WatchRecord};
+
+/// Least time between two error-log lines about dropped rows: the first
+/// drop is logged at once, then one line sums up each such period.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Rows taken off the [`Queue`]: counted in flight until given back.
 #[must_use = "rows in flight must be completed, requeued or spooled"]
@@ -88,6 +98,10 @@ struct State {
     spool_dirty: bool,
     // Rows handed out as an `InFlight` and not yet given back.
     in_flight: usize,
+    // Rows dropped over the memory bound, in all, and since the last report.
+    dropped: u64,
+    dropped_unreported: u64,
+    drop_reported_at: Option<Instant>,
 }
 
 impl State {
@@ -124,6 +138,56 @@ impl State {
         self.in_flight -= taken.rows;
         taken.items
     }
+
+    /// Drops the oldest rows (batches to retry first, then new rows) until
+    /// at most `keep` are queued. A batch cut short keeps its id: had it
+    /// been stored, it still is, and otherwise its rest is.
+    fn drop_oldest(&mut self, keep: usize) {
+        let mut excess = self.queued().saturating_sub(keep);
+        let dropped = excess;
+        while excess > 0 {
+            let cut = match self.retry.front_mut() {
+                Some(batch) => {
+                    let cut = batch.records.len().min(excess);
+                    batch.records.drain(..cut);
+                    if batch.records.is_empty() {
+                        self.retry.pop_front();
+                    }
+                    self.retry_rows -= cut;
+                    cut
+                }
+                None => {
+                    let cut = self.rows.len().min(excess);
+                    self.rows.drain(..cut);
+                    cut
+                }
+            };
+            if cut == 0 {
+                break;
+            }
+            excess -= cut;
+        }
+        let dropped = (dropped - excess) as u64;
+        self.dropped += dropped;
+        self.dropped_unreported += dropped;
+    }
+
+    /// The rows dropped since the last report and the total, when a report
+    /// is due (see [`DROP_LOG_EVERY`]).
+    fn drops_to_report(&mut self) -> Option<(u64, u64)> {
+        if self.dropped_unreported == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        if self
+            .drop_reported_at
+            .is_some_and(|at| now.duration_since(at) < DROP_LOG_EVERY)
+        {
+            return None;
+        }
+        self.drop_reported_at = Some(now);
+        Some((std::mem::take(&mut self.dropped_unreported), self.dropped))
+    }
 }
 
 impl Queue {
@@ -144,6 +208,9 @@ impl Queue {
                 closing: false,
                 spool_dirty,
                 in_flight: 0,
+                dropped: 0,
+                dropped_unreported: 0,
+                drop_reported_at: None,
             }),
             writer_wake: Condvar::new(),
             spool_wake: Condvar::new(),
@@ -158,18 +225,43 @@ impl Queue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Logs the rows dropped over the bound, when a report is due; called
+    /// with the lock released.
+    fn report_drops(&self, report: Option<(u64, u64)>) {
+        if let Some((rows, total)) = report {
+            tracing::error!(
+                rows,
+                total,
+                memory_limit = self.memory_limit,
+                "watch-log queue over its memory bound and no spool takes the excess: the oldest rows were dropped"
+            );
+        }
+    }
+
+    /// Rows dropped over the memory bound so far.
+    pub(super) fn dropped(&self) -> u64 {
+        self.lock().dropped
+    }
+
     /// Queues one row; also after shutdown began (the final drain takes it).
     /// If the queue is at its memory bound (the spooler has fallen behind),
     /// first takes the newest rows out and returns them, for the caller to
     /// spill itself: the bound then holds however fast rows come.
+    ///
+    /// Without a spool, the oldest rows make room instead (dropped, counted).
     pub(super) fn push(&self, record: WatchRecord) -> Option<InFlight<Vec<WatchRecord>>> {
         let mut state = self.lock();
-        let excess =
-            (self.spills && state.queued() >= self.memory_limit).then(|| self.excess(&mut state));
+        let full = state.queued() >= self.memory_limit;
+        let excess = (self.spills && full).then(|| self.excess(&mut state));
+        if full && !self.spills {
+            state.drop_oldest(self.memory_limit.saturating_sub(1));
+        }
         state.rows.push_back(record);
         state.note_peak();
         let (len, queued) = (state.rows.len(), state.queued());
+        let report = state.drops_to_report();
         drop(state);
+        self.report_drops(report);
         // Wake a thread only on the transition: a wake-up per request would
         // cost a system call each while the writer is busy.
         if len == self.batch_size {
@@ -283,20 +375,31 @@ impl Queue {
         let mut state = self.lock();
         let batch = state.give_back(taken);
         state.push_retry(batch, true);
-        let excess =
-            (self.spills && state.queued() > self.memory_limit).then(|| self.excess(&mut state));
+        let over = state.queued() > self.memory_limit;
+        let excess = (self.spills && over).then(|| self.excess(&mut state));
+        if over && !self.spills {
+            state.drop_oldest(self.memory_limit);
+        }
         state.note_peak();
+        let report = state.drops_to_report();
+        drop(state);
+        self.report_drops(report);
         excess
     }
 
-    /// The batches could not be spooled: they stay in memory, to retry.
+    /// The batches could not be spooled: they stay in memory, to retry, up
+    /// to the memory bound; beyond it the oldest rows are dropped.
     pub(super) fn requeue_all(&self, taken: InFlight<Vec<WatchBatch>>) {
         let mut state = self.lock();
         let batches = state.give_back(taken);
         for batch in batches {
             state.push_retry(batch, false);
         }
+        state.drop_oldest(self.memory_limit);
         state.note_peak();
+        let report = state.drops_to_report();
+        drop(state);
+        self.report_drops(report);
     }
 
     /// The batches are in the spool file. Called under the spool's lock, so
@@ -417,6 +520,51 @@ mod tests {
         queue.complete(rest);
         assert!(queue.is_idle());
         assert!(queue.take_batch(Duration::ZERO, false).batch.is_none());
+    }
+
+    #[test]
+    fn without_a_spool_the_oldest_rows_make_room() {
+        let queue = Queue::new(4, 10, false, false);
+        for i in 0..25 {
+            assert!(queue.push(record(i)).is_none(), "nothing to spill");
+        }
+        assert_eq!(
+            (queue.queued(), queue.dropped(), queue.peak()),
+            (10, 15, 10)
+        );
+        // The writer takes the oldest four, fails, and puts them back while
+        // three more rows arrived: the oldest go again.
+        let batch = queue.take_batch(Duration::ZERO, false).batch.unwrap();
+        assert_eq!(batch.records[0].bytes_sent, 15);
+        for i in 25..28 {
+            queue.push(record(i));
+        }
+        assert!(queue.requeue(batch).is_none());
+        assert_eq!((queue.queued(), queue.dropped()), (10, 18));
+        let mut kept = Vec::new();
+        while let Some(batch) = queue.take_batch(Duration::ZERO, false).batch {
+            kept.extend(batch.records.iter().map(|r| r.bytes_sent));
+            queue.complete(batch);
+        }
+        assert_eq!(
+            kept,
+            (18..28).collect::<Vec<u64>>(),
+            "the newest ten, in order"
+        );
+        assert!(queue.is_idle());
+    }
+
+    #[test]
+    fn rows_a_spool_would_not_take_stay_within_the_bound() {
+        let queue = queue_of(10, 4, 12);
+        let excess = queue.take_excess().unwrap().into_batches(4);
+        assert_eq!((excess.rows(), queue.queued()), (7, 3));
+        for i in 10..15 {
+            queue.push(record(i));
+        }
+        // The spool could not be written: back into memory, oldest out.
+        queue.requeue_all(excess);
+        assert_eq!((queue.queued(), queue.dropped()), (12, 3));
     }
 
     #[test]

@@ -1,0 +1,1 @@
+DROP INDEX watch_log_batches_stored_at;
