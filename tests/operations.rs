@@ -260,6 +260,14 @@ fn start(args: &[&str], dir: &std::path::Path) -> (Served, std::path::PathBuf) {
     (Served::start_logging(args, &[], &stderr), stderr)
 }
 
+/// The access-log events among JSON log lines.
+fn access_lines(logs: &str) -> Vec<serde_json::Value> {
+    logs.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["target"] == "sage_stream::access")
+        .collect()
+}
+
 /// Stops `served` (which must exit cleanly); what it logged.
 fn stop(served: Served, stderr: &std::path::Path) -> String {
     let (ok, rest) = served.stop();
@@ -368,11 +376,7 @@ fn the_binary_serves_probes_metrics_and_json_access_logs() {
     );
 
     let logs = stop(served, &stderr);
-    let access: Vec<serde_json::Value> = logs
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|v| v["target"] == "sage_stream::access")
-        .collect();
+    let access = access_lines(&logs);
     // Six stream responses, then the /metrics 404 on the public listener.
     assert_eq!(access.len(), 7, "{logs}");
     assert_eq!(access[6]["path"], "/metrics");
@@ -528,11 +532,7 @@ fn anonymize_ip_also_covers_the_access_log() {
     );
     assert_eq!(value(&text, "sage_stream_watch_log_rows_pruned_total"), 0.0);
     let logs = stop(served, &stderr);
-    let access: Vec<serde_json::Value> = logs
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|v| v["target"] == "sage_stream::access")
-        .collect();
+    let access = access_lines(&logs);
     assert_eq!(access.len(), 1, "{logs}");
     assert_eq!(access[0]["viewer"], "ip:127.0.0.0");
     assert!(!logs.contains("127.0.0.1\""), "{logs}");
