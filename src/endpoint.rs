@@ -196,6 +196,20 @@ impl<P> StreamEndpoint<P> {
         self
     }
 
+    /// Keeps up to `files` recently served files open (default 256; 0: off);
+    /// see [`ServeMedia::open_file_cache`].
+    pub fn open_file_cache(mut self, files: usize) -> Self {
+        self.media = self.media.open_file_cache(files);
+        self
+    }
+
+    /// Trusts a cached file this long without a `stat` (default zero: check
+    /// every hit); see [`ServeMedia::open_file_cache_valid`].
+    pub fn open_file_cache_valid(mut self, valid: std::time::Duration) -> Self {
+        self.media = self.media.open_file_cache_valid(valid);
+        self
+    }
+
     /// Lets symlinks under the root point outside it.
     pub fn follow_symlinks_outside_root(mut self, allow: bool) -> Self {
         self.media = self.media.follow_symlinks_outside_root(allow);

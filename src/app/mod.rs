@@ -70,7 +70,7 @@ mod templates;
 
 pub use error::AppError;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,6 +121,15 @@ pub struct AppConfig {
     /// `/media/_s/EXPIRES/SIGNATURE/show1/index.m3u8` carries a prefix
     /// signature. `None` leaves it out. A plain path, without a trailing `/`.
     pub media_route: Option<String>,
+    /// Files kept open between requests (default
+    /// [`DEFAULT_OPEN_FILE_CACHE`](crate::media::DEFAULT_OPEN_FILE_CACHE);
+    /// 0: none), shared by the stream routes; see
+    /// [`ServeMedia::open_file_cache`](crate::media::ServeMedia::open_file_cache).
+    pub open_file_cache: usize,
+    /// How long a cached file is trusted without a `stat` (default zero:
+    /// checked on every request); see
+    /// [`ServeMedia::open_file_cache_valid`](crate::media::ServeMedia::open_file_cache_valid).
+    pub open_file_cache_valid: std::time::Duration,
 }
 
 impl AppConfig {
@@ -138,6 +147,8 @@ impl AppConfig {
             metrics: None,
             access_log: false,
             media_route: Some(DEFAULT_MEDIA_ROUTE.to_owned()),
+            open_file_cache: crate::media::DEFAULT_OPEN_FILE_CACHE,
+            open_file_cache_valid: std::time::Duration::ZERO,
         }
     }
 
@@ -278,10 +289,11 @@ fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 /// (permission, range, cap, file). The log sits outside the limit and the
 /// permission so refused attempts are logged too.
 ///
-/// Every route shares `limit` (one count of streams per viewer) and `sink`.
+/// Every route shares `limit` (one count of streams per viewer), `sink`
+/// and `endpoint`'s open-file cache.
 fn stream_routes(
     config: &AppConfig,
-    root: &Path,
+    endpoint: &StreamEndpoint<crate::permission::AllOf>,
     source: &MediaPathSource,
     (sink, limit): (&WatchLogSink, &ViewerStreamLimitLayer),
     paths: &[&str],
@@ -291,11 +303,9 @@ fn stream_routes(
     // stream limit (which then counts the viewer it names); the endpoint
     // checks the other classes.
     let auth = ForwardAuth(settings.auth_request_for(source)?);
-    let mut endpoint_settings = settings.clone();
-    endpoint_settings
-        .default_permission_classes
-        .retain(|c| *c != PermissionClass::AuthRequest);
-    let endpoint = StreamEndpoint::from_settings(root, &endpoint_settings)?
+    let endpoint_settings = endpoint_settings(settings);
+    let endpoint = endpoint
+        .clone()
         .media_path(source.clone())
         .permission(endpoint_settings.permission_except_auth_request_for(source)?)
         .into_service();
@@ -316,6 +326,16 @@ fn stream_routes(
         routes = routes.route_service(path, stream.clone());
     }
     Ok(routes)
+}
+
+/// The settings the endpoint checks itself: all but `AuthRequest`, which
+/// runs as a layer of its own.
+fn endpoint_settings(settings: &Settings) -> Settings {
+    let mut endpoint_settings = settings.clone();
+    endpoint_settings
+        .default_permission_classes
+        .retain(|c| *c != PermissionClass::AuthRequest);
+    endpoint_settings
 }
 
 /// Builds the app. Rows go to `sink`; the admin reads `store`.
@@ -356,9 +376,12 @@ pub fn router(
         )
         .trusted_proxies(config.trusted_proxies.clone());
     let shared = (&sink, &limit);
+    let endpoint = StreamEndpoint::from_settings(&root, &endpoint_settings(settings))?
+        .open_file_cache(config.open_file_cache)
+        .open_file_cache_valid(config.open_file_cache_valid);
     let mut streams = stream_routes(
         config,
-        &root,
+        &endpoint,
         &settings.media_path_source(),
         shared,
         &["/api/stream", "/api/stream/"],
@@ -366,7 +389,13 @@ pub fn router(
     if let Some(route) = &config.media_route {
         let source = MediaPathSource::uri_prefix(route.clone()).path_signatures(true);
         let pattern = format!("{route}/{{*path}}");
-        streams = streams.merge(stream_routes(config, &root, &source, shared, &[&pattern])?);
+        streams = streams.merge(stream_routes(
+            config,
+            &endpoint,
+            &source,
+            shared,
+            &[&pattern],
+        )?);
     }
     if let Some(cors) = cors_layer(&settings.cors_origins) {
         streams = streams.layer(cors);

@@ -75,9 +75,15 @@ pub(crate) struct ServeArgs {
     /// Close a connection whose response made no write progress for this long [default: 60s]
     #[arg(long, env = "STREAM_SEND_TIMEOUT", value_parser = parse_duration)]
     pub(crate) send_timeout: Option<Duration>,
-    /// Most connections open at once; beyond, new ones wait in the backlog [default: half the fd limit]
+    /// Most connections open at once; beyond, new ones wait in the backlog [default: half the fd limit less the open-file cache]
     #[arg(long, env = "STREAM_MAX_CONNECTIONS")]
     pub(crate) max_connections: Option<usize>,
+    /// Files kept open between requests, so a hot file costs no open and no thread hop; 0 turns it off [default: 256]
+    #[arg(long, env = "STREAM_OPEN_FILE_CACHE", value_name = "FILES")]
+    pub(crate) open_file_cache: Option<usize>,
+    /// Trust a cached file this long without a stat, e.g. 5s on a network file system [default: 0s, a stat per request]
+    #[arg(long, env = "STREAM_OPEN_FILE_CACHE_VALID", value_parser = parse_duration)]
+    pub(crate) open_file_cache_valid: Option<Duration>,
     /// Cap per ranged response in MiB [default: 8]
     // Text here: the settings parse it, with an error that names the variable.
     #[arg(long, env = "STREAM_MAX_LOAD_VOLUME", value_name = "MIB")]
@@ -149,6 +155,9 @@ pub(crate) struct ConfigFile {
     #[serde(default, deserialize_with = "duration_value")]
     send_timeout: Option<Duration>,
     max_connections: Option<usize>,
+    open_file_cache: Option<usize>,
+    #[serde(default, deserialize_with = "duration_value")]
+    open_file_cache_valid: Option<Duration>,
     metrics_bind: Option<SocketAddr>,
     access_log: Option<bool>,
     #[serde(default)]
@@ -314,6 +323,10 @@ pub(crate) fn resolve(
         (None, Some(text)) => Some(parse_duration(text).map_err(|e| format!("retention: {e}"))?),
         (None, None) => None,
     };
+    let open_file_cache = args
+        .open_file_cache
+        .or(file.open_file_cache)
+        .unwrap_or(sage_stream::media::DEFAULT_OPEN_FILE_CACHE);
     if retention == Some(Duration::ZERO) {
         return Err("retention must be longer than 0 (it would delete every row); leave it unset to keep them all".into());
     }
@@ -338,6 +351,11 @@ pub(crate) fn resolve(
             metrics: None,
             access_log: !args.no_access_log && file.access_log.unwrap_or(true),
             media_route: Some(app::DEFAULT_MEDIA_ROUTE.to_owned()),
+            open_file_cache,
+            open_file_cache_valid: args
+                .open_file_cache_valid
+                .or(file.open_file_cache_valid)
+                .unwrap_or(Duration::ZERO),
         },
         metrics_bind: args.metrics_bind.or(file.metrics_bind),
         bind: args
@@ -367,7 +385,14 @@ pub(crate) fn resolve(
                 max_connections: args
                     .max_connections
                     .or(file.max_connections)
-                    .unwrap_or(defaults.max_connections),
+                    .unwrap_or_else(|| {
+                        // The default leaves descriptors for the default
+                        // cache; a bigger cache takes them from connections
+                        // (each holds a socket and perhaps a file).
+                        let extra = open_file_cache
+                            .saturating_sub(sage_stream::media::DEFAULT_OPEN_FILE_CACHE);
+                        defaults.max_connections.saturating_sub(extra / 2).max(16)
+                    }),
                 ..defaults
             }
         },
@@ -730,6 +755,53 @@ mod tests {
             missing.is_empty(),
             "serve flags without a variable: {missing:?}"
         );
+    }
+
+    #[test]
+    fn open_file_cache_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().display().to_string();
+        let config = dir.path().join("sage.toml");
+        let defaults = resolve(
+            ServeArgs {
+                root: Some(dir.path().to_path_buf()),
+                ..ServeArgs::default()
+            },
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(defaults.app.open_file_cache, 256);
+        assert_eq!(defaults.app.open_file_cache_valid, Duration::ZERO);
+        std::fs::write(
+            &config,
+            format!("root = {root:?}\nopen_file_cache = 1256\nopen_file_cache_valid = \"5s\"\n"),
+        )
+        .unwrap();
+        let with_file = || ServeArgs {
+            config: Some(config.clone()),
+            ..ServeArgs::default()
+        };
+        let from_file = resolve(with_file(), |_| None).unwrap();
+        assert_eq!(from_file.app.open_file_cache, 1256);
+        assert_eq!(from_file.app.open_file_cache_valid, Duration::from_secs(5));
+        // A thousand more cached files leave 500 fewer connections.
+        assert_eq!(
+            from_file.server.max_connections,
+            defaults.server.max_connections.saturating_sub(500).max(16)
+        );
+        let flags = resolve(
+            ServeArgs {
+                open_file_cache: Some(0),
+                open_file_cache_valid: Some(Duration::from_secs(1)),
+                max_connections: Some(100),
+                ..with_file()
+            },
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(flags.app.open_file_cache, 0);
+        assert_eq!(flags.app.open_file_cache_valid, Duration::from_secs(1));
+        assert_eq!(flags.server.max_connections, 100);
     }
 
     #[test]

@@ -201,7 +201,8 @@ impl FileStream {
 
 /// Reads exactly `n` bytes at `offset`, or fewer only at end of file.
 pub(crate) fn read_exact_at(file: &File, offset: u64, n: usize) -> io::Result<Bytes> {
-    let mut buf = vec![0u8; n];
+    let mut chunk = super::chunk::ChunkBuf::new(n);
+    let buf = chunk.as_mut(n);
     let mut filled = 0;
     while filled < n {
         match read_at(file, &mut buf[filled..], offset + filled as u64) {
@@ -211,8 +212,7 @@ pub(crate) fn read_exact_at(file: &File, offset: u64, n: usize) -> io::Result<By
             Err(err) => return Err(err),
         }
     }
-    buf.truncate(filled);
-    Ok(Bytes::from(buf))
+    Ok(chunk.freeze(filled))
 }
 
 #[cfg(unix)]

@@ -49,6 +49,8 @@
 //! ```
 
 pub(crate) mod body;
+mod cache;
+mod chunk;
 pub(crate) mod conditional;
 mod mime;
 pub(crate) mod path;
@@ -58,6 +60,7 @@ mod service;
 
 pub use crate::extension::ServedFile;
 pub use body::MediaBody;
+pub use cache::DEFAULT_OPEN_FILE_CACHE;
 pub use mime::STREAMING_TYPES;
 pub use service::{ResponseFuture, ServeMedia, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_PATH_LEN};
 

@@ -86,6 +86,9 @@ pub(crate) enum OpenFailure {
     NotFound,
     /// The file exists but this process may not read it.
     Forbidden,
+    /// The process (or system) is out of file descriptors: a moment's
+    /// overload, not a missing file.
+    Exhausted,
 }
 
 /// Opens `root/relative` for reading, resolving symlinks and refusing any
@@ -117,13 +120,41 @@ pub(crate) fn open_confined(
 fn classify(err: io::Error) -> OpenFailure {
     match err.kind() {
         io::ErrorKind::PermissionDenied => OpenFailure::Forbidden,
+        _ if out_of_descriptors(&err) => OpenFailure::Exhausted,
         _ => OpenFailure::NotFound,
     }
+}
+
+#[cfg(target_os = "linux")]
+fn out_of_descriptors(err: &io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(Errno::from_io_error(err), Some(Errno::MFILE | Errno::NFILE))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn out_of_descriptors(_: &io::Error) -> bool {
+    false
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_out_of_descriptors_is_not_a_missing_file() {
+        let kind = |err| match classify(err) {
+            OpenFailure::NotFound => "not found",
+            OpenFailure::Forbidden => "forbidden",
+            OpenFailure::Exhausted => "exhausted",
+        };
+        assert_eq!(kind(io::ErrorKind::NotFound.into()), "not found");
+        assert_eq!(kind(io::ErrorKind::PermissionDenied.into()), "forbidden");
+        #[cfg(target_os = "linux")]
+        for errno in [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE] {
+            let err = io::Error::from_raw_os_error(errno.raw_os_error());
+            assert_eq!(kind(err), "exhausted");
+        }
+    }
 
     #[test]
     fn normalises_or_refuses() {

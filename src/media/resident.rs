@@ -25,19 +25,16 @@ pub(crate) fn read_resident(file: &File, offset: u64, n: usize) -> Option<Bytes>
     if n == 0 || UNSUPPORTED.load(Ordering::Relaxed) {
         return None;
     }
-    let mut buf = vec![0u8; n];
+    let mut chunk = super::chunk::ChunkBuf::new(n);
     let read = preadv2(
         file,
-        &mut [std::io::IoSliceMut::new(&mut buf)],
+        &mut [std::io::IoSliceMut::new(chunk.as_mut(n))],
         offset,
         ReadWriteFlags::NOWAIT,
     );
     match read {
         Ok(0) => None,
-        Ok(k) => {
-            buf.truncate(k);
-            Some(Bytes::from(buf))
-        }
+        Ok(k) => Some(chunk.freeze(k)),
         Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => {
             UNSUPPORTED.store(true, Ordering::Relaxed);
             None

@@ -1,5 +1,6 @@
-//! Building the response for one file: runs on a blocking thread, once per
-//! request, so opening, `stat`, preconditions and the first read cost one hop.
+//! Building the response for one file: for a file the open-file cache
+//! holds, on the worker with no hop; otherwise on a blocking thread, where
+//! opening, `stat`, preconditions and the first read cost one hop.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -8,18 +9,19 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use super::body::{read_exact_at, MediaBody, Segment};
+use super::cache::FileCache;
 use super::conditional::{evaluate, whole_seconds, Outcome, Validators};
 use super::path::{open_confined, OpenFailure};
 use super::ServedFile;
 use crate::range::{resolve, RangeRequest, Resolved};
 
-/// What the async side hands over to the blocking side.
+/// What [`ServeMedia`](super::ServeMedia) hands over for one request.
 pub(crate) struct Job {
     pub(crate) root: Arc<Path>,
     pub(crate) relative: String,
@@ -32,11 +34,84 @@ pub(crate) struct Job {
     pub(crate) etag_with_file_id: bool,
     pub(crate) content_type: HeaderValue,
     pub(crate) cache_control: Option<HeaderValue>,
+    pub(crate) cache: Arc<FileCache>,
 }
 
-pub(crate) fn respond(mut job: Job) -> Response<MediaBody> {
+/// An open media file and what every response from it says about it,
+/// worked out once per open (the open-file cache keeps it).
+pub(crate) struct OpenedFile {
+    file: Arc<std::fs::File>,
+    len: u64,
+    etag: HeaderValue,
+    // Whole seconds, as HTTP dates carry.
+    modified: Option<SystemTime>,
+    last_modified: Option<HeaderValue>,
+}
+
+impl OpenedFile {
+    fn new(file: std::fs::File, metadata: &std::fs::Metadata, with_file_id: bool) -> Option<Self> {
+        let len = metadata.len();
+        let file_id = with_file_id.then(|| file_id(metadata)).flatten();
+        let etag = entity_tag(len, metadata.modified().ok(), file_id);
+        let modified = whole_seconds(metadata.modified());
+        Some(Self {
+            file: Arc::new(file),
+            len,
+            etag: HeaderValue::from_str(&etag).ok()?,
+            modified,
+            last_modified: modified
+                .map(httpdate::fmt_http_date)
+                .and_then(|date| HeaderValue::from_str(&date).ok()),
+        })
+    }
+}
+
+/// Opens the job's file and answers: on the blocking pool, for a file the
+/// cache does not hold. The file goes into the cache.
+pub(crate) fn open_and_respond(job: Job) -> Response<MediaBody> {
+    let (file, metadata) = match open_confined(&job.root, &job.relative, job.follow_symlinks) {
+        Ok(opened) => opened,
+        Err(OpenFailure::NotFound) => return text(StatusCode::NOT_FOUND, "media not found"),
+        Err(OpenFailure::Forbidden) => return text(StatusCode::FORBIDDEN, "media not readable"),
+        Err(OpenFailure::Exhausted) => {
+            let mut response = text(StatusCode::SERVICE_UNAVAILABLE, "too many open files");
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
+    };
+    let Some(opened) = OpenedFile::new(file, &metadata, job.etag_with_file_id) else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+    };
+    let opened = Arc::new(opened);
+    job.cache.insert(
+        &job.relative,
+        job.root.join(&job.relative),
+        &metadata,
+        Arc::clone(&opened),
+    );
+    // Already on a blocking thread: read the first chunk here, so a short
+    // response needs no second hop.
+    respond(job, &opened, ReadFirst::Now)
+}
+
+/// Whether [`respond`] reads the first chunk itself (on a blocking
+/// thread) or leaves every read to the body (on the worker).
+pub(crate) enum ReadFirst {
+    Now,
+    InBody,
+}
+
+/// The response to `job` from the open file `opened`. Blocks only with
+/// [`ReadFirst::Now`].
+pub(crate) fn respond(
+    mut job: Job,
+    opened: &OpenedFile,
+    read_first: ReadFirst,
+) -> Response<MediaBody> {
     let cache_control = job.cache_control.take();
-    let mut response = answer(job);
+    let mut response = answer(job, opened, read_first);
     // Only the file's own answers may be cached; a refusal must not be.
     if let Some(value) = cache_control {
         if matches!(
@@ -49,28 +124,18 @@ pub(crate) fn respond(mut job: Job) -> Response<MediaBody> {
     response
 }
 
-fn answer(job: Job) -> Response<MediaBody> {
-    let (file, metadata) = match open_confined(&job.root, &job.relative, job.follow_symlinks) {
-        Ok(opened) => opened,
-        Err(OpenFailure::NotFound) => return text(StatusCode::NOT_FOUND, "media not found"),
-        Err(OpenFailure::Forbidden) => return text(StatusCode::FORBIDDEN, "media not readable"),
-    };
-    let len = metadata.len();
-    let precise = metadata.modified().ok();
-    let modified = whole_seconds(metadata.modified());
-    let file_id = job.etag_with_file_id.then(|| file_id(&metadata)).flatten();
-    let etag = entity_tag(len, precise, file_id);
-    let last_modified = modified.map(httpdate::fmt_http_date);
+fn answer(job: Job, opened: &OpenedFile, read_first: ReadFirst) -> Response<MediaBody> {
+    let len = opened.len;
     let content_type = job
         .content_type
         .to_str()
         .unwrap_or("application/octet-stream");
 
     let mut builder = Response::builder()
-        .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::ETAG, &etag);
-    if let Some(date) = &last_modified {
-        builder = builder.header(header::LAST_MODIFIED, date);
+        .header(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"))
+        .header(header::ETAG, opened.etag.clone());
+    if let Some(date) = &opened.last_modified {
+        builder = builder.header(header::LAST_MODIFIED, date.clone());
     }
     builder = builder.extension(ServedFile {
         path: job.relative.clone(),
@@ -78,8 +143,9 @@ fn answer(job: Job) -> Response<MediaBody> {
     });
 
     let validators = Validators {
-        etag: &etag,
-        modified,
+        // Built from a `String`, so always text.
+        etag: opened.etag.to_str().unwrap_or_default(),
+        modified: opened.modified,
     };
     let honour_range = match evaluate(&job.method, &job.headers, &validators) {
         Outcome::Proceed { honour_range } => honour_range,
@@ -119,7 +185,7 @@ fn answer(job: Job) -> Response<MediaBody> {
             (
                 builder
                     .status(StatusCode::OK)
-                    .header(header::CONTENT_TYPE, content_type),
+                    .header(header::CONTENT_TYPE, job.content_type.clone()),
                 len,
                 segments,
             )
@@ -127,7 +193,7 @@ fn answer(job: Job) -> Response<MediaBody> {
         Some([range]) => (
             builder
                 .status(StatusCode::PARTIAL_CONTENT)
-                .header(header::CONTENT_TYPE, content_type)
+                .header(header::CONTENT_TYPE, job.content_type.clone())
                 .header(
                     header::CONTENT_RANGE,
                     format!("bytes {}-{}/{len}", range.start, range.end - 1),
@@ -152,10 +218,12 @@ fn answer(job: Job) -> Response<MediaBody> {
     if head || body_len == 0 {
         return finish(builder, MediaBody::empty());
     }
-    read_ahead(&file, job.chunk_size, &mut segments);
+    if let ReadFirst::Now = read_first {
+        read_ahead(&opened.file, job.chunk_size, &mut segments);
+    }
     finish(
         builder,
-        MediaBody::file(Arc::new(file), job.chunk_size, segments),
+        MediaBody::file(Arc::clone(&opened.file), job.chunk_size, segments),
     )
 }
 

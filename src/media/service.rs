@@ -6,15 +6,17 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use tokio::task::JoinHandle;
 use tower_service::Service;
 
 use super::body::MediaBody;
+use super::cache::{FileCache, DEFAULT_OPEN_FILE_CACHE};
 use super::mime::{parse_override, MimeTypes};
 use super::path::{normalise, PathRefusal};
-use super::respond::{respond, text, Job};
+use super::respond::{open_and_respond, respond, text, Job, ReadFirst};
 use crate::error::ConfigError;
 use crate::extension::{MediaPathError, MediaPathSource, RangeRequest, VolumeCap};
 
@@ -33,6 +35,10 @@ struct Config {
     etag_with_file_id: bool,
     mime: MimeTypes,
     cache_control: Option<HeaderValue>,
+    open_file_cache: usize,
+    open_file_cache_valid: Duration,
+    // Built from the fields above: any change to them starts a new one.
+    cache: Arc<FileCache>,
 }
 
 /// Terminal service that answers GET and HEAD with bytes of a file under one
@@ -61,16 +67,38 @@ impl ServeMedia {
                 etag_with_file_id: false,
                 mime: MimeTypes::default(),
                 cache_control: None,
+                open_file_cache: DEFAULT_OPEN_FILE_CACHE,
+                open_file_cache_valid: Duration::ZERO,
+                cache: Arc::new(FileCache::new(DEFAULT_OPEN_FILE_CACHE, Duration::ZERO)),
             }),
         }
+    }
+
+    /// Applies `change` to this service's own copy of the configuration
+    /// (clones made before keep theirs). The open-file cache stays shared:
+    /// what it holds does not depend on the settings changed this way.
+    fn configure(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        change(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// [`configure`](Self::configure) for a setting that changes how files
+    /// are opened or described: this service gets a new, empty cache.
+    fn reconfigure(self, change: impl FnOnce(&mut Config)) -> Self {
+        self.configure(|config| {
+            change(config);
+            config.cache = Arc::new(FileCache::new(
+                config.open_file_cache,
+                config.open_file_cache_valid,
+            ));
+        })
     }
 
     /// Where requests name the media path (default: the `path` query
     /// variable). A [`MediaPath`](crate::extension::MediaPath) extension set
     /// by an outer layer wins, so signing, logging and serving agree.
-    pub fn media_path(mut self, source: MediaPathSource) -> Self {
-        Arc::make_mut(&mut self.config).source = source;
-        self
+    pub fn media_path(self, source: MediaPathSource) -> Self {
+        self.configure(|c| c.source = source)
     }
 
     /// Takes the media path from this query variable (default `path`).
@@ -86,22 +114,19 @@ impl ServeMedia {
 
     /// Bytes per read from disk (default 128 KiB); at most two such chunks of
     /// one response are in memory at a time.
-    pub fn chunk_size(mut self, bytes: usize) -> Self {
-        Arc::make_mut(&mut self.config).chunk_size = bytes.max(1);
-        self
+    pub fn chunk_size(self, bytes: usize) -> Self {
+        self.configure(|c| c.chunk_size = bytes.max(1))
     }
 
     /// Allows symlinks under the root to point outside it (default: refused
     /// with 404).
-    pub fn follow_symlinks_outside_root(mut self, allow: bool) -> Self {
-        Arc::make_mut(&mut self.config).follow_symlinks = allow;
-        self
+    pub fn follow_symlinks_outside_root(self, allow: bool) -> Self {
+        self.reconfigure(|c| c.follow_symlinks = allow)
     }
 
     /// Longest accepted media path in bytes after decoding (default 1024).
-    pub fn max_path_len(mut self, bytes: usize) -> Self {
-        Arc::make_mut(&mut self.config).max_path_len = bytes;
-        self
+    pub fn max_path_len(self, bytes: usize) -> Self {
+        self.configure(|c| c.max_path_len = bytes)
     }
 
     /// Adds the file's device and inode to its `ETag` (default: no). The
@@ -110,9 +135,8 @@ impl ServeMedia {
     /// media with its timestamps; the file id also guards against a tool
     /// that restores an old timestamp, at the price of a different tag on
     /// every node. Use it on a single node.
-    pub fn etag_with_file_id(mut self, on: bool) -> Self {
-        Arc::make_mut(&mut self.config).etag_with_file_id = on;
-        self
+    pub fn etag_with_file_id(self, on: bool) -> Self {
+        self.reconfigure(|c| c.etag_with_file_id = on)
     }
 
     /// Serves files ending in `.EXTENSION` (any case; a leading `.` is
@@ -132,7 +156,7 @@ impl ServeMedia {
     /// # let _ = svc;
     /// # Ok(()) }
     /// ```
-    pub fn mime_type(mut self, extension: &str, content_type: &str) -> Result<Self, ConfigError> {
+    pub fn mime_type(self, extension: &str, content_type: &str) -> Result<Self, ConfigError> {
         let (extension, value) = parse_override(extension, content_type).map_err(|reason| {
             ConfigError::InvalidSetting {
                 name: "mime_type",
@@ -140,10 +164,7 @@ impl ServeMedia {
                 reason: reason.to_owned(),
             }
         })?;
-        Arc::make_mut(&mut self.config)
-            .mime
-            .insert(extension, value);
-        Ok(self)
+        Ok(self.configure(|c| c.mime.insert(extension, value)))
     }
 
     /// Sends `Cache-Control: value` with the file's answers (`200`, `206`
@@ -158,9 +179,41 @@ impl ServeMedia {
     ///     .cache_control(HeaderValue::from_static("public, max-age=3600"));
     /// # let _ = svc;
     /// ```
-    pub fn cache_control(mut self, value: HeaderValue) -> Self {
-        Arc::make_mut(&mut self.config).cache_control = Some(value);
-        self
+    pub fn cache_control(self, value: HeaderValue) -> Self {
+        self.configure(|c| c.cache_control = Some(value))
+    }
+
+    /// Keeps up to `files` recently served files open (default 256; 0 turns
+    /// the cache off), so that a request for one of them is answered
+    /// without a hop to the blocking pool: no `open`, no path resolution,
+    /// the `ETag` and dates built once. Each cached file holds a file
+    /// descriptor.
+    ///
+    /// Every hit is checked by one `stat` of the path on the worker (see
+    /// [`open_file_cache_valid`](Self::open_file_cache_valid)), so a
+    /// replaced, changed, deleted or retargeted file is seen at once.
+    pub fn open_file_cache(self, files: usize) -> Self {
+        self.reconfigure(|c| c.open_file_cache = files)
+    }
+
+    /// Trusts a cached file for `valid` without the `stat` on each hit
+    /// (default zero: check every hit). For network file systems, where a
+    /// `stat` may wait on the server: a change to a file is then seen
+    /// within `valid`, and until then its old bytes and `ETag` are served,
+    /// consistently (nginx's `open_file_cache_valid`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sage_stream::media::ServeMedia;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let svc = ServeMedia::new(dir.path())
+    ///     .open_file_cache(1000)
+    ///     .open_file_cache_valid(Duration::from_secs(5));
+    /// # let _ = svc;
+    /// ```
+    pub fn open_file_cache_valid(self, valid: Duration) -> Self {
+        self.reconfigure(|c| c.open_file_cache_valid = valid)
     }
 
     /// The resolved media root.
@@ -219,9 +272,13 @@ impl<B> Service<Request<B>> for ServeMedia {
             etag_with_file_id: self.config.etag_with_file_id,
             method: parts.method,
             headers: parts.headers,
+            cache: Arc::clone(&self.config.cache),
         };
+        if let Some(opened) = self.config.cache.get(&job.relative) {
+            return ResponseFuture::ready(respond(job, &opened, ReadFirst::InBody));
+        }
         ResponseFuture {
-            state: State::Blocking(tokio::task::spawn_blocking(move || respond(job))),
+            state: State::Blocking(tokio::task::spawn_blocking(move || open_and_respond(job))),
         }
     }
 }

@@ -65,8 +65,9 @@ pub struct ServerConfig {
     /// Longest a response may go without the client taking more of it
     /// (default 60 s); then its connection is closed.
     pub send_timeout: Duration,
-    /// Most connections open at once (default: half the process's
-    /// file-descriptor limit, as each stream also holds a file open).
+    /// Most connections open at once (default: half of the process's
+    /// file-descriptor limit less the open-file cache's default 256, as each
+    /// stream holds a socket and perhaps a file).
     pub max_connections: usize,
     /// Most concurrent HTTP/2 streams per connection (default 32).
     pub http2_max_concurrent_streams: u32,
@@ -92,9 +93,10 @@ impl Default for ServerConfig {
     }
 }
 
-/// Half the soft limit on open files (each stream holds a socket and a
-/// file), less a reserve for the log and the listener; 512 where the limit
-/// cannot be read.
+/// Half of what the soft limit on open files leaves after the open-file
+/// cache's default size (each stream holds a socket and, unless its file is
+/// cached, a file), less a reserve for the log and the listener; the limit
+/// is taken as 1024 where it cannot be read.
 fn default_max_connections() -> usize {
     let soft = std::fs::read_to_string("/proc/self/limits")
         .ok()
@@ -105,7 +107,9 @@ fn default_max_connections() -> usize {
                 .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
         })
         .unwrap_or(1024);
-    (soft / 2).saturating_sub(32).max(16)
+    (soft.saturating_sub(crate::media::DEFAULT_OPEN_FILE_CACHE) / 2)
+        .saturating_sub(32)
+        .max(16)
 }
 
 /// Serves `service` on `listener` until `shutdown` completes, then lets open
