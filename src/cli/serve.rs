@@ -84,6 +84,9 @@ pub(crate) struct ServeArgs {
     /// Trust a cached file this long without a stat, e.g. 5s on a network file system [default: 0s, a stat per request]
     #[arg(long, env = "STREAM_OPEN_FILE_CACHE_VALID", value_parser = parse_duration)]
     pub(crate) open_file_cache_valid: Option<Duration>,
+    /// Experimental (Linux): send file bytes of HTTP/1.x responses with sendfile, never copying them into user space [default: off]
+    #[arg(long, env = "STREAM_ZERO_COPY", value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) zero_copy: bool,
     /// Cap per ranged response in MiB [default: 8]
     // Text here: the settings parse it, with an error that names the variable.
     #[arg(long, env = "STREAM_MAX_LOAD_VOLUME", value_name = "MIB")]
@@ -158,6 +161,7 @@ pub(crate) struct ConfigFile {
     open_file_cache: Option<usize>,
     #[serde(default, deserialize_with = "duration_value")]
     open_file_cache_valid: Option<Duration>,
+    zero_copy: Option<bool>,
     metrics_bind: Option<SocketAddr>,
     access_log: Option<bool>,
     #[serde(default)]
@@ -393,6 +397,7 @@ pub(crate) fn resolve(
                             .saturating_sub(sage_stream::media::DEFAULT_OPEN_FILE_CACHE);
                         defaults.max_connections.saturating_sub(extra / 2).max(16)
                     }),
+                zero_copy: args.zero_copy || file.zero_copy.unwrap_or(false),
                 ..defaults
             }
         },

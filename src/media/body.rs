@@ -48,6 +48,9 @@ struct FileStream {
     // Scheduled, in output order; at most one `Read` at a time.
     ahead: VecDeque<Ahead>,
     remaining: u64,
+    // Chunks leave as placeholders the connection sends with `sendfile`
+    // (see `region.rs`).
+    zero_copy: bool,
 }
 
 enum Ahead {
@@ -96,7 +99,12 @@ impl MediaBody {
         }
     }
 
-    pub(crate) fn file(file: Arc<File>, chunk_size: usize, segments: VecDeque<Segment>) -> Self {
+    pub(crate) fn file(
+        file: Arc<File>,
+        chunk_size: usize,
+        segments: VecDeque<Segment>,
+        zero_copy: bool,
+    ) -> Self {
         let remaining = segments
             .iter()
             .map(|s| match s {
@@ -111,6 +119,7 @@ impl MediaBody {
                 segments,
                 ahead: VecDeque::with_capacity(2),
                 remaining,
+                zero_copy,
             }),
         }
     }
@@ -131,6 +140,17 @@ impl FileStream {
                 None => return,
                 Some(Segment::Static(bytes)) => self.ahead.push_back(Ahead::Bytes(bytes)),
                 Some(Segment::File { offset, len }) => {
+                    if let Some(bytes) = self.placeholder(offset, len) {
+                        let n = bytes.len() as u64;
+                        if len > n {
+                            self.segments.push_front(Segment::File {
+                                offset: offset + n,
+                                len: len - n,
+                            });
+                        }
+                        self.ahead.push_back(Ahead::Resident(bytes));
+                        continue;
+                    }
                     // `n` fits in usize: it is at most `chunk_size`.
                     let n = len.min(self.chunk_size as u64) as usize;
                     let (n, ahead) = match super::resident::read_resident(&self.file, offset, n) {
@@ -155,6 +175,20 @@ impl FileStream {
                 }
             }
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn placeholder(&self, offset: u64, len: u64) -> Option<Bytes> {
+        if !self.zero_copy {
+            return None;
+        }
+        let n = usize::try_from(len.min(super::region::SLOT as u64)).ok()?;
+        super::region::placeholder(&self.file, offset, n)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn placeholder(&self, _offset: u64, _len: u64) -> Option<Bytes> {
+        None
     }
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {

@@ -54,6 +54,8 @@ mod chunk;
 pub(crate) mod conditional;
 mod mime;
 pub(crate) mod path;
+#[cfg(target_os = "linux")]
+pub(crate) mod region;
 mod resident;
 pub(crate) mod respond;
 mod service;

@@ -35,6 +35,8 @@ pub(crate) struct Job {
     pub(crate) content_type: HeaderValue,
     pub(crate) cache_control: Option<HeaderValue>,
     pub(crate) cache: Arc<FileCache>,
+    /// The connection sends placeholders with `sendfile` (`region.rs`).
+    pub(crate) zero_copy: bool,
 }
 
 /// An open media file and what every response from it says about it,
@@ -223,7 +225,12 @@ fn answer(job: Job, opened: &OpenedFile, read_first: ReadFirst) -> Response<Medi
     }
     finish(
         builder,
-        MediaBody::file(Arc::clone(&opened.file), job.chunk_size, segments),
+        MediaBody::file(
+            Arc::clone(&opened.file),
+            job.chunk_size,
+            segments,
+            job.zero_copy,
+        ),
     )
 }
 

@@ -260,6 +260,7 @@ impl<B> Service<Request<B>> for ServeMedia {
             Err((status, reason)) => return ResponseFuture::ready(text(status, reason)),
         };
         let (mut parts, _body) = req.into_parts();
+        let zero_copy = zero_copy(&parts);
         let job = Job {
             content_type: self.config.mime.content_type(&relative),
             cache_control: self.config.cache_control.clone(),
@@ -273,6 +274,7 @@ impl<B> Service<Request<B>> for ServeMedia {
             method: parts.method,
             headers: parts.headers,
             cache: Arc::clone(&self.config.cache),
+            zero_copy,
         };
         if let Some(opened) = self.config.cache.get(&job.relative) {
             return ResponseFuture::ready(respond(job, &opened, ReadFirst::InBody));
@@ -281,6 +283,19 @@ impl<B> Service<Request<B>> for ServeMedia {
             state: State::Blocking(tokio::task::spawn_blocking(move || open_and_respond(job))),
         }
     }
+}
+
+/// Whether this request's connection sends file regions with `sendfile`:
+/// only this crate's server sets the extension, on HTTP/1.x.
+#[cfg(target_os = "linux")]
+fn zero_copy(parts: &http::request::Parts) -> bool {
+    parts.version <= http::Version::HTTP_11
+        && parts.extensions.get::<super::region::ZeroCopy>().is_some()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn zero_copy(_: &http::request::Parts) -> bool {
+    false
 }
 
 /// Response future of [`ServeMedia`].

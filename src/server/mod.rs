@@ -48,6 +48,8 @@ use tower_service::Service;
 use crate::extension::PeerAddr;
 
 mod budget;
+#[cfg(target_os = "linux")]
+mod zero_copy;
 
 use budget::TimedBody;
 use budget::{Activity, Verdict};
@@ -69,6 +71,17 @@ pub struct ServerConfig {
     /// file-descriptor limit less the open-file cache's default 256, as each
     /// stream holds a socket and perhaps a file).
     pub max_connections: usize,
+    /// **Experimental** (Linux; default off): HTTP/1.x responses of
+    /// [`ServeMedia`](crate::media::ServeMedia) send file bytes with
+    /// `sendfile(2)`, never copying them into user space. Only for a
+    /// service whose media bodies reach the connection unchanged (no
+    /// compression or other body transform); see bench/README.md, "Zero
+    /// copy", for what it saves and what it does not yet handle: a
+    /// `sendfile` of pages not in the page cache waits on the worker, and
+    /// a file truncated or rewritten in place mid-response can send the
+    /// new content (zeros past a new end) for bytes already handed to the
+    /// kernel; replace files by rename.
+    pub zero_copy: bool,
     /// Most concurrent HTTP/2 streams per connection (default 32).
     pub http2_max_concurrent_streams: u32,
     /// Most bytes HTTP/2 buffers per stream for a client that does not take
@@ -86,6 +99,7 @@ impl Default for ServerConfig {
             keep_alive_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             max_connections: default_max_connections(),
+            zero_copy: false,
             http2_max_concurrent_streams: 32,
             http2_max_send_buf_size: 256 * 1024,
             shutdown_grace: Duration::from_secs(30),
@@ -232,8 +246,13 @@ where
     let activity = Activity::new();
     let per_request = {
         let activity = Arc::clone(&activity);
+        let zero_copy = config.zero_copy;
         hyper::service::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(PeerAddr(peer));
+            #[cfg(target_os = "linux")]
+            if zero_copy && req.version() <= http::Version::HTTP_11 {
+                req.extensions_mut().insert(crate::media::region::ZeroCopy);
+            }
             let stream = activity.start();
             let response = service.clone().oneshot(req);
             async move {
@@ -243,7 +262,10 @@ where
         })
     };
     let connection = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), per_request)
+        .serve_connection_with_upgrades(
+            TokioIo::new(connection_stream(stream, &config)),
+            per_request,
+        )
         .into_owned();
     async move {
         tokio::pin!(connection);
@@ -290,6 +312,16 @@ where
             }
         }
     }
+}
+
+#[cfg(target_os = "linux")]
+fn connection_stream(stream: TcpStream, config: &ServerConfig) -> zero_copy::Stream {
+    zero_copy::Stream::new(stream, config.zero_copy)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn connection_stream(stream: TcpStream, _: &ServerConfig) -> TcpStream {
+    stream
 }
 
 /// Completes on Ctrl-C or, on Unix, SIGTERM.
