@@ -16,6 +16,9 @@
 #                                         # flags of an older sage-stream
 #   BASELINE_BIN=/path/to/old/sage-stream bash bench/perf.sh
 #                                         # before/after: the last slot runs that binary, log off
+#   BASELINE_BIN=target/release/sage-stream BASELINE_FLAGS="--no-watch-log --no-access-log --zero-copy" \
+#     BASELINE_NAME="sage-stream, zero copy" bash bench/perf.sh
+#                                         # the last slot with other flags (here: zero copy)
 #   BENCH_PROFILE=dev BENCH_SMOKE=1 bash bench/perf.sh
 #                                         # the debug build (CI's smoke run: no release build)
 set -euo pipefail
@@ -181,17 +184,18 @@ reset_peak() {
 names=("nginx" "tower-http ServeDir" "sage-stream, log off" "sage-stream, log SQLite")
 if [ -n "${BASELINE_BIN:-}" ]; then
   [ -x "$BASELINE_BIN" ] || die "BASELINE_BIN=$BASELINE_BIN is not an executable"
-  names[3]="sage-stream baseline, log off"
+  names[3]=${BASELINE_NAME:-sage-stream baseline, log off}
 fi
 cmds=(); ports=()
 read -r -a sage_flags <<<"$SAGE_FLAGS"
 read -r -a sage_log_flags <<<"$SAGE_LOG_FLAGS"
+read -r -a baseline_flags <<<"${BASELINE_FLAGS:-$SAGE_FLAGS}"
 q() { printf '%q ' "$@"; }
 cmds[0]=$(q "$NGINX" -p "$work/nginx" -c "$work/nginx/nginx.conf")
 cmds[1]=$(q "$SERVEDIR_BIN" "$media" "127.0.0.1:$((PORT_BASE + 1))")
 cmds[2]=$(q "$SAGE_BIN" serve --root "$media" --bind "127.0.0.1:$((PORT_BASE + 2))" --database "sqlite://$work/off.db" ${sage_flags[@]+"${sage_flags[@]}"})
 if [ -n "${BASELINE_BIN:-}" ]; then
-  cmds[3]=$(q "$BASELINE_BIN" serve --root "$media" --bind "127.0.0.1:$((PORT_BASE + 3))" --database "sqlite://$work/log.db" ${sage_flags[@]+"${sage_flags[@]}"})
+  cmds[3]=$(q "$BASELINE_BIN" serve --root "$media" --bind "127.0.0.1:$((PORT_BASE + 3))" --database "sqlite://$work/log.db" ${baseline_flags[@]+"${baseline_flags[@]}"})
 else
   cmds[3]=$(q "$SAGE_BIN" serve --root "$media" --bind "127.0.0.1:$((PORT_BASE + 3))" --database "sqlite://$work/log.db" ${sage_log_flags[@]+"${sage_log_flags[@]}"})
 fi
@@ -405,7 +409,7 @@ done
 
 echo
 if [ -n "${BASELINE_BIN:-}" ]; then
-  echo "Baseline ÷ this build (both log off), requests/s per round (the target line does not apply):"
+  echo "${names[3]} ÷ ${names[2]}, requests/s per round (the target line does not apply):"
 else
   echo "Watch log on (SQLite) ÷ off, requests/s per round (target ≥ 0.95):"
 fi
