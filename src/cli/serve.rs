@@ -85,8 +85,15 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "STREAM_OPEN_FILE_CACHE_VALID", value_parser = parse_duration)]
     pub(crate) open_file_cache_valid: Option<Duration>,
     /// Experimental (Linux): send file bytes of HTTP/1.x responses with sendfile, never copying them into user space [default: off]
-    #[arg(long, env = "STREAM_ZERO_COPY", value_parser = clap::builder::BoolishValueParser::new())]
-    pub(crate) zero_copy: bool,
+    #[arg(
+        long,
+        env = "STREAM_ZERO_COPY",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub(crate) zero_copy: Option<bool>,
     /// Cap per ranged response in MiB [default: 8]
     // Text here: the settings parse it, with an error that names the variable.
     #[arg(long, env = "STREAM_MAX_LOAD_VOLUME", value_name = "MIB")]
@@ -397,7 +404,13 @@ pub(crate) fn resolve(
                             .saturating_sub(sage_stream::media::DEFAULT_OPEN_FILE_CACHE);
                         defaults.max_connections.saturating_sub(extra / 2).max(16)
                     }),
-                zero_copy: args.zero_copy || file.zero_copy.unwrap_or(false),
+                zero_copy: {
+                    let on = args.zero_copy.or(file.zero_copy).unwrap_or(false);
+                    if on && !cfg!(target_os = "linux") {
+                        tracing::warn!("zero copy is Linux-only; file bytes are copied as usual");
+                    }
+                    on
+                },
                 ..defaults
             }
         },
@@ -763,6 +776,21 @@ mod tests {
     }
 
     #[test]
+    fn zero_copy_flag_takes_an_optional_value() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| match crate::cli::Cli::try_parse_from(args).unwrap().command {
+            crate::cli::Command::Serve(serve) => serve.zero_copy,
+            _ => unreachable!(),
+        };
+        assert_eq!(parse(&["sage-stream", "serve"]), None);
+        assert_eq!(parse(&["sage-stream", "serve", "--zero-copy"]), Some(true));
+        assert_eq!(
+            parse(&["sage-stream", "serve", "--zero-copy=false"]),
+            Some(false)
+        );
+    }
+
+    #[test]
     fn open_file_cache_from_file_and_flags() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().display().to_string();
@@ -779,7 +807,7 @@ mod tests {
         assert_eq!(defaults.app.open_file_cache_valid, Duration::ZERO);
         std::fs::write(
             &config,
-            format!("root = {root:?}\nopen_file_cache = 1256\nopen_file_cache_valid = \"5s\"\n"),
+            format!("root = {root:?}\nopen_file_cache = 1256\nopen_file_cache_valid = \"5s\"\nzero_copy = true\n"),
         )
         .unwrap();
         let with_file = || ServeArgs {
@@ -789,6 +817,8 @@ mod tests {
         let from_file = resolve(with_file(), |_| None).unwrap();
         assert_eq!(from_file.app.open_file_cache, 1256);
         assert_eq!(from_file.app.open_file_cache_valid, Duration::from_secs(5));
+        assert!(from_file.server.zero_copy);
+        assert!(!defaults.server.zero_copy);
         // A thousand more cached files leave 500 fewer connections.
         assert_eq!(
             from_file.server.max_connections,
@@ -799,6 +829,8 @@ mod tests {
                 open_file_cache: Some(0),
                 open_file_cache_valid: Some(Duration::from_secs(1)),
                 max_connections: Some(100),
+                // A flag (or STREAM_ZERO_COPY=false) turns the file's off.
+                zero_copy: Some(false),
                 ..with_file()
             },
             |_| None,
@@ -807,6 +839,7 @@ mod tests {
         assert_eq!(flags.app.open_file_cache, 0);
         assert_eq!(flags.app.open_file_cache_valid, Duration::from_secs(1));
         assert_eq!(flags.server.max_connections, 100);
+        assert!(!flags.server.zero_copy);
     }
 
     #[test]

@@ -174,6 +174,23 @@ impl FileCache {
         entries.insert(relative.into(), entry);
     }
 
+    /// Closes the less recently used half of the entries: the process ran
+    /// out of descriptors, and idle cached files should not keep it there.
+    pub(crate) fn shed_half(&self) {
+        let mut entries = self.lock();
+        let mut uses: Vec<u64> = entries
+            .values()
+            .map(|e| e.last_used.load(Ordering::Relaxed))
+            .collect();
+        if uses.is_empty() {
+            return;
+        }
+        uses.sort_unstable();
+        // The newer half stays (the newer one more when the count is odd).
+        let cut = uses[uses.len() / 2];
+        entries.retain(|_, e| e.last_used.load(Ordering::Relaxed) >= cut);
+    }
+
     /// How many files are open in the cache now.
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
@@ -217,5 +234,31 @@ impl Identity {
                 metadata.ctime_nsec(),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_out_of_descriptors_sheds_the_older_half() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FileCache::new(8, Duration::ZERO);
+        for i in 0..4 {
+            let path = dir.path().join(format!("f{i}"));
+            std::fs::write(&path, b"x").unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            let metadata = file.metadata().unwrap();
+            let opened = OpenedFile::new(file, &metadata, false).unwrap();
+            cache.insert(&format!("f{i}"), path, &metadata, Arc::new(opened));
+        }
+        // f0 used last: it stays, with the newest of the others.
+        assert!(cache.get("f0").is_some());
+        cache.shed_half();
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get("f0").is_some());
+        assert!(cache.get("f3").is_some());
+        assert!(cache.get("f1").is_none());
     }
 }

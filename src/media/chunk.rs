@@ -58,12 +58,32 @@ impl ChunkBuf {
     /// The first `len` bytes as [`Bytes`]; the buffer returns to the stack
     /// when the last reference to them is dropped.
     pub(crate) fn freeze(mut self, len: usize) -> Bytes {
-        let len = len.min(self.buf.len());
+        let mut buf = std::mem::take(&mut self.buf);
+        let len = len.min(buf.len());
         if !self.pooled {
-            self.buf.truncate(len);
-            return Bytes::from(self.buf);
+            buf.truncate(len);
+            return Bytes::from(buf);
         }
-        Bytes::from_owner(Filled { buf: self.buf, len })
+        Bytes::from_owner(Filled { buf, len })
+    }
+}
+
+/// A buffer never frozen (the page cache did not hold the chunk, or the
+/// read failed) goes back to the stack too.
+impl Drop for ChunkBuf {
+    fn drop(&mut self) {
+        if self.pooled && !self.buf.is_empty() {
+            give_back(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+fn give_back(buf: Vec<u8>) {
+    let mut idle = IDLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if idle.len() < MAX_IDLE {
+        idle.push(buf);
     }
 }
 

@@ -6,8 +6,10 @@
 //! file's bytes are never copied into user space.
 //!
 //! Everything above the socket sees an ordinary body of the right length:
-//! the volume cap, the watch log's byte counts and the send-timeout
-//! accounting work unchanged. The price is a contract: the placeholder
+//! the volume cap and the watch log's byte counts work unchanged. The send
+//! timeout counts a body poll as progress, and a placeholder stands for up
+//! to 1 MiB, so it ends only clients slower than about 10 KiB/s over the
+//! default 60 s (about 2 KiB/s when copying 128 KiB chunks). The price is a contract: the placeholder
 //! bytes must reach the connection's writer unchanged (no compression or
 //! other body transform in between), which is why only the server loop in
 //! [`crate::server`] turns it on, per HTTP/1.x request, through the

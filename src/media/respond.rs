@@ -51,7 +51,11 @@ pub(crate) struct OpenedFile {
 }
 
 impl OpenedFile {
-    fn new(file: std::fs::File, metadata: &std::fs::Metadata, with_file_id: bool) -> Option<Self> {
+    pub(crate) fn new(
+        file: std::fs::File,
+        metadata: &std::fs::Metadata,
+        with_file_id: bool,
+    ) -> Option<Self> {
         let len = metadata.len();
         let file_id = with_file_id.then(|| file_id(metadata)).flatten();
         let etag = entity_tag(len, metadata.modified().ok(), file_id);
@@ -76,6 +80,7 @@ pub(crate) fn open_and_respond(job: Job) -> Response<MediaBody> {
         Err(OpenFailure::NotFound) => return text(StatusCode::NOT_FOUND, "media not found"),
         Err(OpenFailure::Forbidden) => return text(StatusCode::FORBIDDEN, "media not readable"),
         Err(OpenFailure::Exhausted) => {
+            job.cache.shed_half();
             let mut response = text(StatusCode::SERVICE_UNAVAILABLE, "too many open files");
             response
                 .headers_mut()

@@ -150,6 +150,11 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
+    if config.zero_copy {
+        // Zero copy needs hyper to queue body buffers as they are (never
+        // copy them into its own buffer): that is its vectored strategy.
+        builder.http1().writev(true);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
