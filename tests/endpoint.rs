@@ -5,8 +5,9 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::oneshot::{call, get, request};
 use common::{body_bytes, parse_content_range, parse_multipart, Fixture};
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use sage_stream::extension::Viewer;
 use sage_stream::permission::{
@@ -14,48 +15,7 @@ use sage_stream::permission::{
     SignedUrl,
 };
 use sage_stream::{media::ServeMedia, StreamEndpoint};
-use tower::{Service, ServiceBuilder, ServiceExt};
-
-fn request(method: Method, uri: &str, headers: &[(&str, &str)]) -> Request<()> {
-    let mut builder = Request::builder().method(method).uri(uri);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    builder.body(()).unwrap()
-}
-
-async fn call<S, B>(
-    svc: &S,
-    method: Method,
-    uri: &str,
-    headers: &[(&str, &str)],
-) -> (StatusCode, HeaderMap, Vec<u8>)
-where
-    S: Service<Request<()>, Response = http::Response<B>> + Clone,
-    S::Error: std::fmt::Debug,
-    B: http_body::Body,
-    B::Error: std::fmt::Debug,
-{
-    let res = svc
-        .clone()
-        .oneshot(request(method, uri, headers))
-        .await
-        .unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = body_bytes(res).await.to_vec();
-    (status, headers, body)
-}
-
-async fn get<S, B>(svc: &S, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Vec<u8>)
-where
-    S: Service<Request<()>, Response = http::Response<B>> + Clone,
-    S::Error: std::fmt::Debug,
-    B: http_body::Body,
-    B::Error: std::fmt::Debug,
-{
-    call(svc, Method::GET, uri, headers).await
-}
+use tower::{ServiceBuilder, ServiceExt};
 
 #[tokio::test]
 async fn full_file_with_validators() {

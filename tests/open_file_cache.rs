@@ -7,36 +7,12 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{body_bytes, pattern, Fixture};
-use http::{HeaderMap, Method, Request, StatusCode};
+use common::oneshot::{get, request};
+use common::{pattern, Fixture};
+use http::{Method, StatusCode};
 use sage_stream::media::ServeMedia;
 use sage_stream::range::ParseRangeLayer;
-use tower::{Service, ServiceBuilder, ServiceExt};
-
-fn request(method: Method, uri: &str, headers: &[(&str, &str)]) -> Request<()> {
-    let mut builder = Request::builder().method(method).uri(uri);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    builder.body(()).unwrap()
-}
-
-async fn get<S, B>(svc: &S, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Vec<u8>)
-where
-    S: Service<Request<()>, Response = http::Response<B>> + Clone,
-    S::Error: std::fmt::Debug,
-    B: http_body::Body,
-    B::Error: std::fmt::Debug,
-{
-    let res = svc
-        .clone()
-        .oneshot(request(Method::GET, uri, headers))
-        .await
-        .unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    (status, headers, body_bytes(res).await.to_vec())
-}
+use tower::{ServiceBuilder, ServiceExt};
 
 /// Writes `bytes` to a temp file and renames it over `name`, as a deploy
 /// does, with the modification time `at`.

@@ -159,6 +159,8 @@ pub fn exists(path: &Path) -> bool {
 
 pub mod harness;
 
+pub mod oneshot;
+
 #[cfg(feature = "cli")]
 pub mod served;
 
