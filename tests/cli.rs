@@ -61,6 +61,10 @@ fn main() -> std::process::ExitCode {
             "kill_9_with_the_durable_log_loses_no_row",
             kill_9_with_the_durable_log_loses_no_row,
         ),
+        Test::sync(
+            "serve_applies_the_open_file_cache_and_zero_copy_flags",
+            serve_applies_the_open_file_cache_and_zero_copy_flags,
+        ),
         Test::sync("import_django_from_sqlite", import_django_from_sqlite),
         #[cfg(feature = "postgres")]
         Test::sync("import_django_from_postgres", import_django_from_postgres)
@@ -218,6 +222,59 @@ fn migrate_logs_and_their_formats() {
 
     let (ok, _, err) = run(&["logs", "--database", &db, "--since", "last tuesday"], &[]);
     assert!(!ok && err.contains("bad time"), "{err}");
+}
+
+/// The binary's flags reach the file service: with a trust window the old
+/// file is still served after a replacement, without one the new file is;
+/// `--zero-copy` serves exact bytes.
+fn serve_applies_the_open_file_cache_and_zero_copy_flags() {
+    let fx = Fixture::new();
+    let old = fx.file("a.mp4", 3 << 20);
+    let root = fx.root.to_str().unwrap();
+    let trusting = Served::start(
+        &[
+            "--root",
+            root,
+            "--database",
+            "memory://",
+            "--open-file-cache-valid",
+            "60s",
+            "--zero-copy",
+        ],
+        &[],
+    );
+    let checking = Served::start(&["--root", root, "--database", "memory://"], &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let get = |base: &str, range: &str| {
+            client
+                .get(format!("{base}/api/stream?path=a.mp4"))
+                .header("range", range)
+                .send()
+        };
+        for served in [&trusting, &checking] {
+            let res = get(&served.base, "bytes=12345-").await.unwrap();
+            let body = res.bytes().await.unwrap();
+            assert_eq!(body, old[12345..]);
+        }
+        let new = common::pattern(3 << 20, 99);
+        let tmp = fx.root.join(".a.tmp");
+        std::fs::write(&tmp, &new).unwrap();
+        std::fs::rename(&tmp, fx.path("a.mp4")).unwrap();
+        let trusted = get(&trusting.base, "bytes=0-999").await.unwrap();
+        assert_eq!(trusted.bytes().await.unwrap(), old[..1000], "trust window");
+        let checked = get(&checking.base, "bytes=0-999").await.unwrap();
+        assert_eq!(
+            checked.bytes().await.unwrap(),
+            new[..1000],
+            "stat per request"
+        );
+    });
+    for served in [trusting, checking] {
+        let (ok, rest) = served.stop();
+        assert!(ok, "{rest}");
+    }
 }
 
 fn sign_prints_a_url_the_permission_accepts() {
