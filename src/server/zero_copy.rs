@@ -90,12 +90,13 @@ impl AsyncWrite for Stream {
         // Ordinary slices up to the first placeholder go out together; a
         // placeholder first goes out alone, by `sendfile`. The caller
         // writes the rest on its next call, as after any short write.
-        match bufs.iter().position(|b| region_at(b).is_some()) {
-            Some(0) => match region_at(&bufs[0]) {
-                Some(region) => this.poll_sendfile(cx, &region),
-                None => Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs),
-            },
-            Some(first) => Pin::new(&mut this.tcp).poll_write_vectored(cx, &bufs[..first]),
+        match bufs
+            .iter()
+            .enumerate()
+            .find_map(|(i, b)| Some((i, region_at(b)?)))
+        {
+            Some((0, region)) => this.poll_sendfile(cx, &region),
+            Some((first, _)) => Pin::new(&mut this.tcp).poll_write_vectored(cx, &bufs[..first]),
             None => Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs),
         }
     }

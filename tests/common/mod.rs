@@ -130,6 +130,23 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// `bytes a-b/len` → (a, b, len).
+/// Parses a `multipart/byteranges` body, checks each part's bytes against
+/// `file` at the range its `Content-Range` names, and returns how many
+/// parts there were.
+pub fn check_multipart_against(content_type: &str, body: &[u8], file: &[u8]) -> usize {
+    let parts = parse_multipart(content_type, body);
+    for part in &parts {
+        let (start, end, _) = parse_content_range(&part.content_range);
+        assert_eq!(
+            part.body,
+            &file[start as usize..=end as usize],
+            "{}",
+            part.content_range
+        );
+    }
+    parts.len()
+}
+
 pub fn parse_content_range(value: &str) -> (u64, u64, u64) {
     let rest = value.strip_prefix("bytes ").unwrap();
     let (range, len) = rest.split_once('/').unwrap();
