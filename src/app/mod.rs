@@ -303,11 +303,10 @@ fn stream_routes(
     // stream limit (which then counts the viewer it names); the endpoint
     // checks the other classes.
     let auth = ForwardAuth(settings.auth_request_for(source)?);
-    let endpoint_settings = endpoint_settings(settings);
     let endpoint = endpoint
         .clone()
         .media_path(source.clone())
-        .permission(endpoint_settings.permission_except_auth_request_for(source)?)
+        .permission(settings.permission_except_auth_request_for(source)?)
         .into_service();
     let watch_log = WatchLogLayer::new(sink.clone())
         .enabled(settings.watch_log_enabled)
@@ -326,16 +325,6 @@ fn stream_routes(
         routes = routes.route_service(path, stream.clone());
     }
     Ok(routes)
-}
-
-/// The settings the endpoint checks itself: all but `AuthRequest`, which
-/// runs as a layer of its own.
-fn endpoint_settings(settings: &Settings) -> Settings {
-    let mut endpoint_settings = settings.clone();
-    endpoint_settings
-        .default_permission_classes
-        .retain(|c| *c != PermissionClass::AuthRequest);
-    endpoint_settings
 }
 
 /// Builds the app. Rows go to `sink`; the admin reads `store`.
@@ -376,7 +365,13 @@ pub fn router(
         )
         .trusted_proxies(config.trusted_proxies.clone());
     let shared = (&sink, &limit);
-    let endpoint = StreamEndpoint::from_settings(&root, &endpoint_settings(settings))?
+    // The endpoint checks every class but AuthRequest, which runs as a
+    // layer of its own; each route then sets its own permission.
+    let mut endpoint_settings = settings.clone();
+    endpoint_settings
+        .default_permission_classes
+        .retain(|c| *c != PermissionClass::AuthRequest);
+    let endpoint = StreamEndpoint::from_settings(&root, &endpoint_settings)?
         .open_file_cache(config.open_file_cache)
         .open_file_cache_valid(config.open_file_cache_valid);
     let mut streams = stream_routes(
