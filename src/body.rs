@@ -46,6 +46,16 @@ impl<B> ResponseBody<B> {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         response.headers_mut().insert(header::CONTENT_LENGTH, len);
+        // As the file service's answers: a refusal on a media route is never
+        // read as a page (no sniffing, no script).
+        response.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        response.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("sandbox; default-src 'none'"),
+        );
         response
     }
 }

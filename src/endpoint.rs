@@ -1,7 +1,8 @@
 //! [`StreamEndpoint`]: the whole stack in one call, and
 //! [`SageStreamExt`] to stack the layers yourself.
 //!
-//! The stack, outermost first: [`RequirePermissionLayer`] →
+//! The stack, outermost first: [`ResolveMediaPathLayer`] (the media path,
+//! decided once) → [`RequirePermissionLayer`] →
 //! [`ParseRangeLayer`] → [`CapVolumeLayer`] → [`ServeMedia`]. A refused
 //! request never reaches the disk; the range is parsed before the cap is set,
 //! and the terminal service applies both.
@@ -44,13 +45,15 @@ use crate::limit::ViewerStreamLimitLayer;
 #[cfg(feature = "log")]
 use crate::log::WatchLogLayer;
 use crate::media::{MediaBody, ServeMedia};
+use crate::media_path::{ResolveMediaPath, ResolveMediaPathLayer};
 use crate::permission::{
     AllOf, AllowAny, Permission, RequirePermission, RequirePermissionLayer, SyncPermission,
 };
 use crate::range::{ParseRange, ParseRangeLayer};
 use crate::settings::Settings;
 
-type Stacked<P> = RequirePermission<ParseRange<CapVolume<ServeMedia>>, SyncPermission<P>>;
+type Stacked<P> =
+    ResolveMediaPath<RequirePermission<ParseRange<CapVolume<ServeMedia>>, SyncPermission<P>>>;
 
 /// The body of [`StreamService`]'s responses.
 pub type StreamBody = ResponseBody<CappedBody<MediaBody>>;
@@ -108,6 +111,7 @@ impl<P: Permission, B> Future for StreamFuture<P, B> {
 /// query variable `path`, 8 MiB cap, RFC 9110 ranges, [`AllowAny`].
 #[derive(Clone, Debug)]
 pub struct StreamEndpoint<P = AllowAny> {
+    source: MediaPathSource,
     media: ServeMedia,
     range: ParseRangeLayer,
     cap: CapVolumeLayer,
@@ -118,6 +122,7 @@ impl StreamEndpoint<AllowAny> {
     /// An endpoint serving files below `root`.
     pub fn new(root: impl AsRef<Path>) -> Self {
         Self {
+            source: MediaPathSource::default(),
             media: ServeMedia::new(root),
             range: ParseRangeLayer::new(),
             cap: CapVolumeLayer::default(),
@@ -152,7 +157,8 @@ impl<P> StreamEndpoint<P> {
     /// Where requests name the media path (default: query variable `path`).
     /// Give a `SignedUrl` permission and a watch log the same source.
     pub fn media_path(mut self, source: MediaPathSource) -> Self {
-        self.media = self.media.media_path(source);
+        self.media = self.media.media_path(source.clone());
+        self.source = source;
         self
     }
 
@@ -233,6 +239,7 @@ impl<P> StreamEndpoint<P> {
     /// Replaces the permission (default [`AllowAny`]).
     pub fn permission<Q: Permission>(self, permission: Q) -> StreamEndpoint<Q> {
         StreamEndpoint {
+            source: self.source,
             media: self.media,
             range: self.range,
             cap: self.cap,
@@ -247,6 +254,7 @@ impl<P> StreamEndpoint<P> {
     {
         StreamService {
             inner: ServiceBuilder::new()
+                .layer(ResolveMediaPathLayer::new(self.source))
                 .require_permission(self.permission)
                 .layer(self.range)
                 .layer(self.cap)
@@ -282,6 +290,13 @@ pub trait SageStreamExt<L>: sealed::Sealed {
     where
         T: AsRef<str>,
         U: Into<String>;
+
+    /// Adds [`ResolveMediaPathLayer`]: the media path decided once, through
+    /// `source`, for every layer inside (stack it outermost).
+    fn resolve_media_path(
+        self,
+        source: MediaPathSource,
+    ) -> ServiceBuilder<Stack<ResolveMediaPathLayer, L>>;
 
     /// Adds [`RequirePermissionLayer`] with a synchronous permission.
     fn require_permission<P: Permission>(
@@ -327,6 +342,13 @@ impl<L> SageStreamExt<L> for ServiceBuilder<L> {
         U: Into<String>,
     {
         self.layer(BearerAuthLayer::new(tokens))
+    }
+
+    fn resolve_media_path(
+        self,
+        source: MediaPathSource,
+    ) -> ServiceBuilder<Stack<ResolveMediaPathLayer, L>> {
+        self.layer(ResolveMediaPathLayer::new(source))
     }
 
     fn require_permission<P: Permission>(

@@ -8,6 +8,7 @@
 //! | piece | what it does |
 //! |---|---|
 //! | [`media::ServeMedia`] | terminal service: confined paths, RFC 9110 ranges and preconditions, non-blocking file body |
+//! | [`media_path::ResolveMediaPathLayer`] | decides once, at the edge, which normalised media path a request names |
 //! | [`range::ParseRangeLayer`] | parses `Range` into a typed extension |
 //! | [`cap::CapVolumeLayer`] | caps bytes per ranged response (default 8 MiB) |
 //! | [`permission::RequirePermissionLayer`] | `AllowAny`, `IsAuthenticated`, `SignedUrl`, closures, combinators |
@@ -64,6 +65,7 @@ pub mod limit;
 #[cfg_attr(docsrs, doc(cfg(feature = "log")))]
 pub mod log;
 pub mod media;
+pub mod media_path;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod observe;

@@ -52,6 +52,12 @@ fn main() -> std::process::ExitCode {
             "auth_request_needs_its_url_and_the_url_needs_the_class",
             auth_request_needs_its_url_and_the_url_needs_the_class,
         ),
+        Test::tokio_multi_thread(
+            "the_documented_django_view_judges_the_path_that_is_served",
+            2,
+            the_documented_django_view_judges_the_path_that_is_served,
+        )
+        .needs(Requirement::Python),
         Test::tokio(
             "links_signed_by_the_python_function_play",
             links_signed_by_the_python_function_play,
@@ -554,4 +560,195 @@ async fn links_signed_by_the_python_function_play() {
     assert_eq!(status, reqwest::StatusCode::FORBIDDEN);
     app.writer.shutdown();
     drop(app.fx);
+}
+
+/// The view of `docs/django.md`, exactly as the page shows it, served by
+/// Python's `http.server` with the few Django pieces it touches stood in:
+/// `HttpResponse`, `request.user` (from a `session` cookie: `alice` is a
+/// user, `boss` is staff) and `request.GET` (a decoded query, as Django's
+/// `QueryDict`). Prints its port.
+fn django_view_server() -> (KillOnDrop, u16) {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/django.md")).unwrap();
+    let view = doc
+        .split("<!-- authview:begin -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- authview:end -->").next())
+        .expect("docs/django.md has the view block")
+        .trim()
+        .trim_start_matches("```python")
+        .trim_end_matches("```")
+        .to_owned();
+    let script = format!(
+        r#"
+import sys, types
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit, parse_qsl
+
+class HttpResponse:
+    def __init__(self, status=200):
+        self.status_code = status
+        self.headers = {{}}
+    def __setitem__(self, name, value):
+        self.headers[name] = value
+
+django = types.ModuleType("django")
+django_http = types.ModuleType("django.http")
+django_http.HttpResponse = HttpResponse
+sys.modules["django"] = django
+sys.modules["django.http"] = django_http
+
+{view}
+
+class User:
+    def __init__(self, pk, staff):
+        self.pk, self.is_staff, self.is_authenticated = pk, staff, pk is not None
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        cookie = self.headers.get("Cookie", "")
+        user = {{"session=alice": User(7, False), "session=boss": User(1, True)}}.get(cookie, User(None, False))
+        request = types.SimpleNamespace(
+            user=user, GET=dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True)))
+        response = stream_auth(request)
+        self.send_response(response.status_code)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let child = KillOnDrop(child);
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("the view server printed {line:?}"));
+    (child, port)
+}
+
+/// A child process stopped when the test ends, failed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Issue 20's HIGH defect: forward authentication was asked about the path
+/// as written (`./private/p.mp4`), which the view allowed, while the
+/// normalised path (`private/p.mp4`) was served. Over real sockets, the
+/// documented view now refuses every spelling, the log names the one path,
+/// and staff still get the exact bytes.
+async fn the_documented_django_view_judges_the_path_that_is_served() {
+    let (_view, port) = django_view_server();
+    let fx = Fixture::new();
+    let data = fx.file("clip.mp4", 100_000);
+    std::fs::create_dir_all(fx.root.join("private")).unwrap();
+    std::fs::write(fx.root.join("private/p.mp4"), &data).unwrap();
+    let store: Arc<dyn WatchLogStore> =
+        Arc::new(SqliteStore::open(fx.dir.path().join("log.db")).unwrap());
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), WriterConfig::default()).unwrap();
+    let mut config = AppConfig::new(&fx.root);
+    config.media_route = Some("/media".to_owned());
+    auth_settings(format!("http://127.0.0.1:{port}/stream-auth/"), 30)(&mut config.settings);
+    let router = router(&config, store.clone(), sink).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    let client = reqwest::Client::new();
+    let fetch = |target: String, session: &'static str| {
+        let client = client.clone();
+        async move {
+            let res = client
+                .get(format!("http://{addr}{target}"))
+                .header("cookie", session)
+                .header("range", "bytes=100-199")
+                .send()
+                .await
+                .unwrap();
+            let status = res.status();
+            (status, res.bytes().await.unwrap().to_vec())
+        }
+    };
+    let spellings = [
+        "/api/stream?path=private/p.mp4",
+        "/api/stream?path=./private/p.mp4",
+        "/api/stream?path=.%2Fprivate/p.mp4",
+        "/api/stream?path=.//private/p.mp4",
+        "/api/stream?path=private//./p.mp4",
+        "/api/stream?path=%2e/private/p.mp4",
+        "/api/stream?path=/media/./private/p.mp4",
+        "/api/stream?path=/media/%2e/private/p.mp4",
+        "/media/private/p.mp4",
+        "/media/./private/p.mp4",
+        "/media/%2e/private/p.mp4",
+        "/media/.%2Fprivate/p.mp4",
+        "/media/private//p.mp4",
+    ];
+    for target in spellings {
+        let (status, body) = fetch(target.to_owned(), "session=alice").await;
+        assert_eq!(
+            status,
+            reqwest::StatusCode::FORBIDDEN,
+            "{target}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let (status, body) = fetch(target.to_owned(), "session=boss").await;
+        assert_eq!(status, reqwest::StatusCode::PARTIAL_CONTENT, "{target}");
+        assert_eq!(body, data[100..200], "{target}");
+    }
+    // An ordinary file is allowed; a climb is refused before anyone asks.
+    for target in ["/api/stream?path=./clip.mp4", "/media/clip.mp4"] {
+        let (status, body) = fetch(target.to_owned(), "session=alice").await;
+        assert_eq!(status, reqwest::StatusCode::PARTIAL_CONTENT, "{target}");
+        assert_eq!(body, data[100..200], "{target}");
+    }
+    // (A client resolves `/media/%2e%2e/` itself, as URLs define; an
+    // escaped slash reaches the server.)
+    for target in [
+        "/api/stream?path=private/../clip.mp4",
+        "/media/..%2Fclip.mp4",
+    ] {
+        let (status, body) = fetch(target.to_owned(), "session=alice").await;
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{target}");
+        assert_eq!(body, b"'..' is not allowed in media paths", "{target}");
+    }
+    // The log names the one path, whatever the spelling.
+    assert!(writer.wait_idle(Duration::from_secs(10)));
+    let rows = store
+        .query(&LogFilter::default(), None, 1000)
+        .unwrap()
+        .entries;
+    let private = rows.iter().filter(|r| r.path == "private/p.mp4").count();
+    assert_eq!(private, 2 * spellings.len(), "{rows:?}");
+    assert!(rows
+        .iter()
+        .all(|r| !r.path.contains("./") && !r.path.contains("//")));
+    writer.shutdown();
 }

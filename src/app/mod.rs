@@ -84,6 +84,7 @@ use crate::error::ConfigError;
 use crate::extension::{IpNet, MediaPathSource};
 use crate::limit::ViewerStreamLimitLayer;
 use crate::log::{WatchLogLayer, WatchLogSink, WatchLogStore};
+use crate::media_path::ResolveMediaPathLayer;
 use crate::observe::{Metrics, ObserveLayer, Route, METRICS_CONTENT_TYPE};
 use crate::permission::{AsyncPermission, AuthRequest, Denial, RequirePermissionLayer, SignedUrl};
 use crate::settings::{PermissionClass, Settings};
@@ -283,7 +284,8 @@ fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 
 /// The stream stack, reading media paths through `source`, at `paths`.
 ///
-/// Stack, outermost first: bearer authentication (also from an
+/// Stack, outermost first: the media path decided once
+/// ([`ResolveMediaPathLayer`]), bearer authentication (also from an
 /// `access_token` query variable, for `<video>` tags), the watch log, the
 /// forward-auth check, the per-viewer stream limit, then the endpoint
 /// (permission, range, cap, file). The log sits outside the limit and the
@@ -308,12 +310,15 @@ fn stream_routes(
         .media_path(source.clone())
         .permission(settings.permission_except_auth_request_for(source)?)
         .into_service();
+    // The watch log reads the media path the edge layer decided.
     let watch_log = WatchLogLayer::new(sink.clone())
         .enabled(settings.watch_log_enabled)
         .anonymize_ip(settings.anonymize_ip)
-        .media_path(source.clone())
         .trusted_proxies(config.trusted_proxies.clone());
     let stream = ServiceBuilder::new()
+        // First: every layer inside, the forward-auth check included, judges
+        // and logs the one normalised path the file service serves.
+        .layer(ResolveMediaPathLayer::new(source.clone()))
         .layer(BearerAuthLayer::new(config.tokens.clone()).query_var("access_token"))
         .layer(config.observe(Route::Stream, sink))
         .layer(watch_log)

@@ -12,39 +12,148 @@ use crate::query::query_value;
 /// (`STREAM_DEFAULT_VIDEO_PATH_URL_VAR`).
 pub const DEFAULT_PATH_VAR: &str = "path";
 
-/// Request extension: the decoded media path this request names, as the
-/// client wrote it (before the terminal service normalises and confines it).
+/// Request extension: the media path this request names, decoded and
+/// normalised (`dir/sub/file`: no empty, `.` or `..` segments, relative).
 ///
-/// Set by the first layer that decodes it (the watch log); the permission
-/// (`SignedUrl`) and the terminal service read it, so what is signed, served
-/// and logged is one answer.
+/// Set once, at the edge, by [`ResolveMediaPathLayer`](crate::media_path::ResolveMediaPathLayer)
+/// (or [`MediaPathSource::insert_into`]); every permission (forward auth,
+/// signed links, your own checks through
+/// [`RequestHead::media_path`](crate::permission::RequestHead::media_path)),
+/// the watch log and `ServeMedia` read it, so what is allowed, served and
+/// logged is one answer. Only [`MediaPathSource`] makes one, so a
+/// `MediaPath` is always normalised.
+///
+/// When the path is refused instead, the same layer inserts the
+/// [`MediaPathError`] as an extension: the permission layer and
+/// `ServeMedia` answer it (`400`, or `404` outside the prefix) and the
+/// watch log records no path.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MediaPath(String);
 
 impl MediaPath {
-    /// The decoded path.
+    /// The normalised path, relative to the media root.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
-/// Why a request names no usable media path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a request names no usable media path. Its `Display` is the short
+/// reason given to the client (it never echoes the path).
+///
+/// Also a request extension: the edge layer inserts it when it refuses a
+/// path (see [`MediaPath`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MediaPathError {
     /// The query variable is absent.
-    #[error("missing media path")]
     Missing,
     /// The path is not valid UTF-8 once percent-decoded.
-    #[error("media path is not valid UTF-8")]
     NotUtf8,
     /// The URI path is not below the mount prefix.
-    #[error("not below the media prefix")]
     OutsidePrefix,
     /// The path starts with the path-signature segment (`_s/`) but not
-    /// with a whole `_s/EXPIRES/SIGNATURE/` before a media path.
-    #[error("malformed signed path")]
+    /// with a whole `_s/EXPIRES/SIGNATURE/` before a media path, or names
+    /// `_s` anywhere else, where reading it as a directory would put a
+    /// signature into logs and permissions.
     MalformedSignedPath,
+    /// Nothing left once empty and `.` segments are dropped.
+    Empty,
+    /// Longer than the source's [`max_len`](MediaPathSource::max_len).
+    TooLong,
+    /// A control character (NUL included).
+    ControlCharacter,
+    /// A backslash (a separator on Windows).
+    Backslash,
+    /// Starts with `/` (after the media URL is removed).
+    Absolute,
+    /// Starts with a drive prefix such as `c:`.
+    DrivePrefix,
+    /// A `..` segment.
+    ParentComponent,
+}
+
+impl MediaPathError {
+    /// The short reason given to the client (also its `Display`).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Missing => "missing media path",
+            Self::NotUtf8 => "media path is not valid UTF-8",
+            Self::OutsidePrefix => "media not found",
+            Self::MalformedSignedPath => "malformed signed path",
+            Self::Empty => "empty media path",
+            Self::TooLong => "media path too long",
+            Self::ControlCharacter => "media path contains a control character",
+            Self::Backslash => "media path contains a backslash",
+            Self::Absolute => "absolute media paths are not allowed",
+            Self::DrivePrefix => "drive prefixes are not allowed",
+            Self::ParentComponent => "'..' is not allowed in media paths",
+        }
+    }
+
+    /// The status a refusal answers with: `404` for a URI outside the
+    /// prefix (no such media), `400` for everything else.
+    pub fn status(self) -> http::StatusCode {
+        match self {
+            Self::OutsidePrefix => http::StatusCode::NOT_FOUND,
+            _ => http::StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl std::fmt::Display for MediaPathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for MediaPathError {}
+
+/// The longest media path a [`MediaPathSource`] accepts by default, in
+/// bytes (after decoding).
+pub const DEFAULT_MAX_PATH_LEN: usize = 1024;
+
+/// Checks a decoded path and returns it normalised as `dir/sub/file` (empty
+/// and `.` segments dropped); purely lexical (symlinks are the file
+/// service's business).
+pub(crate) fn normalise(raw: &str, max_len: usize) -> Result<String, MediaPathError> {
+    if raw.is_empty() {
+        return Err(MediaPathError::Empty);
+    }
+    if raw.len() > max_len {
+        return Err(MediaPathError::TooLong);
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(MediaPathError::ControlCharacter);
+    }
+    if raw.contains('\\') {
+        return Err(MediaPathError::Backslash);
+    }
+    if raw.starts_with('/') {
+        return Err(MediaPathError::Absolute);
+    }
+    let mut out = String::with_capacity(raw.len());
+    for segment in raw.split('/') {
+        match segment {
+            "" | "." => continue,
+            ".." => return Err(MediaPathError::ParentComponent),
+            _ => {
+                if !out.is_empty() {
+                    out.push('/');
+                }
+                out.push_str(segment);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(MediaPathError::Empty);
+    }
+    // Judged on the result: `./c:/x` must not become the drive path `c:/x`
+    // (found by the `path` fuzz target).
+    let bytes = out.as_bytes();
+    if bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' {
+        return Err(MediaPathError::DrivePrefix);
+    }
+    Ok(out)
 }
 
 /// The first segment below the prefix that introduces a path signature:
@@ -73,9 +182,13 @@ enum Source {
 /// as django-sage-streaming) or the URI path below a mount prefix.
 ///
 /// One strict decoder: percent-escapes are decoded exactly once (in a query,
-/// `+` is a space, as HTML forms write it) and the result must be UTF-8.
-/// `ServeMedia`, `SignedUrl`, the watch log and `sage-stream sign` all read
-/// paths through it, so they cannot disagree.
+/// `+` is a space, as HTML forms write it), the result must be UTF-8, and
+/// it is then normalised: empty and `.` segments are dropped, and `..`,
+/// absolute paths, drive prefixes, backslashes, control characters, empty
+/// and over-long paths are refused. So `./private/a.mp4`, `.%2Fprivate/a.mp4`
+/// and `.//private/a.mp4` all name `private/a.mp4`, for the permission as
+/// for the file service. `ServeMedia`, every permission, the watch log and
+/// `sage-stream sign` read paths through it, so they cannot disagree.
 ///
 /// ```
 /// use http::Uri;
@@ -83,6 +196,7 @@ enum Source {
 ///
 /// let by_query = MediaPathSource::query("video");
 /// assert_eq!(by_query.decode(&Uri::from_static("/s?video=a%20b.mp4")).unwrap(), "a b.mp4");
+/// assert_eq!(by_query.decode(&Uri::from_static("/s?video=.%2F/x/./a.mp4")).unwrap(), "x/a.mp4");
 /// assert_eq!(by_query.link("/s", "a b.mp4", ""), "/s?video=a%20b.mp4");
 ///
 /// let by_uri = MediaPathSource::uri_prefix("/media/");
@@ -103,8 +217,8 @@ enum Source {
 /// let django = MediaPathSource::query("path").media_url("/media/");
 /// assert_eq!(django.decode(&Uri::from_static("/s?path=/media/clips/a.mp4")).unwrap(), "clips/a.mp4");
 /// assert_eq!(django.decode(&Uri::from_static("/s?path=clips/a.mp4")).unwrap(), "clips/a.mp4");
-/// // Still confined later: the prefix removed, `..` remains and is refused.
-/// assert_eq!(django.decode(&Uri::from_static("/s?path=/media/../x")).unwrap(), "../x");
+/// // The prefix removed, `..` remains and is refused.
+/// assert!(django.decode(&Uri::from_static("/s?path=/media/../x")).is_err());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MediaPathSource {
@@ -113,6 +227,7 @@ pub struct MediaPathSource {
     media_url: Option<String>,
     // URI mode: `_s/EXPIRES/SIGNATURE/` before the path is a signature.
     path_signatures: bool,
+    max_len: usize,
 }
 
 impl Default for MediaPathSource {
@@ -151,6 +266,7 @@ impl MediaPathSource {
             source: Source::Query(var.into()),
             media_url: None,
             path_signatures: false,
+            max_len: DEFAULT_MAX_PATH_LEN,
         }
     }
 
@@ -161,6 +277,7 @@ impl MediaPathSource {
             source: Source::UriPrefix(prefix.into().trim_end_matches('/').to_owned()),
             media_url: None,
             path_signatures: false,
+            max_len: DEFAULT_MAX_PATH_LEN,
         }
     }
 
@@ -192,6 +309,14 @@ impl MediaPathSource {
     /// ```
     pub fn path_signatures(mut self, on: bool) -> Self {
         self.path_signatures = on;
+        self
+    }
+
+    /// The longest path accepted, in bytes once decoded (default
+    /// [`DEFAULT_MAX_PATH_LEN`], 1024); longer ones are refused
+    /// ([`MediaPathError::TooLong`]).
+    pub fn max_len(mut self, bytes: usize) -> Self {
+        self.max_len = bytes;
         self
     }
 
@@ -244,13 +369,21 @@ impl MediaPathSource {
         }
     }
 
-    /// The media path `uri` names (the media URL removed).
+    /// The media path `uri` names: decoded, the media URL removed, and
+    /// normalised (see the type's docs).
     pub fn decode(&self, uri: &Uri) -> Result<String, MediaPathError> {
-        let mut path = self.decode_raw(uri)?;
-        if let Some(url) = &self.media_url {
-            if path.starts_with(url.as_str()) {
-                path.drain(..url.len());
-            }
+        let path = self.decode_raw(uri)?;
+        let path = normalise(self.strip_media_url(&path), self.max_len)?;
+        // With path signatures read, a `_s` segment anywhere else (an
+        // escaped `%5fs`, after an empty segment, nested) is refused: taken
+        // as a directory it would carry a signature into permissions and
+        // the watch log.
+        if self.reads_path_signatures()
+            && path
+                .split('/')
+                .any(|segment| segment == PATH_SIGNATURE_SEGMENT)
+        {
+            return Err(MediaPathError::MalformedSignedPath);
         }
         Ok(path)
     }
@@ -322,25 +455,38 @@ impl MediaPathSource {
         }
     }
 
-    /// The media path of a request: its [`MediaPath`] extension when an
-    /// outer layer set one, else decoded from `uri`.
+    /// The media path of a request: the answer an outer layer already gave
+    /// (its [`MediaPath`] extension, or the [`MediaPathError`] it refused
+    /// with), else decoded from `uri` by this source. A stack built without
+    /// the edge layer is so still correct; with it, the edge decides.
     pub fn resolve<'a>(
         &self,
         extensions: &'a Extensions,
         uri: &Uri,
     ) -> Result<Cow<'a, str>, MediaPathError> {
-        match extensions.get::<MediaPath>() {
-            Some(path) => Ok(Cow::Borrowed(path.as_str())),
-            None => self.decode(uri).map(Cow::Owned),
+        if let Some(path) = extensions.get::<MediaPath>() {
+            return Ok(Cow::Borrowed(path.as_str()));
         }
+        if let Some(refusal) = extensions.get::<MediaPathError>() {
+            return Err(*refusal);
+        }
+        self.decode(uri).map(Cow::Owned)
     }
 
-    /// Decodes the path of a request and stores it as its [`MediaPath`]
-    /// extension (unless one is there already), for the layers inside.
+    /// Decodes the path of a request once and stores the answer for the
+    /// layers inside: a [`MediaPath`], or the [`MediaPathError`] it was
+    /// refused with. An answer already there (an outer layer's) is kept.
     pub fn insert_into<B>(&self, request: &mut http::Request<B>) {
-        if request.extensions().get::<MediaPath>().is_none() {
-            if let Ok(path) = self.decode(request.uri()) {
+        let extensions = request.extensions();
+        if extensions.get::<MediaPath>().is_some() || extensions.get::<MediaPathError>().is_some() {
+            return;
+        }
+        match self.decode(request.uri()) {
+            Ok(path) => {
                 request.extensions_mut().insert(MediaPath(path));
+            }
+            Err(refusal) => {
+                request.extensions_mut().insert(refusal);
             }
         }
     }
@@ -409,6 +555,106 @@ mod tests {
     }
 
     #[test]
+    fn normalises_or_refuses() {
+        assert_eq!(normalise("a/./b//c.mp4", 100), Ok("a/b/c.mp4".into()));
+        assert_eq!(normalise("clip:1.mp4", 100), Ok("clip:1.mp4".into()));
+        assert_eq!(normalise("", 100), Err(MediaPathError::Empty));
+        assert_eq!(normalise("./", 100), Err(MediaPathError::Empty));
+        assert_eq!(
+            normalise("a/../b", 100),
+            Err(MediaPathError::ParentComponent)
+        );
+        assert_eq!(normalise("/etc/passwd", 100), Err(MediaPathError::Absolute));
+        assert_eq!(normalise("C:/x", 100), Err(MediaPathError::DrivePrefix));
+        assert_eq!(normalise("./c:/x", 100), Err(MediaPathError::DrivePrefix));
+        assert_eq!(
+            normalise(".//r:sentinel", 100),
+            Err(MediaPathError::DrivePrefix)
+        );
+        assert_eq!(normalise("a\\b", 100), Err(MediaPathError::Backslash));
+        assert_eq!(
+            normalise("a\0b", 100),
+            Err(MediaPathError::ControlCharacter)
+        );
+        assert_eq!(
+            normalise(&"a".repeat(101), 100),
+            Err(MediaPathError::TooLong)
+        );
+    }
+
+    /// Issue 20's HIGH defect: every spelling of one file decodes to one
+    /// path, so a permission asked about it sees what is served.
+    #[test]
+    fn every_spelling_of_a_path_decodes_to_one_path() {
+        let query = MediaPathSource::query("path").media_url("/media/");
+        for target in [
+            "/s?path=private/secret.bin",
+            "/s?path=./private/secret.bin",
+            "/s?path=.%2Fprivate/secret.bin",
+            "/s?path=.//private/secret.bin",
+            "/s?path=private//./secret.bin",
+            "/s?path=%2e/private/secret.bin",
+            "/s?path=/media/./private/secret.bin",
+            "/s?path=/media/%2e/private/secret.bin",
+        ] {
+            let uri: Uri = target.parse().unwrap();
+            assert_eq!(
+                query.decode(&uri).as_deref(),
+                Ok("private/secret.bin"),
+                "{target}"
+            );
+        }
+        let by_uri = MediaPathSource::uri_prefix("/media").path_signatures(true);
+        for target in [
+            "/media/private/secret.bin",
+            "/media/./private/secret.bin",
+            "/media/%2e/private/secret.bin",
+            "/media/.%2Fprivate/secret.bin",
+            "/media/private//secret.bin",
+        ] {
+            let uri: Uri = target.parse().unwrap();
+            assert_eq!(
+                by_uri.decode(&uri).as_deref(),
+                Ok("private/secret.bin"),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_outer_answer_wins() {
+        let source = MediaPathSource::default();
+        let mut request = http::Request::get("/s?path=./a//b.mp4").body(()).unwrap();
+        source.insert_into(&mut request);
+        assert_eq!(
+            request
+                .extensions()
+                .get::<MediaPath>()
+                .map(MediaPath::as_str),
+            Some("a/b.mp4")
+        );
+        // Another source inside reads the edge's answer, not its own rule.
+        let other = MediaPathSource::query("video");
+        assert_eq!(
+            other
+                .resolve(request.extensions(), request.uri())
+                .as_deref(),
+            Ok("a/b.mp4")
+        );
+        let mut refused = http::Request::get("/s?path=../x").body(()).unwrap();
+        source.insert_into(&mut refused);
+        assert_eq!(
+            refused.extensions().get::<MediaPathError>(),
+            Some(&MediaPathError::ParentComponent)
+        );
+        let lenient = MediaPathSource::query("other");
+        assert_eq!(
+            lenient.resolve(refused.extensions(), refused.uri()),
+            Err(MediaPathError::ParentComponent)
+        );
+    }
+
+    #[test]
     fn refusals() {
         let q = MediaPathSource::default();
         assert_eq!(
@@ -428,7 +674,15 @@ mod tests {
             u.decode(&Uri::from_static("/m/%ff")),
             Err(MediaPathError::NotUtf8)
         );
-        assert_eq!(u.decode(&Uri::from_static("/m")).as_deref(), Ok(""));
+        assert_eq!(
+            u.decode(&Uri::from_static("/m")),
+            Err(MediaPathError::Empty)
+        );
+        // Below the prefix, a second `/` starts an absolute path.
+        assert_eq!(
+            u.decode(&Uri::from_static("/m//_s/17/ab/show1/seg0.ts")),
+            Err(MediaPathError::Absolute)
+        );
     }
 
     #[test]
@@ -451,7 +705,23 @@ mod tests {
         // never makes one.
         let escaped = Uri::from_static("/m/_s%2F17%2Fab%2Fx.ts");
         assert_eq!(signed.path_signature(&escaped), None);
-        assert_eq!(signed.decode(&escaped).as_deref(), Ok("_s/17/ab/x.ts"));
+        assert_eq!(plain.decode(&escaped).as_deref(), Ok("_s/17/ab/x.ts"));
+        // ...and with signatures read, `_s` is no directory anywhere: such
+        // a path would carry a valid signature into the log.
+        for bad in [
+            "/m/_s%2F17%2Fab%2Fx.ts",
+            "/m/%5fs/17/ab/show1/seg0.ts",
+            "/m/./_s/17/ab/show1/seg0.ts",
+            "/m/show1/_s/17/ab/seg0.ts",
+            "/m/_s/17/ab/show1/_s/17/ab/seg0.ts",
+        ] {
+            let uri: Uri = bad.parse().unwrap();
+            assert_eq!(
+                signed.decode(&uri),
+                Err(MediaPathError::MalformedSignedPath),
+                "{bad}"
+            );
+        }
         for bad in [
             "/m/_s",
             "/m/_s/",

@@ -8,7 +8,7 @@
 //! | [`PeerAddr`] | request | `server::serve` (or axum's `ConnectInfo`, feature `axum`) | [`ClientIp::resolve`] |
 //! | [`ClientIp`] | request | the watch log or the stream limit, after the trusted-proxy walk | each other, [`ViewerKey`] |
 //! | [`Viewer`] | request | authentication (`BearerAuthLayer`, yours) | permissions, stream limit, watch log |
-//! | [`MediaPath`] | request | the watch log, through [`MediaPathSource`] | `SignedUrl`, `ServeMedia` |
+//! | [`MediaPath`] (or the [`MediaPathError`] refusing it) | request | `ResolveMediaPathLayer` at the edge, through [`MediaPathSource`] (the watch log and `ServeMedia` decode it themselves when no edge layer ran) | permissions, the watch log, `ServeMedia` |
 //! | [`RangeRequest`] | request | `ParseRangeLayer` | `ServeMedia` |
 //! | [`VolumeCap`] | request | `CapVolumeLayer` | `ServeMedia` |
 //! | [`ServedFile`] | response | `ServeMedia` | the watch log, analytics |
@@ -23,9 +23,10 @@ mod range;
 mod viewer;
 
 pub use client_ip::{anonymize_ip, ClientIp, InvalidIpNet, IpNet};
+pub(crate) use media_path::normalise;
 pub use media_path::{
-    MediaPath, MediaPathError, MediaPathSource, PathSignature, DEFAULT_PATH_VAR,
-    PATH_SIGNATURE_SEGMENT,
+    MediaPath, MediaPathError, MediaPathSource, PathSignature, DEFAULT_MAX_PATH_LEN,
+    DEFAULT_PATH_VAR, PATH_SIGNATURE_SEGMENT,
 };
 pub use peer::PeerAddr;
 pub use range::{ByteRangeSpec, RangeRequest};

@@ -75,10 +75,13 @@ impl WatchLogLayer {
     }
 
     /// Where requests name the media path (default: the `path` query
-    /// variable). The layer decodes it once and sets the
-    /// [`MediaPath`](crate::extension::MediaPath) extension, which the
-    /// permission and `ServeMedia` inside read; the row takes the
-    /// normalised path the inner service reports
+    /// variable), when no outer
+    /// [`ResolveMediaPathLayer`](crate::media_path::ResolveMediaPathLayer)
+    /// decided it: the layer then decodes it itself, by the same rule, and
+    /// sets the [`MediaPath`](crate::extension::MediaPath) extension for
+    /// the layers inside. Either way the row records the **normalised**
+    /// path (`./a//b.mp4` as `a/b.mp4`; none for a refused one such as
+    /// `../x`), or the one the inner service reports
     /// ([`ServedFile`](crate::extension::ServedFile)) when there is one.
     pub fn media_path(mut self, source: MediaPathSource) -> Self {
         self.config().path = source;

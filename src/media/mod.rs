@@ -70,7 +70,7 @@ pub use service::{ResponseFuture, ServeMedia, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_PA
 /// as [`ServeMedia`] (no escape, no symlink out of the root), or `None`.
 /// `root` should be canonical. Blocking.
 pub fn file_len_under(root: &std::path::Path, relative: &str) -> Option<u64> {
-    let relative = path::normalise(relative, DEFAULT_MAX_PATH_LEN).ok()?;
+    let relative = crate::extension::normalise(relative, DEFAULT_MAX_PATH_LEN).ok()?;
     path::open_confined(root, &relative, false)
         .ok()
         .map(|(_, meta)| meta.len())

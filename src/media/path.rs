@@ -1,83 +1,9 @@
-//! Turning a requested media path into a file confined to the media root.
+//! Opening a normalised media path (see
+//! [`MediaPathSource`](crate::extension::MediaPathSource)) as a file confined
+//! to the media root.
 
 use std::io;
 use std::path::{Path, PathBuf};
-
-/// Why a requested path was refused before touching the file system.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PathRefusal {
-    Missing,
-    Empty,
-    NotUtf8,
-    TooLong,
-    ControlCharacter,
-    Backslash,
-    Absolute,
-    DrivePrefix,
-    ParentComponent,
-}
-
-impl PathRefusal {
-    /// A short reason for the client; it never echoes the path.
-    pub(crate) fn reason(self) -> &'static str {
-        match self {
-            Self::Missing => "missing media path",
-            Self::Empty => "empty media path",
-            Self::NotUtf8 => "media path is not valid UTF-8",
-            Self::TooLong => "media path too long",
-            Self::ControlCharacter => "media path contains a control character",
-            Self::Backslash => "media path contains a backslash",
-            Self::Absolute => "absolute media paths are not allowed",
-            Self::DrivePrefix => "drive prefixes are not allowed",
-            Self::ParentComponent => "'..' is not allowed in media paths",
-        }
-    }
-}
-
-/// Checks a decoded, requested path and returns it normalised as
-/// `dir/sub/file` (empty and `.` segments dropped).
-///
-/// This is purely lexical; symlinks are checked later by [`open_confined`].
-pub(crate) fn normalise(raw: &str, max_len: usize) -> Result<String, PathRefusal> {
-    if raw.is_empty() {
-        return Err(PathRefusal::Empty);
-    }
-    if raw.len() > max_len {
-        return Err(PathRefusal::TooLong);
-    }
-    if raw.chars().any(char::is_control) {
-        return Err(PathRefusal::ControlCharacter);
-    }
-    if raw.contains('\\') {
-        return Err(PathRefusal::Backslash);
-    }
-    if raw.starts_with('/') {
-        return Err(PathRefusal::Absolute);
-    }
-    let mut out = String::with_capacity(raw.len());
-    for segment in raw.split('/') {
-        match segment {
-            "" | "." => continue,
-            ".." => return Err(PathRefusal::ParentComponent),
-            _ => {
-                if !out.is_empty() {
-                    out.push('/');
-                }
-                out.push_str(segment);
-            }
-        }
-    }
-    if out.is_empty() {
-        return Err(PathRefusal::Empty);
-    }
-    // Judged on the result: `./c:/x` must not become the drive path `c:/x`
-    // (found by the `path` fuzz target).
-    let bytes = out.as_bytes();
-    if bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' {
-        return Err(PathRefusal::DrivePrefix);
-    }
-    Ok(out)
-}
 
 /// Why a normalised path could not be opened.
 #[derive(Debug)]
@@ -154,24 +80,5 @@ mod tests {
             let err = io::Error::from_raw_os_error(errno.raw_os_error());
             assert_eq!(kind(err), "exhausted");
         }
-    }
-
-    #[test]
-    fn normalises_or_refuses() {
-        assert_eq!(normalise("a/./b//c.mp4", 100), Ok("a/b/c.mp4".into()));
-        assert_eq!(normalise("clip:1.mp4", 100), Ok("clip:1.mp4".into()));
-        assert_eq!(normalise("", 100), Err(PathRefusal::Empty));
-        assert_eq!(normalise("./", 100), Err(PathRefusal::Empty));
-        assert_eq!(normalise("a/../b", 100), Err(PathRefusal::ParentComponent));
-        assert_eq!(normalise("/etc/passwd", 100), Err(PathRefusal::Absolute));
-        assert_eq!(normalise("C:/x", 100), Err(PathRefusal::DrivePrefix));
-        assert_eq!(normalise("./c:/x", 100), Err(PathRefusal::DrivePrefix));
-        assert_eq!(
-            normalise(".//r:sentinel", 100),
-            Err(PathRefusal::DrivePrefix)
-        );
-        assert_eq!(normalise("a\\b", 100), Err(PathRefusal::Backslash));
-        assert_eq!(normalise("a\0b", 100), Err(PathRefusal::ControlCharacter));
-        assert_eq!(normalise(&"a".repeat(101), 100), Err(PathRefusal::TooLong));
     }
 }

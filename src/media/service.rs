@@ -15,15 +15,13 @@ use tower_service::Service;
 use super::body::MediaBody;
 use super::cache::{FileCache, DEFAULT_OPEN_FILE_CACHE};
 use super::mime::{parse_override, MimeTypes};
-use super::path::{normalise, PathRefusal};
 use super::respond::{open_and_respond, respond, text, Job, ReadFirst};
 use crate::error::ConfigError;
+pub use crate::extension::DEFAULT_MAX_PATH_LEN;
 use crate::extension::{MediaPathError, MediaPathSource, RangeRequest, VolumeCap};
 
 /// The default size of one read from disk.
 pub const DEFAULT_CHUNK_SIZE: usize = 128 * 1024;
-/// The default longest accepted media path, in bytes.
-pub const DEFAULT_MAX_PATH_LEN: usize = 1024;
 
 #[derive(Clone, Debug)]
 struct Config {
@@ -31,7 +29,6 @@ struct Config {
     source: MediaPathSource,
     chunk_size: usize,
     follow_symlinks: bool,
-    max_path_len: usize,
     etag_with_file_id: bool,
     mime: MimeTypes,
     cache_control: Option<HeaderValue>,
@@ -63,7 +60,6 @@ impl ServeMedia {
                 source: MediaPathSource::default(),
                 chunk_size: DEFAULT_CHUNK_SIZE,
                 follow_symlinks: false,
-                max_path_len: DEFAULT_MAX_PATH_LEN,
                 etag_with_file_id: false,
                 mime: MimeTypes::default(),
                 cache_control: None,
@@ -95,8 +91,11 @@ impl ServeMedia {
     }
 
     /// Where requests name the media path (default: the `path` query
-    /// variable). A [`MediaPath`](crate::extension::MediaPath) extension set
-    /// by an outer layer wins, so signing, logging and serving agree.
+    /// variable), when no outer layer decided it. The answer of an outer
+    /// layer (a [`MediaPath`](crate::extension::MediaPath) or the
+    /// [`MediaPathError`](crate::extension::MediaPathError) it refused with,
+    /// set by [`ResolveMediaPathLayer`](crate::media_path::ResolveMediaPathLayer))
+    /// wins, so what is allowed, logged and served is one path.
     pub fn media_path(self, source: MediaPathSource) -> Self {
         self.configure(|c| c.source = source)
     }
@@ -124,9 +123,11 @@ impl ServeMedia {
         self.reconfigure(|c| c.follow_symlinks = allow)
     }
 
-    /// Longest accepted media path in bytes after decoding (default 1024).
+    /// Longest accepted media path in bytes after decoding (default 1024),
+    /// when this service decodes the path itself: the same as
+    /// [`MediaPathSource::max_len`] on its source.
     pub fn max_path_len(self, bytes: usize) -> Self {
-        self.configure(|c| c.max_path_len = bytes)
+        self.configure(|c| c.source = c.source.clone().max_len(bytes))
     }
 
     /// Adds the file's device and inode to its `ETag` (default: no). The
@@ -221,20 +222,11 @@ impl ServeMedia {
         &self.config.root
     }
 
-    fn requested_path<B>(&self, req: &Request<B>) -> Result<String, (StatusCode, &'static str)> {
-        let bad = |r: PathRefusal| (StatusCode::BAD_REQUEST, r.reason());
-        let raw = match self.config.source.resolve(req.extensions(), req.uri()) {
-            Ok(raw) => raw,
-            Err(MediaPathError::OutsidePrefix) => {
-                return Err((StatusCode::NOT_FOUND, "media not found"))
-            }
-            Err(MediaPathError::NotUtf8) => return Err(bad(PathRefusal::NotUtf8)),
-            Err(MediaPathError::MalformedSignedPath) => {
-                return Err((StatusCode::BAD_REQUEST, "malformed signed path"))
-            }
-            Err(_) => return Err(bad(PathRefusal::Missing)),
-        };
-        normalise(&raw, self.config.max_path_len).map_err(bad)
+    fn requested_path<B>(&self, req: &Request<B>) -> Result<String, MediaPathError> {
+        self.config
+            .source
+            .resolve(req.extensions(), req.uri())
+            .map(std::borrow::Cow::into_owned)
     }
 }
 
@@ -257,7 +249,7 @@ impl<B> Service<Request<B>> for ServeMedia {
         }
         let relative = match self.requested_path(&req) {
             Ok(relative) => relative,
-            Err((status, reason)) => return ResponseFuture::ready(text(status, reason)),
+            Err(refusal) => return ResponseFuture::ready(text(refusal.status(), refusal.reason())),
         };
         let (mut parts, _body) = req.into_parts();
         let zero_copy = zero_copy(&parts);

@@ -318,11 +318,13 @@ impl<B: Send + 'static> AsyncPermission<B> for AuthRequest {
     fn check(&self, mut request: Request<B>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
+            // The normalised path the file service will serve: the
+            // endpoint must judge that file, not another spelling of it.
             let path = this
                 .source
                 .resolve(request.extensions(), request.uri())
-                .map(|p| p.into_owned())
-                .unwrap_or_default();
+                .map_err(Denial::InvalidPath)?
+                .into_owned();
             let caching = !this.cache_ttl.is_zero();
             let key = cache_key(request.headers(), &path);
             let cached = caching

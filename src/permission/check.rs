@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::{Extensions, HeaderMap, Method, Request, Uri};
 
-use crate::extension::{Viewer, ANONYMOUS};
+use crate::extension::{MediaPath, MediaPathError, Viewer, ANONYMOUS};
 use crate::query::query_value;
 
 /// Why a request was refused.
@@ -20,6 +20,12 @@ pub enum Denial {
     /// The check could not be made (a policy service is down): answered
     /// `503`. A permission that cannot decide refuses; it never allows.
     Unavailable(Cow<'static, str>),
+    /// The request names no usable media path, so there is nothing to
+    /// decide about: answered with the refusal's status (`400`, or `404`
+    /// outside the prefix) and reason, as the file service would.
+    /// [`RequirePermission`](super::RequirePermission) gives it before
+    /// running any check when the edge layer refused the path.
+    InvalidPath(MediaPathError),
 }
 
 impl Denial {
@@ -42,6 +48,7 @@ impl Denial {
     pub fn reason(&self) -> &str {
         match self {
             Self::Unauthenticated(r) | Self::Forbidden(r) | Self::Unavailable(r) => r,
+            Self::InvalidPath(refusal) => refusal.reason(),
         }
     }
 }
@@ -85,7 +92,17 @@ impl<'a> RequestHead<'a> {
         self.extensions.get::<Viewer>().unwrap_or(&ANONYMOUS)
     }
 
-    /// A decoded query variable; `None` when absent or not UTF-8.
+    /// The media path the request names, decoded and normalised once at
+    /// the edge (the [`MediaPath`] extension): what the file service will
+    /// serve. Judge paths by this, never by the raw query or URI, which
+    /// may spell the same file differently (`./private/a.mp4`). `None`
+    /// when no layer decoded one.
+    pub fn media_path(&self) -> Option<&'a str> {
+        self.extensions.get::<MediaPath>().map(MediaPath::as_str)
+    }
+
+    /// A decoded query variable; `None` when absent or not UTF-8. Not for
+    /// the media path: see [`media_path`](Self::media_path).
     pub fn query(&self, name: &str) -> Option<String> {
         query_value(self.uri.query(), name).and_then(Result::ok)
     }

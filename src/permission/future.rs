@@ -22,6 +22,8 @@ where
 
 #[pin_project(project = StateProj)]
 enum State<C, S, F> {
+    // Refused before any check (the edge refused the media path).
+    Refused(Option<Denial>),
     Checking {
         #[pin]
         check: C,
@@ -39,6 +41,12 @@ impl<C, S, B> ResponseFuture<C, S, B>
 where
     S: Service<Request<B>>,
 {
+    pub(super) fn refused(denial: Denial) -> Self {
+        Self {
+            state: State::Refused(Some(denial)),
+        }
+    }
+
     pub(super) fn new(check: C, inner: S) -> Self {
         Self {
             state: State::Checking {
@@ -69,6 +77,15 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
+                StateProj::Refused(denial) => {
+                    return Poll::Ready(Ok(match denial.take() {
+                        Some(denial) => refuse(denial),
+                        None => ResponseBody::refusal(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "polled after completion",
+                        ),
+                    }))
+                }
                 StateProj::Checking { check, inner } => match ready!(check.poll(cx)) {
                     Ok(mut request) => {
                         let learned = request
@@ -113,6 +130,7 @@ fn refuse<B>(denial: Denial) -> Response<ResponseBody<B>> {
         Denial::Forbidden(reason) => {
             ResponseBody::refusal(StatusCode::FORBIDDEN, reason.into_owned())
         }
+        Denial::InvalidPath(refusal) => ResponseBody::refusal(refusal.status(), refusal.reason()),
         Denial::Unavailable(reason) => {
             let mut response =
                 ResponseBody::refusal(StatusCode::SERVICE_UNAVAILABLE, reason.into_owned());

@@ -3,9 +3,10 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::check::{AsyncPermission, Permission, SyncPermission};
+use super::check::{AsyncPermission, Denial, Permission, SyncPermission};
 use super::{RequirePermissionLayer, ResponseFuture};
 use crate::body::ResponseBody;
+use crate::extension::MediaPathError;
 
 /// Service that refuses requests a permission does not allow; built by
 /// [`RequirePermissionLayer`](super::RequirePermissionLayer).
@@ -67,6 +68,11 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // No permission can judge a path the edge refused: answer that
+        // refusal, as the file service would, without running the check.
+        if let Some(refusal) = req.extensions().get::<MediaPathError>() {
+            return ResponseFuture::refused(Denial::InvalidPath(*refusal));
+        }
         // The service that was made ready goes into the future; a fresh clone
         // stays behind for the next request (the check may await first).
         let clone = self.inner.clone();

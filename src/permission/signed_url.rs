@@ -9,8 +9,7 @@ use sha2::Sha256;
 
 use super::check::{Decision, Denial, Permission, RequestHead};
 use crate::error::ConfigError;
-use crate::extension::{MediaPathError, MediaPathSource, PathSignature};
-use crate::media::path::normalise;
+use crate::extension::{normalise, MediaPathError, MediaPathSource, PathSignature};
 
 /// Query variable carrying the expiry, in Unix seconds.
 pub const EXPIRES_VAR: &str = "expires";
@@ -121,9 +120,12 @@ impl SignedUrl {
     /// The hex signature of `path` valid until `expires` (Unix seconds):
     /// HMAC-SHA256 over `path`, a newline and `expires` in decimal, keyed
     /// with the signing key. A path that starts with the source's media URL
-    /// is signed without it, as the check reads it.
+    /// is signed without it, and normalised (`./a//b` as `a/b`), as the
+    /// check reads it.
     pub fn sign(&self, path: &str, expires: u64) -> String {
         let path = self.source.strip_media_url(path);
+        let normal = normalise(path, usize::MAX);
+        let path = normal.as_deref().unwrap_or(path);
         hex::encode(self.mac(path, expires).finalize().into_bytes())
     }
 
@@ -212,13 +214,12 @@ impl SignedUrl {
         let signature = signature.map_err(|_| invalid())?;
         let expires = signature.expires.parse::<u64>().map_err(|_| invalid())?;
         let signature = hex::decode(signature.signature).map_err(|_| invalid())?;
+        // Normalised by the one decoder: judged on the path the terminal
+        // serves, so `a/../b` never counts as below `a/`.
         let path = self
             .source
             .resolve(request.extensions, request.uri)
-            .map_err(|_| invalid())?;
-        // Judged on the path the terminal serves: `a/../b` never counts as
-        // below `a/`.
-        let path = normalise(&path, usize::MAX).map_err(|r| Denial::forbidden(r.reason()))?;
+            .map_err(Denial::InvalidPath)?;
         // Checked before the expiry so a forged link learns nothing from it.
         if !self.covers(&path, expires, &signature) {
             return Err(Denial::forbidden("signature does not cover this path"));
@@ -283,11 +284,10 @@ impl Permission for SignedUrl {
         if let Some(signature) = self.source.path_signature(request.uri) {
             return self.check_path_signature(request, signature);
         }
-        // No readable path signs as the empty one: the signature then fails.
         let path = self
             .source
             .resolve(request.extensions, request.uri)
-            .unwrap_or_default();
+            .map_err(Denial::InvalidPath)?;
         let (Some(expires), Some(signature)) =
             (request.query(EXPIRES_VAR), request.query(SIGNATURE_VAR))
         else {
