@@ -46,8 +46,8 @@ fn main() -> std::process::ExitCode {
             sign_honours_the_configured_path_variable,
         ),
         Test::sync(
-            "logs_never_print_control_characters_raw",
-            logs_never_print_control_characters_raw,
+            "logs_escape_control_characters_in_every_format",
+            logs_escape_control_characters_in_every_format,
         ),
         Test::sync(
             "logs_into_a_closed_pipe_exits_cleanly",
@@ -416,16 +416,20 @@ fn sign_honours_the_configured_path_variable() {
 /// A logged path or user id holding terminal control sequences is shown
 /// escaped by `logs` (no retitled or cleared terminal, no forged row);
 /// CSV keeps the exact text.
-fn logs_never_print_control_characters_raw() {
+/// Every format of `logs` (rows and `--stats`, table, CSV and JSON) shows
+/// control characters as visible escapes: no ESC, BEL, CR, LF, C1 (U+009B)
+/// or line separator (U+2028) reaches the terminal raw, so a logged path
+/// cannot retitle the terminal or forge a row. JSON stays exact once parsed.
+fn logs_escape_control_characters_in_every_format() {
     let fx = Fixture::new();
     let path = fx.dir.path().join("esc.db");
     let db = format!("sqlite://{}", path.display());
     let store = SqliteStore::open(&path).unwrap();
-    let hostile = "a\u{1b}]0;owned\u{7}\u{1b}[2Jb\n2099-01-01 00:00:00.000 fake.mp4";
+    let hostile = "a\u{1b}]0;owned\u{7}\u{1b}[2Jb\r\n2099-01-01 00:00:00.000 fake.mp4\u{9b}31m\u{2028}FORGED\u{2029}\u{202e}x\u{7f}";
     let row = sage_stream::log::WatchRecord {
         created_at: chrono::Utc::now(),
         path: hostile.into(),
-        user_id: Some("u\u{1b}[31m".into()),
+        user_id: Some("u\u{1b}[31m\nFORGED".into()),
         is_authenticated: true,
         ip: Some("127.0.0.1".into()),
         method: "GET".into(),
@@ -433,27 +437,58 @@ fn logs_never_print_control_characters_raw() {
         range_header: Some("bytes=0-\r".into()),
         bytes_sent: 1,
         duration_ms: 1,
-        user_agent: None,
+        user_agent: Some("ua\u{85}\u{9b}2J\nFORGED".into()),
         completed: true,
     };
     store
         .insert_batch(&sage_stream::log::WatchBatch::new(vec![row]))
         .unwrap();
-    for args in [
-        &["logs", "--database", &db][..],
-        &["logs", "--stats", "--database", &db],
-    ] {
-        let (ok, table, err) = run(args, &[]);
-        assert!(ok, "{err}");
-        assert!(!table.contains(['\u{1b}', '\u{7}', '\r']), "{table:?}");
-        assert!(
-            table.contains("a\\x1b]0;owned\\x07\\x1b[2Jb\\n2099"),
-            "{table}"
-        );
-        assert_eq!(table.lines().count(), 2, "one header, one row: {table}");
+    let raw = [
+        '\u{1b}', '\u{7}', '\u{7f}', '\u{85}', '\u{9b}', '\u{2028}', '\u{2029}', '\u{202e}',
+    ];
+    for format in ["csv", "json", "table"] {
+        for stats in [false, true] {
+            let mut args = vec!["logs", "--format", format, "--database", &db];
+            if stats {
+                args.push("--stats");
+            }
+            let (ok, out, err) = run(&args, &[]);
+            assert!(ok, "{format} {stats}: {err}");
+            let what = format!("{format}, stats {stats}: {out:?}");
+            assert!(!out.contains(raw), "{what}");
+            // CR only as CSV's line ending; LF only to end a line.
+            assert!(!out.replace("\r\n", "").contains('\r'), "{what}");
+            assert!(
+                !out.lines().any(|l| {
+                    let start = l.trim_start_matches([' ', '"']);
+                    start.starts_with("2099") || start.starts_with("FORGED")
+                }),
+                "a line of the attacker's: {what}"
+            );
+            match format {
+                "json" => {
+                    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+                    let first = &value[0];
+                    assert_eq!(first["path"], hostile, "exact once parsed: {what}");
+                    if !stats {
+                        assert_eq!(first["user_id"], "u\u{1b}[31m\nFORGED", "{what}");
+                        assert_eq!(first["user_agent"], "ua\u{85}\u{9b}2J\nFORGED", "{what}");
+                    }
+                }
+                _ => {
+                    assert_eq!(out.lines().count(), 2, "header and one row: {what}");
+                    assert!(
+                        out.contains("a\\x1b]0;owned\\x07\\x1b[2Jb\\r\\n2099"),
+                        "{what}"
+                    );
+                    assert!(
+                        out.contains("\\x9b31m\\u2028FORGED\\u2029\\u202ex\\x7f"),
+                        "{what}"
+                    );
+                }
+            }
+        }
     }
-    let (ok, csv, _) = run(&["logs", "--format", "csv", "--database", &db], &[]);
-    assert!(ok && csv.contains(hostile), "{csv:?}");
 }
 
 /// `sage-stream logs | head` ends quietly when `head` stops reading: exit
