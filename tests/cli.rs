@@ -66,6 +66,10 @@ fn main() -> std::process::ExitCode {
             serve_applies_the_open_file_cache_and_zero_copy_flags,
         ),
         Test::sync("import_django_from_sqlite", import_django_from_sqlite),
+        Test::sync(
+            "import_django_skips_bad_rows_and_bounds_fields",
+            import_django_skips_bad_rows_and_bounds_fields,
+        ),
         #[cfg(feature = "postgres")]
         Test::sync("import_django_from_postgres", import_django_from_postgres)
             .needs(common::harness::Requirement::Postgres),
@@ -800,6 +804,190 @@ fn import_django_from_sqlite() {
     import_and_check(&format!("sqlite://{path}"), || {
         fill_django(&mut exec, DJANGO_SQLITE_DDL, "", 10_001, 7)
     });
+}
+
+/// One bad row does not stop `import-django`, and no row is stored bigger
+/// than the live log stores it: a `created` that is no time (`yesterday`,
+/// February 30th) is skipped and reported by id, the rest of its batch is
+/// stored; a non-UTF-8 path is stored with U+FFFD, as the live log does; a
+/// 5 MiB path and a 200 000-character user are cut to the live log's 1024
+/// bytes, with the import's memory bounded (21 such paths used to take
+/// every one into memory twice); a rerun adds nothing and fails nothing.
+fn import_django_skips_bad_rows_and_bounds_fields() {
+    use diesel::{Connection, RunQueryDsl};
+    let dir = tempfile::tempdir().unwrap();
+    let django = dir.path().join("db.sqlite3");
+    let from = format!("sqlite://{}", django.display());
+    let mut conn = diesel::SqliteConnection::establish(django.to_str().unwrap()).unwrap();
+    let mut exec = |sql: &str| {
+        diesel::sql_query(sql).execute(&mut conn).unwrap();
+    };
+    for statement in DJANGO_SQLITE_DDL {
+        exec(statement);
+    }
+    let user = |id: u32, name: &str| {
+        format!(
+            "INSERT INTO auth_user (id, password, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined) \
+             VALUES ({id}, '', false, {name}, '', '', '', false, true, '2024-01-01 00:00:00')"
+        )
+    };
+    exec(&user(1, "'alice'"));
+    exec(&user(3, "replace(hex(zeroblob(200000)), '00', 'u')"));
+    let five_mib = "'/srv/site/media/clips/' || replace(hex(zeroblob(5242880)), '00', 'x')";
+    let non_utf8 = "CAST(X'2f7372762f736974652f6d656469612f636c6970732fff2e6d7034' AS TEXT)";
+    let mut rows = vec![
+        (
+            1,
+            "'/srv/site/media/clips/1.mp4'".to_owned(),
+            "'2024-05-01 10:00:01'",
+            "1",
+            "'10.0.0.1'",
+        ),
+        (
+            2,
+            "'/srv/site/media/clips/2.mp4'".to_owned(),
+            "'yesterday'",
+            "NULL",
+            "NULL",
+        ),
+        (
+            3,
+            non_utf8.to_owned(),
+            "'2024-05-01 10:00:03'",
+            "NULL",
+            "NULL",
+        ),
+        (
+            4,
+            "'/srv/site/media/clips/4.mp4'".to_owned(),
+            "'2024-05-01 10:00:04'",
+            "NULL",
+            "'10.0.0.4'",
+        ),
+        (
+            5,
+            five_mib.to_owned(),
+            "'2024-05-01 10:00:05'",
+            "NULL",
+            "NULL",
+        ),
+        (
+            6,
+            "'/srv/site/media/clips/6.mp4'".to_owned(),
+            "'2024-05-01 10:00:06'",
+            "3",
+            "NULL",
+        ),
+        (
+            7,
+            "'/srv/site/media/clips/7.mp4'".to_owned(),
+            "'2024-02-30 10:00:00'",
+            "NULL",
+            "NULL",
+        ),
+    ];
+    for id in 8..28 {
+        rows.push((
+            id,
+            five_mib.to_owned(),
+            "'2024-05-01 11:00:00'",
+            "NULL",
+            "NULL",
+        ));
+    }
+    for (id, path, created, user, ip) in &rows {
+        exec(&format!(
+            "INSERT INTO sage_stream_watchlog (id, video_path, is_authenticated, ip, created, user_id) \
+             VALUES ({id}, {path}, {}, {ip}, {created}, {user})",
+            *user != "NULL"
+        ));
+    }
+    drop(conn);
+
+    let log = dir.path().join("log.db");
+    let db = format!("sqlite://{}", log.display());
+    let import = || {
+        let mut child = Command::new(BIN)
+            .args(["import-django", "--from", &from, "--database", &db])
+            .args(["--strip-prefix", "/srv/site/media/"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The peak resident set, read while it runs.
+        let status = format!("/proc/{}/status", child.id());
+        let mut peak_kib = 0u64;
+        while child.try_wait().unwrap().is_none() {
+            let hwm = std::fs::read_to_string(&status).ok().and_then(|text| {
+                let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            });
+            peak_kib = peak_kib.max(hwm.unwrap_or(0));
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            peak_kib,
+        )
+    };
+    let (ok, out, err, peak_kib) = import();
+    assert!(ok, "rc 0 despite bad rows: {out} {err}");
+    assert!(
+        out.contains("27 rows read") && out.contains("25 written"),
+        "{out}"
+    );
+    assert!(out.contains("2 skipped (ids 2, 7)"), "{out}");
+    assert!(
+        err.contains("skipped row 2: ") && err.contains("\"yesterday\""),
+        "{err}"
+    );
+    assert!(err.contains("skipped row 7: "), "{err}");
+    assert!(!err.contains("skipped row 3"), "{err}");
+    eprintln!("import-django peak RSS: {} KiB", peak_kib);
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB");
+
+    let store = SqliteStore::open(&log).unwrap();
+    let mut entries = store
+        .query(&LogFilter::default(), None, 100)
+        .unwrap()
+        .entries;
+    entries.sort_by_key(|e| (e.created_at, e.id));
+    assert_eq!(entries.len(), 25);
+    let by_second = |s: u32| {
+        entries
+            .iter()
+            .find(|e| e.created_at.to_string() == format!("2024-05-01 10:00:{s:02}"))
+            .unwrap_or_else(|| panic!("row at second {s}"))
+    };
+    let first = by_second(1);
+    assert_eq!(first.path, "clips/1.mp4");
+    assert_eq!(first.user_id.as_deref(), Some("alice"));
+    assert!(first.is_authenticated);
+    assert_eq!(first.ip.as_deref(), Some("10.0.0.1"));
+    assert_eq!(by_second(3).path, "clips/\u{fffd}.mp4");
+    let fourth = by_second(4);
+    assert_eq!(fourth.path, "clips/4.mp4");
+    assert_eq!(
+        (fourth.user_id.as_deref(), fourth.ip.as_deref()),
+        (None, Some("10.0.0.4"))
+    );
+    let long = by_second(5);
+    assert_eq!(long.path, format!("clips/{}", "x".repeat(1024 - 6)));
+    let sixth = by_second(6);
+    assert_eq!(sixth.path, "clips/6.mp4");
+    assert_eq!(sixth.user_id.as_deref(), Some("u".repeat(1024).as_str()));
+    assert!(entries
+        .iter()
+        .all(|e| e.path.len() <= 1024 && e.user_id.as_ref().is_none_or(|u| u.len() <= 1024)));
+
+    // A rerun neither fails on the bad rows nor stores anything twice.
+    let (ok, out, err, _) = import();
+    assert!(ok, "{out} {err}");
+    assert!(out.contains("0 rows read"), "{out}");
+    assert_eq!(store.count(&LogFilter::default()).unwrap(), 25);
 }
 
 #[cfg(feature = "postgres")]
