@@ -6,11 +6,15 @@
 #[non_exhaustive]
 pub enum ConfigError {
     /// An environment variable or setting holds a value that cannot be used.
-    #[error("invalid value for {name}: {reason} (got {value:?})")]
+    #[error(
+        "invalid value for {name}: {reason} (got {:?})",
+        crate::redact_url(value)
+    )]
     InvalidSetting {
         /// The variable or setting, e.g. `STREAM_MAX_LOAD_VOLUME`.
         name: &'static str,
-        /// What was given.
+        /// What was given, with a URL's password hidden
+        /// ([`redact_url`](crate::redact_url)): it is printed.
         value: String,
         /// What is wrong with it.
         reason: String,

@@ -72,6 +72,7 @@ pub mod observe;
 pub mod permission;
 mod query;
 pub mod range;
+mod redact;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
@@ -79,3 +80,4 @@ pub mod settings;
 
 pub use endpoint::{SageStreamExt, StreamEndpoint, StreamService};
 pub use error::ConfigError;
+pub use redact::redact_url;

@@ -143,7 +143,10 @@ impl FromStr for PermissionClass {
 /// With feature `serde` it reads from a config file (the server's TOML) under
 /// the same names in lower case; `max_load_volume` is written in MiB there,
 /// as in the environment.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its `Debug` shows the signing key as `"***"` and the password of
+/// `auth_url` hidden, so the settings can be logged.
+#[derive(Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct Settings {
@@ -211,10 +214,49 @@ impl Default for Settings {
     }
 }
 
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field named, so that a new one is a decision here.
+        let Self {
+            default_permission_classes,
+            default_video_path_url_var,
+            max_load_volume,
+            watch_log_enabled,
+            range_header_regex_pattern,
+            signing_key,
+            media_url,
+            auth_url,
+            auth_cache_seconds,
+            auth_timeout_seconds,
+            cors_origins,
+            cache_control,
+            mime_types,
+            anonymize_ip,
+        } = self;
+        f.debug_struct("Settings")
+            .field("default_permission_classes", default_permission_classes)
+            .field("default_video_path_url_var", default_video_path_url_var)
+            .field("max_load_volume", max_load_volume)
+            .field("watch_log_enabled", watch_log_enabled)
+            .field("range_header_regex_pattern", range_header_regex_pattern)
+            .field("signing_key", &crate::redact::hidden(signing_key))
+            .field("media_url", media_url)
+            .field("auth_url", &auth_url.as_deref().map(crate::redact_url))
+            .field("auth_cache_seconds", auth_cache_seconds)
+            .field("auth_timeout_seconds", auth_timeout_seconds)
+            .field("cors_origins", cors_origins)
+            .field("cache_control", cache_control)
+            .field("mime_types", mime_types)
+            .field("anonymize_ip", anonymize_ip)
+            .finish()
+    }
+}
+
 fn invalid(name: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::InvalidSetting {
         name,
-        value: value.to_owned(),
+        // STREAM_AUTH_URL may carry a password.
+        value: crate::redact_url(value),
         reason: reason.into(),
     }
 }

@@ -116,6 +116,10 @@ fn main() -> std::process::ExitCode {
             postgres_exports_stream_the_whole_filtered_set,
         )
         .needs(common::harness::Requirement::Postgres),
+        Test::sync(
+            "debug_and_display_never_show_secrets",
+            debug_and_display_never_show_secrets,
+        ),
     ])
 }
 
@@ -1254,4 +1258,110 @@ async fn postgres_exports_stream_the_whole_filtered_set() {
     let db = common::pg::TestDb::create();
     let store = sage_stream::log::PgStore::connect(&db.url).unwrap();
     exports_stream_the_whole_filtered_set(Arc::new(store)).await;
+}
+
+/// Every configuration type, formatted with `{:?}` (and `{}` where it has
+/// one), shows no secret: not the signing key, the bearer or admin tokens,
+/// nor the password of a database or authentication URL.
+fn debug_and_display_never_show_secrets() {
+    use sage_stream::log::{open_store, StoreError};
+    use sage_stream::server::ServerConfig;
+    let secrets = [
+        "sk-SECRET-1",
+        "authpw-SECRET-2",
+        "tok-SECRET-3",
+        "adm-SECRET-4",
+        "dbpw-SECRET-5",
+    ];
+    let check = |what: &str, text: String| {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{what} shows {secret}: {text}");
+        }
+    };
+    let mut settings = sage_stream::settings::Settings {
+        signing_key: Some("sk-SECRET-1".to_owned()),
+        auth_url: Some("https://django:authpw-SECRET-2@auth.example/check".to_owned()),
+        ..Default::default()
+    };
+    settings.media_url = Some("/media/".to_owned());
+    let text = format!("{settings:?}");
+    check("Settings", text.clone());
+    assert!(text.contains("signing_key: Some(\"***\")"), "{text}");
+    assert!(
+        text.contains("https://django:***@auth.example/check"),
+        "{text}"
+    );
+    assert!(text.contains("/media/"), "the rest stays visible: {text}");
+
+    // The settings' errors and the forward-auth permission built from them.
+    let err = settings.auth_request().unwrap_err();
+    check(
+        "ConfigError (a URL without its class)",
+        format!("{err} {err:?}"),
+    );
+    let mut with_class = settings.clone();
+    with_class.default_permission_classes =
+        vec![sage_stream::settings::PermissionClass::AuthRequest];
+    match with_class.auth_request() {
+        Ok(auth) => check("AuthRequest", format!("{auth:?}")),
+        Err(err) => check("ConfigError (AuthRequest)", format!("{err} {err:?}")),
+    }
+    with_class.auth_url = Some("ftp://django:authpw-SECRET-2@auth.example/".to_owned());
+    let err = with_class.auth_request().unwrap_err();
+    check("ConfigError (a bad auth URL)", format!("{err} {err:?}"));
+
+    let mut app = AppConfig::new("/srv/media");
+    app.settings = settings;
+    app.tokens = vec![("tok-SECRET-3".to_owned(), "alice".to_owned())];
+    app.admin_token = Some("adm-SECRET-4".to_owned());
+    let text = format!("{app:?}");
+    check("AppConfig", text.clone());
+    assert!(
+        text.contains("alice") && text.contains("/srv/media"),
+        "{text}"
+    );
+
+    let writer = WriterConfig {
+        spool_path: Some("/var/spool/sage".into()),
+        ..WriterConfig::default()
+    };
+    check("WriterConfig", format!("{writer:?}"));
+    check("ServerConfig", format!("{:?}", ServerConfig::default()));
+
+    let url = "mysql://me:dbpw-SECRET-5@db.example/log";
+    let Err(err) = open_store(url) else {
+        panic!("mysql is not a backend")
+    };
+    check("StoreError::UnsupportedUrl", format!("{err} {err:?}"));
+    assert!(
+        format!("{err:?}").contains("mysql://me:***@db.example/log"),
+        "{err:?}"
+    );
+    let redacted = sage_stream::redact_url(
+        "postgres://user:dbpw-SECRET-5@host:5432/db?sslpassword=dbpw-SECRET-5&sslmode=require",
+    );
+    assert_eq!(
+        redacted,
+        "postgres://user:***@host:5432/db?sslpassword=***&sslmode=require"
+    );
+    for err in [
+        StoreError::Unavailable {
+            source: "down".into(),
+        },
+        StoreError::BackendDisabled { feature: "sqlite" },
+    ] {
+        check("StoreError", format!("{err} {err:?}"));
+    }
+    // A real driver error, from a server that is not there.
+    #[cfg(feature = "postgres")]
+    {
+        let store = open_store("postgres://me:dbpw-SECRET-5@127.0.0.1:1/log");
+        match store {
+            Ok(store) => {
+                let err = store.ping().unwrap_err();
+                check("a PostgreSQL error", format!("{err} {err:?}"));
+            }
+            Err(err) => check("a PostgreSQL error", format!("{err} {err:?}")),
+        }
+    }
 }

@@ -46,8 +46,8 @@ fn main() -> std::process::ExitCode {
             sign_honours_the_configured_path_variable,
         ),
         Test::sync(
-            "logs_never_print_control_characters_raw",
-            logs_never_print_control_characters_raw,
+            "logs_escape_control_characters_in_every_format",
+            logs_escape_control_characters_in_every_format,
         ),
         Test::sync(
             "logs_into_a_closed_pipe_exits_cleanly",
@@ -66,6 +66,10 @@ fn main() -> std::process::ExitCode {
             serve_applies_the_open_file_cache_and_zero_copy_flags,
         ),
         Test::sync("import_django_from_sqlite", import_django_from_sqlite),
+        Test::sync(
+            "import_django_skips_bad_rows_and_bounds_fields",
+            import_django_skips_bad_rows_and_bounds_fields,
+        ),
         #[cfg(feature = "postgres")]
         Test::sync("import_django_from_postgres", import_django_from_postgres)
             .needs(common::harness::Requirement::Postgres),
@@ -416,16 +420,20 @@ fn sign_honours_the_configured_path_variable() {
 /// A logged path or user id holding terminal control sequences is shown
 /// escaped by `logs` (no retitled or cleared terminal, no forged row);
 /// CSV keeps the exact text.
-fn logs_never_print_control_characters_raw() {
+/// Every format of `logs` (rows and `--stats`, table, CSV and JSON) shows
+/// control characters as visible escapes: no ESC, BEL, CR, LF, C1 (U+009B)
+/// or line separator (U+2028) reaches the terminal raw, so a logged path
+/// cannot retitle the terminal or forge a row. JSON stays exact once parsed.
+fn logs_escape_control_characters_in_every_format() {
     let fx = Fixture::new();
     let path = fx.dir.path().join("esc.db");
     let db = format!("sqlite://{}", path.display());
     let store = SqliteStore::open(&path).unwrap();
-    let hostile = "a\u{1b}]0;owned\u{7}\u{1b}[2Jb\n2099-01-01 00:00:00.000 fake.mp4";
+    let hostile = "a\u{1b}]0;owned\u{7}\u{1b}[2Jb\r\n2099-01-01 00:00:00.000 fake.mp4\u{9b}31m\u{2028}FORGED\u{2029}\u{202e}x\u{7f}";
     let row = sage_stream::log::WatchRecord {
         created_at: chrono::Utc::now(),
         path: hostile.into(),
-        user_id: Some("u\u{1b}[31m".into()),
+        user_id: Some("u\u{1b}[31m\nFORGED".into()),
         is_authenticated: true,
         ip: Some("127.0.0.1".into()),
         method: "GET".into(),
@@ -433,27 +441,58 @@ fn logs_never_print_control_characters_raw() {
         range_header: Some("bytes=0-\r".into()),
         bytes_sent: 1,
         duration_ms: 1,
-        user_agent: None,
+        user_agent: Some("ua\u{85}\u{9b}2J\nFORGED".into()),
         completed: true,
     };
     store
         .insert_batch(&sage_stream::log::WatchBatch::new(vec![row]))
         .unwrap();
-    for args in [
-        &["logs", "--database", &db][..],
-        &["logs", "--stats", "--database", &db],
-    ] {
-        let (ok, table, err) = run(args, &[]);
-        assert!(ok, "{err}");
-        assert!(!table.contains(['\u{1b}', '\u{7}', '\r']), "{table:?}");
-        assert!(
-            table.contains("a\\x1b]0;owned\\x07\\x1b[2Jb\\n2099"),
-            "{table}"
-        );
-        assert_eq!(table.lines().count(), 2, "one header, one row: {table}");
+    let raw = [
+        '\u{1b}', '\u{7}', '\u{7f}', '\u{85}', '\u{9b}', '\u{2028}', '\u{2029}', '\u{202e}',
+    ];
+    for format in ["csv", "json", "table"] {
+        for stats in [false, true] {
+            let mut args = vec!["logs", "--format", format, "--database", &db];
+            if stats {
+                args.push("--stats");
+            }
+            let (ok, out, err) = run(&args, &[]);
+            assert!(ok, "{format} {stats}: {err}");
+            let what = format!("{format}, stats {stats}: {out:?}");
+            assert!(!out.contains(raw), "{what}");
+            // CR only as CSV's line ending; LF only to end a line.
+            assert!(!out.replace("\r\n", "").contains('\r'), "{what}");
+            assert!(
+                !out.lines().any(|l| {
+                    let start = l.trim_start_matches([' ', '"']);
+                    start.starts_with("2099") || start.starts_with("FORGED")
+                }),
+                "a line of the attacker's: {what}"
+            );
+            match format {
+                "json" => {
+                    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+                    let first = &value[0];
+                    assert_eq!(first["path"], hostile, "exact once parsed: {what}");
+                    if !stats {
+                        assert_eq!(first["user_id"], "u\u{1b}[31m\nFORGED", "{what}");
+                        assert_eq!(first["user_agent"], "ua\u{85}\u{9b}2J\nFORGED", "{what}");
+                    }
+                }
+                _ => {
+                    assert_eq!(out.lines().count(), 2, "header and one row: {what}");
+                    assert!(
+                        out.contains("a\\x1b]0;owned\\x07\\x1b[2Jb\\r\\n2099"),
+                        "{what}"
+                    );
+                    assert!(
+                        out.contains("\\x9b31m\\u2028FORGED\\u2029\\u202ex\\x7f"),
+                        "{what}"
+                    );
+                }
+            }
+        }
     }
-    let (ok, csv, _) = run(&["logs", "--format", "csv", "--database", &db], &[]);
-    assert!(ok && csv.contains(hostile), "{csv:?}");
 }
 
 /// `sage-stream logs | head` ends quietly when `head` stops reading: exit
@@ -765,6 +804,190 @@ fn import_django_from_sqlite() {
     import_and_check(&format!("sqlite://{path}"), || {
         fill_django(&mut exec, DJANGO_SQLITE_DDL, "", 10_001, 7)
     });
+}
+
+/// One bad row does not stop `import-django`, and no row is stored bigger
+/// than the live log stores it: a `created` that is no time (`yesterday`,
+/// February 30th) is skipped and reported by id, the rest of its batch is
+/// stored; a non-UTF-8 path is stored with U+FFFD, as the live log does; a
+/// 5 MiB path and a 200 000-character user are cut to the live log's 1024
+/// bytes, with the import's memory bounded (21 such paths used to take
+/// every one into memory twice); a rerun adds nothing and fails nothing.
+fn import_django_skips_bad_rows_and_bounds_fields() {
+    use diesel::{Connection, RunQueryDsl};
+    let dir = tempfile::tempdir().unwrap();
+    let django = dir.path().join("db.sqlite3");
+    let from = format!("sqlite://{}", django.display());
+    let mut conn = diesel::SqliteConnection::establish(django.to_str().unwrap()).unwrap();
+    let mut exec = |sql: &str| {
+        diesel::sql_query(sql).execute(&mut conn).unwrap();
+    };
+    for statement in DJANGO_SQLITE_DDL {
+        exec(statement);
+    }
+    let user = |id: u32, name: &str| {
+        format!(
+            "INSERT INTO auth_user (id, password, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined) \
+             VALUES ({id}, '', false, {name}, '', '', '', false, true, '2024-01-01 00:00:00')"
+        )
+    };
+    exec(&user(1, "'alice'"));
+    exec(&user(3, "replace(hex(zeroblob(200000)), '00', 'u')"));
+    let five_mib = "'/srv/site/media/clips/' || replace(hex(zeroblob(5242880)), '00', 'x')";
+    let non_utf8 = "CAST(X'2f7372762f736974652f6d656469612f636c6970732fff2e6d7034' AS TEXT)";
+    let mut rows = vec![
+        (
+            1,
+            "'/srv/site/media/clips/1.mp4'".to_owned(),
+            "'2024-05-01 10:00:01'",
+            "1",
+            "'10.0.0.1'",
+        ),
+        (
+            2,
+            "'/srv/site/media/clips/2.mp4'".to_owned(),
+            "'yesterday'",
+            "NULL",
+            "NULL",
+        ),
+        (
+            3,
+            non_utf8.to_owned(),
+            "'2024-05-01 10:00:03'",
+            "NULL",
+            "NULL",
+        ),
+        (
+            4,
+            "'/srv/site/media/clips/4.mp4'".to_owned(),
+            "'2024-05-01 10:00:04'",
+            "NULL",
+            "'10.0.0.4'",
+        ),
+        (
+            5,
+            five_mib.to_owned(),
+            "'2024-05-01 10:00:05'",
+            "NULL",
+            "NULL",
+        ),
+        (
+            6,
+            "'/srv/site/media/clips/6.mp4'".to_owned(),
+            "'2024-05-01 10:00:06'",
+            "3",
+            "NULL",
+        ),
+        (
+            7,
+            "'/srv/site/media/clips/7.mp4'".to_owned(),
+            "'2024-02-30 10:00:00'",
+            "NULL",
+            "NULL",
+        ),
+    ];
+    for id in 8..28 {
+        rows.push((
+            id,
+            five_mib.to_owned(),
+            "'2024-05-01 11:00:00'",
+            "NULL",
+            "NULL",
+        ));
+    }
+    for (id, path, created, user, ip) in &rows {
+        exec(&format!(
+            "INSERT INTO sage_stream_watchlog (id, video_path, is_authenticated, ip, created, user_id) \
+             VALUES ({id}, {path}, {}, {ip}, {created}, {user})",
+            *user != "NULL"
+        ));
+    }
+    drop(conn);
+
+    let log = dir.path().join("log.db");
+    let db = format!("sqlite://{}", log.display());
+    let import = || {
+        let mut child = Command::new(BIN)
+            .args(["import-django", "--from", &from, "--database", &db])
+            .args(["--strip-prefix", "/srv/site/media/"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The peak resident set, read while it runs.
+        let status = format!("/proc/{}/status", child.id());
+        let mut peak_kib = 0u64;
+        while child.try_wait().unwrap().is_none() {
+            let hwm = std::fs::read_to_string(&status).ok().and_then(|text| {
+                let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            });
+            peak_kib = peak_kib.max(hwm.unwrap_or(0));
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            peak_kib,
+        )
+    };
+    let (ok, out, err, peak_kib) = import();
+    assert!(ok, "rc 0 despite bad rows: {out} {err}");
+    assert!(
+        out.contains("27 rows read") && out.contains("25 written"),
+        "{out}"
+    );
+    assert!(out.contains("2 skipped (ids 2, 7)"), "{out}");
+    assert!(
+        err.contains("skipped row 2: ") && err.contains("\"yesterday\""),
+        "{err}"
+    );
+    assert!(err.contains("skipped row 7: "), "{err}");
+    assert!(!err.contains("skipped row 3"), "{err}");
+    eprintln!("import-django peak RSS: {} KiB", peak_kib);
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB");
+
+    let store = SqliteStore::open(&log).unwrap();
+    let mut entries = store
+        .query(&LogFilter::default(), None, 100)
+        .unwrap()
+        .entries;
+    entries.sort_by_key(|e| (e.created_at, e.id));
+    assert_eq!(entries.len(), 25);
+    let by_second = |s: u32| {
+        entries
+            .iter()
+            .find(|e| e.created_at.to_string() == format!("2024-05-01 10:00:{s:02}"))
+            .unwrap_or_else(|| panic!("row at second {s}"))
+    };
+    let first = by_second(1);
+    assert_eq!(first.path, "clips/1.mp4");
+    assert_eq!(first.user_id.as_deref(), Some("alice"));
+    assert!(first.is_authenticated);
+    assert_eq!(first.ip.as_deref(), Some("10.0.0.1"));
+    assert_eq!(by_second(3).path, "clips/\u{fffd}.mp4");
+    let fourth = by_second(4);
+    assert_eq!(fourth.path, "clips/4.mp4");
+    assert_eq!(
+        (fourth.user_id.as_deref(), fourth.ip.as_deref()),
+        (None, Some("10.0.0.4"))
+    );
+    let long = by_second(5);
+    assert_eq!(long.path, format!("clips/{}", "x".repeat(1024 - 6)));
+    let sixth = by_second(6);
+    assert_eq!(sixth.path, "clips/6.mp4");
+    assert_eq!(sixth.user_id.as_deref(), Some("u".repeat(1024).as_str()));
+    assert!(entries
+        .iter()
+        .all(|e| e.path.len() <= 1024 && e.user_id.as_ref().is_none_or(|u| u.len() <= 1024)));
+
+    // A rerun neither fails on the bad rows nor stores anything twice.
+    let (ok, out, err, _) = import();
+    assert!(ok, "{out} {err}");
+    assert!(out.contains("0 rows read"), "{out}");
+    assert_eq!(store.count(&LogFilter::default()).unwrap(), 25);
 }
 
 #[cfg(feature = "postgres")]

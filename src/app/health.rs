@@ -11,7 +11,7 @@ use super::AppState;
 
 /// Longest a readiness check waits for the store: longer than the pools'
 /// own connection timeouts (2 s PostgreSQL, 5 s SQLite), so a store that is
-/// down answers with its reason first; this catches one that hangs.
+/// down logs its reason first; this catches one that hangs.
 const STORE_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// Liveness: the process is up and serving requests.
@@ -19,30 +19,33 @@ pub(super) async fn live() -> Response {
     plain(StatusCode::OK, "ok\n")
 }
 
+/// What `/readyz` says while the store cannot be reached: the probe is
+/// public, so it names no host, port, database or user; the driver's
+/// error goes to the server's log.
+const STORE_UNAVAILABLE: &str = "not ready: watch-log store unavailable\n";
+
 /// Readiness: the log store answers and the writer is not failing to
-/// store rows; 503 with the reason otherwise.
+/// store rows; 503 with a generic reason otherwise (the details are logged
+/// at `warn`, target `sage_stream::app::health`).
 pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let store = Arc::clone(&state.store);
     let ping = tokio::task::spawn_blocking(move || store.ping());
     match tokio::time::timeout(STORE_TIMEOUT, ping).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(err))) => {
-            return plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {err}\n"),
-            )
+            tracing::warn!(%err, "readiness check: the watch-log store is unavailable");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, STORE_UNAVAILABLE);
         }
-        Ok(Err(_)) => {
-            return plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: the store check panicked\n",
-            )
+        Ok(Err(err)) => {
+            tracing::error!(%err, "readiness check: the store check panicked");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, STORE_UNAVAILABLE);
         }
         Err(_) => {
-            return plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: the watch-log store did not answer within 6 s\n",
-            )
+            tracing::warn!(
+                "readiness check: the watch-log store did not answer within {} s",
+                STORE_TIMEOUT.as_secs()
+            );
+            return plain(StatusCode::SERVICE_UNAVAILABLE, STORE_UNAVAILABLE);
         }
     }
     if state.sink.store_failing() {

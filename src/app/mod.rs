@@ -91,7 +91,10 @@ use crate::settings::{PermissionClass, Settings};
 use crate::StreamEndpoint;
 
 /// Everything the app needs besides the log store.
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` shows no token: each bearer token as `"***"` beside its
+/// user id, the admin token as `Some("***")`.
+#[derive(Clone)]
 pub struct AppConfig {
     /// The media root.
     pub root: PathBuf,
@@ -162,6 +165,46 @@ impl AppConfig {
             layer = layer.metrics(metrics.clone().watch_log(sink.clone()));
         }
         layer
+    }
+}
+
+impl std::fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field named, so that a new one is a decision here.
+        let Self {
+            root,
+            settings,
+            tokens,
+            trusted_proxies,
+            admin_token,
+            max_streams_per_viewer,
+            session_gap_minutes,
+            player_path,
+            metrics,
+            access_log,
+            media_route,
+            open_file_cache,
+            open_file_cache_valid,
+        } = self;
+        let tokens: Vec<(&str, &str)> = tokens
+            .iter()
+            .map(|(_, user)| (crate::redact::HIDDEN, user.as_str()))
+            .collect();
+        f.debug_struct("AppConfig")
+            .field("root", root)
+            .field("settings", settings)
+            .field("tokens", &tokens)
+            .field("trusted_proxies", trusted_proxies)
+            .field("admin_token", &crate::redact::hidden(admin_token))
+            .field("max_streams_per_viewer", max_streams_per_viewer)
+            .field("session_gap_minutes", session_gap_minutes)
+            .field("player_path", player_path)
+            .field("metrics", metrics)
+            .field("access_log", access_log)
+            .field("media_route", media_route)
+            .field("open_file_cache", open_file_cache)
+            .field("open_file_cache_valid", open_file_cache_valid)
+            .finish()
     }
 }
 

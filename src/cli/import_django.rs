@@ -1,8 +1,14 @@
 //! `sage-stream import-django`: brings django-sage-streaming's watch history
 //! (its `sage_stream_watchlog` table) into the watch log, resumably.
+//!
+//! A row that cannot be read (a `created` that is no time, a NULL where
+//! Django has none) is skipped, named by id on stderr and counted in the
+//! summary; the rest of its batch is stored. Every field is bounded as the
+//! live log bounds it, in the query already, so a huge value never reaches
+//! memory whole.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use sage_stream::log::{WatchBatch, WatchLogStore, WatchRecord};
+use sage_stream::log::{LogText, WatchBatch, WatchLogStore, WatchRecord};
 
 use super::DatabaseArgs;
 
@@ -11,6 +17,16 @@ use super::DatabaseArgs;
 /// this user agent.
 const IMPORT_USER_AGENT: &str = "django-sage-streaming import";
 const UNKNOWN_STATUS: u16 = 0;
+
+/// Most bytes read of a stored time or IP: longer is not one anyway.
+const SHORT_FIELD: usize = 64;
+
+/// Most rows per transaction: with every field bounded, a batch holds at
+/// most about 25 MB.
+const MAX_BATCH: usize = 10_000;
+
+/// Most skipped ids listed in the summary line (each is named on stderr).
+const LISTED_IDS: usize = 20;
 
 #[derive(clap::Args)]
 pub(crate) struct ImportDjangoArgs {
@@ -28,7 +44,7 @@ pub(crate) struct ImportDjangoArgs {
     /// The Django table
     #[arg(long, default_value = "sage_stream_watchlog")]
     table: String,
-    /// Rows per transaction
+    /// Rows per transaction (at most 10000)
     #[arg(long, default_value_t = 1000)]
     batch: usize,
     /// Store the IPs with the last IPv4 octet / last 80 bits of IPv6 zeroed, as serve --anonymize-ip does
@@ -38,7 +54,6 @@ pub(crate) struct ImportDjangoArgs {
 
 /// One row of the Django table.
 struct DjangoRow {
-    id: i64,
     video_path: String,
     user_id: Option<String>,
     is_authenticated: bool,
@@ -66,15 +81,39 @@ pub(crate) fn run(args: ImportDjangoArgs) -> Result<(), Box<dyn std::error::Erro
         .unwrap_or(0);
     let mut source = Source::open(&args.from)?;
     let users = source.has_table("auth_user")?;
-    let batch = args.batch.clamp(1, 50_000);
+    let batch = args.batch.clamp(1, MAX_BATCH);
+    // Enough of a path for the prefixes to be cut and the live bound to
+    // remain, plus a character cut in two.
+    let path_bytes = LogText::MAX_PATH_BYTES
+        + args.media_root.as_deref().map_or(0, str::len)
+        + args.media_url.as_deref().map_or(0, str::len)
+        + 8;
+    let bounds = Bounds {
+        path: path_bytes,
+        user: LogText::MAX_PATH_BYTES + 8,
+        short: SHORT_FIELD,
+    };
     let (mut read, mut written, mut last) = (0u64, 0u64, resume_after);
+    let mut skipped: Vec<i64> = Vec::new();
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     loop {
-        let rows = source.rows_after(&args.table, users, last, batch)?;
+        let rows = source.rows_after(&args.table, users, last, batch, &bounds)?;
         let Some(tail) = rows.last() else { break };
         last = tail.id;
         read += rows.len() as u64;
-        let records = rows.iter().map(|row| record(row, &args)).collect();
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = row.id;
+            match DjangoRow::read(row) {
+                Ok(row) => records.push(record(&row, &args)),
+                Err(reason) => {
+                    // The progress line, if any, is cleared first.
+                    let clear = if progress { "\r\x1b[K" } else { "" };
+                    eprintln!("{clear}import-django: skipped row {id}: {reason}");
+                    skipped.push(id);
+                }
+            }
+        }
         let batch = WatchBatch {
             id: format!("{prefix}{last:020}"),
             records,
@@ -88,8 +127,9 @@ pub(crate) fn run(args: ImportDjangoArgs) -> Result<(), Box<dyn std::error::Erro
         eprintln!();
     }
     println!(
-        "import-django: {read} rows read from {}, {written} written{}",
+        "import-django: {read} rows read from {}, {written} written, {}{}",
         args.table,
+        skipped_summary(&skipped),
         if resume_after > 0 {
             format!(" (rows up to id {resume_after} were imported before and skipped)")
         } else {
@@ -99,7 +139,21 @@ pub(crate) fn run(args: ImportDjangoArgs) -> Result<(), Box<dyn std::error::Erro
     Ok(())
 }
 
-/// The watch-log row for a Django row.
+/// `2 skipped (ids 2, 7)`; past [`LISTED_IDS`], the rest as a count.
+fn skipped_summary(ids: &[i64]) -> String {
+    if ids.is_empty() {
+        return "0 skipped".to_owned();
+    }
+    let listed: Vec<String> = ids.iter().take(LISTED_IDS).map(i64::to_string).collect();
+    let more = match ids.len().saturating_sub(LISTED_IDS) {
+        0 => String::new(),
+        n => format!(" and {n} more, each named above"),
+    };
+    format!("{} skipped (ids {}{more})", ids.len(), listed.join(", "))
+}
+
+/// The watch-log row for a Django row, every field bounded as the live
+/// log bounds it.
 fn record(row: &DjangoRow, args: &ImportDjangoArgs) -> WatchRecord {
     let mut path = row.video_path.as_str();
     for prefix in [args.media_root.as_deref(), args.media_url.as_deref()]
@@ -114,16 +168,20 @@ fn record(row: &DjangoRow, args: &ImportDjangoArgs) -> WatchRecord {
             }
         }
     }
-    let text = |s: &str| s.replace('\0', "\u{fffd}");
     let mut record = WatchRecord {
         created_at: row.created,
-        path: text(path).into(),
-        user_id: row.user_id.as_deref().map(|u| text(u).into()),
+        path: LogText::bounded(path, LogText::MAX_PATH_BYTES),
+        user_id: row
+            .user_id
+            .as_deref()
+            .map(|u| LogText::bounded(u, LogText::MAX_PATH_BYTES)),
         is_authenticated: row.is_authenticated,
-        ip: row.ip.as_deref().map(|ip| {
+        // As the live log: an address, else nothing.
+        ip: row.ip.as_deref().and_then(|ip| {
             // PostgreSQL's inet prints its mask: 192.0.2.1/32.
             let ip = ip.split('/').next().unwrap_or(ip);
-            text(ip).into()
+            let ip: std::net::IpAddr = ip.trim().parse().ok()?;
+            Some(ip.to_string().into())
         }),
         method: "GET".into(),
         status: UNKNOWN_STATUS,
@@ -139,6 +197,35 @@ fn record(row: &DjangoRow, args: &ImportDjangoArgs) -> WatchRecord {
     record
 }
 
+/// How many bytes of each text column a query reads.
+struct Bounds {
+    path: usize,
+    user: usize,
+    short: usize,
+}
+
+impl DjangoRow {
+    /// The row, or why it cannot be imported. Text that is not UTF-8 is
+    /// read with U+FFFD in place of the bad bytes, as the live log reads a
+    /// header.
+    fn read(row: SourceRow) -> Result<Self, String> {
+        let text = |bytes: Vec<u8>| match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+        };
+        let created = text(row.created.ok_or("created is NULL")?);
+        let created = parse_created(&created)
+            .ok_or_else(|| format!("created {created:?} is not a date and time"))?;
+        Ok(Self {
+            video_path: text(row.video_path.ok_or("video_path is NULL")?),
+            user_id: row.user_id.map(text),
+            is_authenticated: row.is_authenticated.ok_or("is_authenticated is NULL")?,
+            ip: row.ip.map(text).filter(|ip| !ip.is_empty()),
+            created,
+        })
+    }
+}
+
 /// The Django database.
 enum Source {
     #[cfg(feature = "postgres")]
@@ -147,20 +234,23 @@ enum Source {
     Sqlite(diesel::SqliteConnection),
 }
 
+/// A row as read: text as bytes (a row that is not UTF-8 must not fail the
+/// whole batch), each cut to its [`Bounds`]; NULL where Django has none is
+/// read too, to be reported rather than fail the batch.
 #[derive(diesel::QueryableByName)]
 struct SourceRow {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     id: i64,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    video_path: String,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    user_id: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    is_authenticated: bool,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    ip: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    created: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Binary>)]
+    video_path: Option<Vec<u8>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Binary>)]
+    user_id: Option<Vec<u8>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Bool>)]
+    is_authenticated: Option<bool>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Binary>)]
+    ip: Option<Vec<u8>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Binary>)]
+    created: Option<Vec<u8>>,
 }
 
 impl Source {
@@ -212,13 +302,16 @@ impl Source {
 
     /// Up to `limit` rows with ids above `after`, in id order; the user as
     /// `auth_user.username` when `users` (the table exists), else its id.
+    /// Text is read as bytes and cut to `bounds` by the database, so a
+    /// 5 MiB path costs the import no more than a short one.
     fn rows_after(
         &mut self,
         table: &str,
         users: bool,
         after: i64,
         limit: usize,
-    ) -> Result<Vec<DjangoRow>, Box<dyn std::error::Error>> {
+        bounds: &Bounds,
+    ) -> Result<Vec<SourceRow>, Box<dyn std::error::Error>> {
         use diesel::sql_types::BigInt;
         use diesel::RunQueryDsl;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -230,43 +323,41 @@ impl Source {
         } else {
             ("", "CAST(w.user_id AS TEXT)")
         };
+        let Bounds {
+            path,
+            user: user_bytes,
+            short,
+        } = bounds;
         let rows: Vec<SourceRow> = match self {
+            // `left` counts characters, at least as many bytes.
             #[cfg(feature = "postgres")]
             Self::Postgres(conn) => diesel::sql_query(format!(
-                "SELECT w.id::bigint AS id, w.video_path::text AS video_path, {user}::text AS user_id, \
-                 w.is_authenticated, w.ip::text AS ip, \
-                 to_char(w.created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS created \
+                "SELECT w.id::bigint AS id, \
+                 convert_to(left(w.video_path::text, {path}), 'UTF8') AS video_path, \
+                 convert_to(left(({user})::text, {user_bytes}), 'UTF8') AS user_id, \
+                 w.is_authenticated, convert_to(left(w.ip::text, {short}), 'UTF8') AS ip, \
+                 convert_to(to_char(w.created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), 'UTF8') AS created \
                  FROM \"{table}\" w {join} WHERE w.id > $1 ORDER BY w.id LIMIT $2"
             ))
             .bind::<BigInt, _>(after)
             .bind::<BigInt, _>(limit)
             .load(conn)?,
+            // `substr` of a blob counts bytes.
             #[cfg(feature = "sqlite")]
             Self::Sqlite(conn) => diesel::sql_query(format!(
-                "SELECT w.id AS id, w.video_path AS video_path, {user} AS user_id, \
-                 w.is_authenticated AS is_authenticated, CAST(w.ip AS TEXT) AS ip, \
-                 CAST(w.created AS TEXT) AS created \
+                "SELECT w.id AS id, \
+                 substr(CAST(w.video_path AS BLOB), 1, {path}) AS video_path, \
+                 substr(CAST({user} AS BLOB), 1, {user_bytes}) AS user_id, \
+                 w.is_authenticated AS is_authenticated, \
+                 substr(CAST(w.ip AS BLOB), 1, {short}) AS ip, \
+                 substr(CAST(w.created AS BLOB), 1, {short}) AS created \
                  FROM \"{table}\" w {join} WHERE w.id > ? ORDER BY w.id LIMIT ?"
             ))
             .bind::<BigInt, _>(after)
             .bind::<BigInt, _>(limit)
             .load(conn)?,
         };
-        rows.into_iter()
-            .map(|row| {
-                let created = parse_created(&row.created).ok_or_else(|| {
-                    format!("row {}: cannot read created {:?}", row.id, row.created)
-                })?;
-                Ok(DjangoRow {
-                    id: row.id,
-                    video_path: row.video_path,
-                    user_id: row.user_id,
-                    is_authenticated: row.is_authenticated,
-                    ip: row.ip.filter(|ip| !ip.is_empty()),
-                    created,
-                })
-            })
-            .collect()
+        Ok(rows)
     }
 }
 
@@ -304,7 +395,6 @@ mod tests {
             Cli::parse_from(argv).import
         };
         let row = |ip: &str| DjangoRow {
-            id: 1,
             video_path: "a.mp4".to_owned(),
             user_id: None,
             is_authenticated: false,

@@ -1,6 +1,7 @@
 //! `sage-stream logs`: read the watch log from the terminal.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use sage_stream::log::export::escape_text as terminal_safe;
 use sage_stream::log::{Cursor, LogFilter, PathStats, WatchLogEntry, WatchLogStore};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -108,29 +109,6 @@ fn emit(out: &str) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// `text` safe to print on a terminal: control characters (ESC, BEL, CR,
-/// LF, DEL, C1 …) and a backslash are written as visible escapes (`\x1b`,
-/// `\n`, `\\`), so a logged path or user agent cannot retitle, clear or
-/// forge rows on the reader's terminal. CSV and JSON stay exact.
-fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(|c| c.is_control() || c == '\\') {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            // Every control character (Cc) is below U+00A0: two hex digits.
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
 fn render(entries: &[WatchLogEntry], format: Format) -> String {
     match format {
         Format::Json => sage_stream::log::export::to_json(entries) + "\n",
@@ -159,12 +137,15 @@ fn render(entries: &[WatchLogEntry], format: Format) -> String {
     }
 }
 
+/// Every format escapes control characters (see
+/// [`sage_stream::log::export`]): what a logged request put in a path or a
+/// header never acts on the reader's terminal.
 fn render_stats(stats: &[PathStats], format: Format) -> Result<String, serde_json::Error> {
     use std::fmt::Write as _;
     let mut out = String::new();
     match format {
         Format::Json => {
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(stats)?);
+            let _ = writeln!(out, "{}", sage_stream::log::export::to_json_pretty(stats)?);
         }
         Format::Csv => {
             out.push_str("path,views,unique_viewers,bytes_sent\r\n");
@@ -214,5 +195,6 @@ mod tests {
         assert_eq!(terminal_safe("a\nfake row"), "a\\nfake row");
         assert_eq!(terminal_safe("a\\x1b"), "a\\\\x1b");
         assert_eq!(terminal_safe("\u{9b}31m"), "\\x9b31m");
+        assert_eq!(terminal_safe("a\u{2028}b\u{202e}"), "a\\u2028b\\u202e");
     }
 }

@@ -138,14 +138,5 @@ pub(crate) fn migrate(args: DatabaseArgs) -> Result<(), Box<dyn std::error::Erro
 
 /// The URL without a password, for printing.
 pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    sage_stream::redact_url(url)
 }

@@ -138,8 +138,9 @@ pub(crate) struct ServeArgs {
     pub(crate) mime_types: Vec<(String, String)>,
 }
 
-/// The TOML file. Every key is optional.
-#[derive(Debug, Default, Deserialize)]
+/// The TOML file. Every key is optional. Its `Debug` hides the tokens, the
+/// admin token and the database password (see [`redacted`]).
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConfigFile {
     root: Option<PathBuf>,
@@ -179,8 +180,8 @@ pub(crate) struct ConfigFile {
     stream: Option<Settings>,
 }
 
-/// Everything `serve` needs, resolved.
-#[derive(Debug)]
+/// Everything `serve` needs, resolved. Its `Debug` shows no secret: the
+/// database password and the tokens are hidden.
 pub(crate) struct Resolved {
     pub(crate) app: AppConfig,
     pub(crate) bind: SocketAddr,
@@ -193,6 +194,55 @@ pub(crate) struct Resolved {
     pub(crate) retention: Option<Duration>,
     pub(crate) header_timeout: Duration,
     pub(crate) server: ServerConfig,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            app,
+            bind,
+            metrics_bind,
+            database,
+            spool,
+            spool_max,
+            durable_log,
+            retention,
+            header_timeout,
+            server,
+        } = self;
+        f.debug_struct("Resolved")
+            .field("app", app)
+            .field("bind", bind)
+            .field("metrics_bind", metrics_bind)
+            .field("database", &redact(database))
+            .field("spool", spool)
+            .field("spool_max", spool_max)
+            .field("durable_log", durable_log)
+            .field("retention", retention)
+            .field("header_timeout", header_timeout)
+            .field("server", server)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Written as parsed, but with every secret replaced by its
+        // redacted form; the rest of the fields are plain data.
+        let tokens: Vec<&str> = self.tokens.values().map(String::as_str).collect();
+        f.debug_struct("ConfigFile")
+            .field("root", &self.root)
+            .field("bind", &self.bind)
+            .field("database", &self.database.as_deref().map(redact))
+            .field("spool", &self.spool)
+            .field("spool_max_mib", &self.spool_max_mib)
+            .field("durable_log", &self.durable_log)
+            .field("retention", &self.retention)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("token_users", &tokens)
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
 }
 
 fn parse_token(value: &str) -> Result<(String, String), String> {
@@ -623,6 +673,42 @@ mod tests {
             None,
             "off by default"
         );
+    }
+
+    /// The resolved configuration and the parsed file, as `{:?}` prints
+    /// them, hold no token, key or database password.
+    #[test]
+    fn resolved_config_debug_shows_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("sage.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "root = {root:?}\ndatabase = \"postgres://me:dbpw-SECRET-1@db.example/log\"\n\
+                 admin_token = \"adm-SECRET-2\"\n[tokens]\ntok-SECRET-3 = \"alice\"\n\
+                 [stream]\nsigning_key = \"sk-SECRET-4\"\n",
+                root = dir.path().display().to_string()
+            ),
+        )
+        .unwrap();
+        let file: ConfigFile = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+        let args = ServeArgs {
+            config: Some(config),
+            ..ServeArgs::default()
+        };
+        let resolved = resolve(args, |_| None).unwrap();
+        assert_eq!(resolved.app.admin_token.as_deref(), Some("adm-SECRET-2"));
+        for text in [format!("{resolved:?}"), format!("{file:?}")] {
+            for secret in [
+                "dbpw-SECRET-1",
+                "adm-SECRET-2",
+                "tok-SECRET-3",
+                "sk-SECRET-4",
+            ] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+            assert!(text.contains("postgres://me:***@db.example/log"), "{text}");
+        }
     }
 
     #[test]

@@ -4,6 +4,13 @@
 //! any size can stream in constant memory (the admin's does, page by page);
 //! [`to_csv`] and [`to_json`] render a slice in one go, with the same bytes.
 //!
+//! Both are safe to print on a terminal: no control character (C0, DEL,
+//! C1), line or paragraph separator (U+2028, U+2029) or bidirectional
+//! formatting character leaves them raw, so a logged path or user agent
+//! cannot retitle or clear the reader's terminal, or forge a row. JSON
+//! writes them as `\u` escapes (the parsed values are exact); CSV, which
+//! has no escapes of its own, writes the text as [`escape_text`] does.
+//!
 //! ```
 //! use sage_stream::log::export::{to_json, ExportEncoder, ExportFormat};
 //!
@@ -19,6 +26,7 @@
 //! assert_eq!(out, "[]");
 //! ```
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use super::query::WatchLogEntry;
@@ -75,7 +83,7 @@ impl ExportEncoder {
                 // level in. JSON strings escape their newlines, so each line
                 // of the rendering is structure.
                 let text = serde_json::to_string_pretty(entry);
-                let text = text.as_deref().unwrap_or("null");
+                let text = json_escape_rest(text.as_deref().unwrap_or("null"));
                 for (i, line) in text.split('\n').enumerate() {
                     if i > 0 {
                         out.push('\n');
@@ -108,8 +116,11 @@ fn render(format: ExportFormat, entries: &[WatchLogEntry]) -> String {
     out
 }
 
-/// RFC 4180 CSV with a header line. Cells that a spreadsheet would run as a
-/// formula (leading `=`, `+`, `-`, `@`, TAB or CR) are prefixed with `'`.
+/// RFC 4180 CSV with a header line. Text cells are written as
+/// [`escape_text`] writes them (control characters as `\x1b`, `\n`, …, a
+/// backslash doubled), so each row is one line and nothing in it acts on a
+/// terminal. Cells that a spreadsheet would run as a formula (leading `=`,
+/// `+`, `-` or `@`) are prefixed with `'`.
 pub fn to_csv(entries: &[WatchLogEntry]) -> String {
     render(ExportFormat::Csv, entries)
 }
@@ -137,7 +148,8 @@ fn csv_row(e: &WatchLogEntry, out: &mut String) {
     out.push_str("\r\n");
 }
 
-/// One CSV cell, quoted when needed and defused against formula injection.
+/// One CSV cell: escaped as [`escape_text`] escapes, quoted when needed and
+/// defused against formula injection.
 pub fn csv_field(field: &str) -> String {
     let mut out = String::with_capacity(field.len());
     push_csv_field(&mut out, field);
@@ -146,7 +158,9 @@ pub fn csv_field(field: &str) -> String {
 
 /// [`csv_field`], appended to `out`.
 fn push_csv_field(out: &mut String, field: &str) {
-    // TAB and CR too: spreadsheets strip them and then read what follows.
+    let field = &*escape_text(field);
+    // TAB and CR too: spreadsheets strip them and then read what follows
+    // (escaped above, so only a defence in depth).
     let risky = field.starts_with(['=', '+', '-', '@', '\t', '\r']);
     let defuse = risky && field.parse::<f64>().is_err();
     let quote = field.contains([',', '"', '\r', '\n']);
@@ -169,6 +183,90 @@ pub fn to_json(entries: &[WatchLogEntry]) -> String {
     render(ExportFormat::Json, entries)
 }
 
+/// `value` as pretty-printed JSON, with the characters that
+/// [`escape_text`] escapes written as `\u` escapes: the same value once
+/// parsed, and nothing in the text acts on a terminal.
+pub fn to_json_pretty<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(value).map(|text| json_escape_rest(&text).into_owned())
+}
+
+/// serde_json's output with what it leaves raw (DEL, C1, U+2028, U+2029,
+/// bidirectional formatting) escaped. serde_json escapes C0 in strings, so
+/// a C0 character left is the layout's own newline; and JSON's structure is
+/// ASCII, so any other such character is inside a string, where `\uXXXX`
+/// means the same.
+fn json_escape_rest(json: &str) -> Cow<'_, str> {
+    let escape = |c: char| c >= ' ' && needs_escape(c);
+    if !json.chars().any(escape) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if escape(c) {
+            // All of them are in the Basic Multilingual Plane.
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Whether `c` must not reach a terminal raw: a control character (C0,
+/// DEL, C1: ESC, BEL, CR, LF, CSI U+009B …), a line or paragraph separator,
+/// or a bidirectional formatting character (which can make a row read as
+/// something else).
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `text` safe to print on a terminal, on one line: control characters,
+/// separators and bidirectional formatting characters are written as
+/// visible escapes (`\n`, `\r`, `\t`, `\x1b` below U+00A0, `\u2028`
+/// above), and a backslash as `\\`, so the text can be read back exactly.
+/// `sage-stream logs` prints every field so, and CSV cells are written so.
+///
+/// ```
+/// use sage_stream::log::export::escape_text;
+///
+/// assert_eq!(escape_text("clip.mp4"), "clip.mp4");
+/// assert_eq!(escape_text("a\u{1b}]0;x\u{7}\nb\\"), "a\\x1b]0;x\\x07\\nb\\\\");
+/// assert_eq!(escape_text("\u{9b}2J\u{2028}"), "\\x9b2J\\u2028");
+/// ```
+pub fn escape_text(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c == '\\' || needs_escape(c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            // Every control character (Cc) is below U+00A0: two hex digits.
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,8 +277,9 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
-        assert_eq!(csv_field("\t=cmd()"), "'\t=cmd()");
-        assert_eq!(csv_field("\r=cmd()"), "\"'\r=cmd()\"");
+        assert_eq!(csv_field("\t=cmd()"), "\\t=cmd()");
+        assert_eq!(csv_field("\r=cmd()"), "\\r=cmd()");
+        assert_eq!(csv_field("a\nb,\u{1b}[2J"), "\"a\\nb,\\x1b[2J\"");
         assert_eq!(csv_field("-5"), "-5");
         assert_eq!(csv_field("=\"x\",y"), "\"'=\"\"x\"\",y\"");
     }
@@ -207,7 +306,7 @@ mod tests {
     }
 
     /// The format the exports had before they streamed: one `Vec` of
-    /// fields per row, and serde_json's own pretty array.
+    /// fields per row (escaped), and serde_json's own pretty array.
     fn csv_before(entries: &[WatchLogEntry]) -> String {
         let mut out = CSV_HEADER.to_owned();
         for e in entries {
@@ -228,12 +327,13 @@ mod tests {
             ];
             let line: Vec<String> = fields
                 .iter()
+                .map(|f| escape_text(f).into_owned())
                 .map(|f| {
                     let risky = f.starts_with(['=', '+', '-', '@', '\t', '\r']);
                     let f = if risky && f.parse::<f64>().is_err() {
                         format!("'{f}")
                     } else {
-                        f.clone()
+                        f
                     };
                     if f.contains([',', '"', '\r', '\n']) {
                         format!("\"{}\"", f.replace('"', "\"\""))
@@ -261,5 +361,40 @@ mod tests {
             let parsed: Vec<WatchLogEntry> = serde_json::from_str(&to_json(&entries)).unwrap();
             assert_eq!(parsed, entries);
         }
+    }
+
+    #[test]
+    fn no_format_leaves_a_control_character_raw() {
+        let hostile = "a\u{1b}]0;x\u{7}b\r\nFORGED\u{7f}\u{85}\u{9b}2J\u{2028}\u{2029}\u{202e}\\";
+        let mut row = entry(1);
+        row.path = hostile.to_owned();
+        row.user_agent = Some(hostile.to_owned());
+        let raw = |c: char| needs_escape(c) && c != '\n' && c != '\r';
+        let csv = to_csv(std::slice::from_ref(&row));
+        assert!(!csv.chars().any(raw), "{csv:?}");
+        assert_eq!(
+            csv.matches("\r\n").count(),
+            2,
+            "header and one row: {csv:?}"
+        );
+        assert_eq!(csv.matches('\r').count(), 2, "{csv:?}");
+        assert_eq!(csv.matches('\n').count(), 2, "{csv:?}");
+        assert!(
+            csv.contains(
+                ",a\\x1b]0;x\\x07b\\r\\nFORGED\\x7f\\x85\\x9b2J\\u2028\\u2029\\u202e\\\\,"
+            ),
+            "{csv}"
+        );
+        let json = to_json(std::slice::from_ref(&row));
+        assert!(!json.chars().any(raw), "{json:?}");
+        assert!(json.contains("\\u009b2J\\u2028\\u2029\\u202e"), "{json}");
+        let parsed: Vec<WatchLogEntry> = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed, vec![row.clone()], "exact once parsed");
+        let value = to_json_pretty(&[&row.path]).unwrap();
+        assert!(!value.chars().any(raw), "{value:?}");
+        assert_eq!(
+            serde_json::from_str::<Vec<String>>(&value).unwrap(),
+            [hostile]
+        );
     }
 }

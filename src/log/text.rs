@@ -20,6 +20,26 @@ use serde::{Deserialize, Serialize};
 pub struct LogText(CompactString);
 
 impl LogText {
+    /// The most bytes the watch log keeps of a media path or a user id
+    /// (headers are cut to [`WatchLogLayer::max_field_len`](super::WatchLogLayer::max_field_len)).
+    pub const MAX_PATH_BYTES: usize = super::service::MAX_PATH_LEN;
+
+    /// `text` as the watch log stores it: cut to at most `max_bytes` on a
+    /// character boundary, each NUL replaced by U+FFFD (PostgreSQL refuses
+    /// NUL in text). For rows made elsewhere (an import, your own sink
+    /// calls), so they are bounded as the layer's own are.
+    ///
+    /// ```
+    /// use sage_stream::log::LogText;
+    ///
+    /// let path = "x".repeat(5 << 20);
+    /// assert_eq!(LogText::bounded(&path, LogText::MAX_PATH_BYTES).len(), 1024);
+    /// assert_eq!(LogText::bounded("a\0é", 3), "a\u{fffd}");
+    /// ```
+    pub fn bounded(text: &str, max_bytes: usize) -> Self {
+        Self(super::service::truncate(text, max_bytes))
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         &self.0

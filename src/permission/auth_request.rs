@@ -97,7 +97,8 @@ pub struct AuthRequest {
 impl fmt::Debug for AuthRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthRequest")
-            .field("url", &self.url)
+            // The URL may carry a password.
+            .field("url", &crate::redact_url(&self.url.to_string()))
             .field("timeout", &self.timeout)
             .field("cache_ttl", &self.cache_ttl)
             .finish_non_exhaustive()
@@ -118,7 +119,7 @@ impl AuthRequest {
     /// variable.
     pub fn new(url: &str) -> Result<Self, InvalidAuthUrl> {
         let invalid = |reason| InvalidAuthUrl {
-            url: url.to_owned(),
+            url: crate::redact_url(url),
             reason,
         };
         let parsed: Uri = url.parse().map_err(|_| invalid("not a URL"))?;

@@ -51,7 +51,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// (the same data will fail again). The writer retries and spools on both.
 /// Each message includes its cause, which [`source`](std::error::Error::source)
 /// also returns.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The database could not take the call now: no connection (down, pool
@@ -81,10 +81,11 @@ pub enum StoreError {
     /// The database URL names no backend this crate knows.
     #[error(
         "unsupported database URL {:?}: use sqlite://PATH, postgres://... or memory://",
-        redact_url(url)
+        scheme(url)
     )]
     UnsupportedUrl {
-        /// The URL as given (the message shows only its scheme).
+        /// The URL as given (the message shows only its scheme, `Debug`
+        /// hides its password).
         url: String,
     },
     /// The URL names a backend this build leaves out.
@@ -93,6 +94,30 @@ pub enum StoreError {
         /// The Cargo feature that would add it: `sqlite` or `postgres`.
         feature: &'static str,
     },
+}
+
+impl std::fmt::Debug for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unavailable { source } => f
+                .debug_struct("Unavailable")
+                .field("source", source)
+                .finish(),
+            Self::Query { source } => f.debug_struct("Query").field("source", source).finish(),
+            Self::Migration { source } => {
+                f.debug_struct("Migration").field("source", source).finish()
+            }
+            // The URL may carry a password.
+            Self::UnsupportedUrl { url } => f
+                .debug_struct("UnsupportedUrl")
+                .field("url", &crate::redact_url(url))
+                .finish(),
+            Self::BackendDisabled { feature } => f
+                .debug_struct("BackendDisabled")
+                .field("feature", feature)
+                .finish(),
+        }
+    }
 }
 
 impl StoreError {
@@ -111,11 +136,11 @@ impl StoreError {
     }
 }
 
-/// The URL up to its scheme: the rest may hold a password.
-fn redact_url(url: &str) -> String {
+/// The URL up to its scheme, for a message about the scheme.
+fn scheme(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, _)) => format!("{scheme}://..."),
-        None => url.to_owned(),
+        None => crate::redact_url(url),
     }
 }
 
@@ -323,6 +348,12 @@ mod tests {
         };
         assert!(!err.is_unavailable());
         assert!(!err.to_string().contains("secret"), "{err}");
+        // The URL is kept (for the caller), never shown.
+        assert!(!format!("{err:?}").contains("secret"), "{err:?}");
+        assert!(
+            format!("{err:?}").contains("mysql://me:***@db/log"),
+            "{err:?}"
+        );
         assert!(matches!(err, StoreError::UnsupportedUrl { url } if url.contains("secret")));
     }
 }
