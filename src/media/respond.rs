@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Range;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,13 +16,13 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use super::body::{read_exact_at, MediaBody, Segment};
 use super::cache::FileCache;
 use super::conditional::{evaluate, whole_seconds, Outcome, Validators};
-use super::path::{open_confined, OpenFailure};
+use super::path::{MediaRoot, OpenFailure};
 use super::ServedFile;
 use crate::range::{resolve, RangeRequest, Resolved};
 
 /// What [`ServeMedia`](super::ServeMedia) hands over for one request.
 pub(crate) struct Job {
-    pub(crate) root: Arc<Path>,
+    pub(crate) root: Arc<MediaRoot>,
     pub(crate) relative: String,
     pub(crate) follow_symlinks: bool,
     pub(crate) chunk_size: usize,
@@ -75,7 +74,7 @@ impl OpenedFile {
 /// Opens the job's file and answers: on the blocking pool, for a file the
 /// cache does not hold. The file goes into the cache.
 pub(crate) fn open_and_respond(job: Job) -> Response<MediaBody> {
-    let (file, metadata) = match open_confined(&job.root, &job.relative, job.follow_symlinks) {
+    let (file, metadata) = match job.root.open(&job.relative, job.follow_symlinks) {
         Ok(opened) => opened,
         Err(OpenFailure::NotFound) => return text(StatusCode::NOT_FOUND, "media not found"),
         Err(OpenFailure::Forbidden) => return text(StatusCode::FORBIDDEN, "media not readable"),
@@ -92,12 +91,8 @@ pub(crate) fn open_and_respond(job: Job) -> Response<MediaBody> {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     };
     let opened = Arc::new(opened);
-    job.cache.insert(
-        &job.relative,
-        job.root.join(&job.relative),
-        &metadata,
-        Arc::clone(&opened),
-    );
+    job.cache
+        .insert(&job.relative, &metadata, Arc::clone(&opened));
     // Already on a blocking thread: read the first chunk here, so a short
     // response needs no second hop.
     respond(job, &opened, ReadFirst::Now)

@@ -15,7 +15,7 @@ use tower_service::Service;
 use super::body::MediaBody;
 use super::cache::{FileCache, DEFAULT_OPEN_FILE_CACHE};
 use super::mime::{parse_override, MimeTypes};
-use super::path::{normalise, PathRefusal};
+use super::path::{normalise, MediaRoot, PathRefusal};
 use super::respond::{open_and_respond, respond, text, Job, ReadFirst};
 use crate::error::ConfigError;
 use crate::extension::{MediaPathError, MediaPathSource, RangeRequest, VolumeCap};
@@ -27,7 +27,7 @@ pub const DEFAULT_MAX_PATH_LEN: usize = 1024;
 
 #[derive(Clone, Debug)]
 struct Config {
-    root: Arc<Path>,
+    root: Arc<MediaRoot>,
     source: MediaPathSource,
     chunk_size: usize,
     follow_symlinks: bool,
@@ -57,9 +57,10 @@ impl ServeMedia {
     pub fn new(root: impl AsRef<Path>) -> Self {
         let root = root.as_ref();
         let root: PathBuf = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let root = Arc::new(MediaRoot::new(root));
         Self {
             config: Arc::new(Config {
-                root: root.into(),
+                root: Arc::clone(&root),
                 source: MediaPathSource::default(),
                 chunk_size: DEFAULT_CHUNK_SIZE,
                 follow_symlinks: false,
@@ -69,7 +70,12 @@ impl ServeMedia {
                 cache_control: None,
                 open_file_cache: DEFAULT_OPEN_FILE_CACHE,
                 open_file_cache_valid: Duration::ZERO,
-                cache: Arc::new(FileCache::new(DEFAULT_OPEN_FILE_CACHE, Duration::ZERO)),
+                cache: Arc::new(FileCache::new(
+                    DEFAULT_OPEN_FILE_CACHE,
+                    Duration::ZERO,
+                    root,
+                    false,
+                )),
             }),
         }
     }
@@ -90,6 +96,8 @@ impl ServeMedia {
             config.cache = Arc::new(FileCache::new(
                 config.open_file_cache,
                 config.open_file_cache_valid,
+                Arc::clone(&config.root),
+                config.follow_symlinks,
             ));
         })
     }
@@ -218,7 +226,7 @@ impl ServeMedia {
 
     /// The resolved media root.
     pub fn root(&self) -> &Path {
-        &self.config.root
+        self.config.root.path()
     }
 
     fn requested_path<B>(&self, req: &Request<B>) -> Result<String, (StatusCode, &'static str)> {
