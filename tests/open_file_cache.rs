@@ -147,6 +147,58 @@ async fn a_trust_window_serves_the_opened_file_consistently() {
     assert_ne!(h["etag"], first["etag"]);
 }
 
+/// Written in place (same size) inside the trust window: the old bytes are
+/// gone, so the answer must be the new bytes with a new tag — never the
+/// new bytes under the old tag, which would splice a resumed download
+/// (`If-Range`) or keep a stale copy (`If-None-Match` → 304). (Issue 20,
+/// defect 6.)
+#[tokio::test]
+async fn a_trust_window_never_pairs_new_bytes_with_the_old_tag() {
+    let fx = Fixture::new();
+    let old = fx.file("w.mp4", 20_000);
+    let svc = ServiceBuilder::new()
+        .layer(ParseRangeLayer::new())
+        .service(ServeMedia::new(&fx.root).open_file_cache_valid(Duration::from_secs(5)));
+    let (_, first, body) = get(&svc, "/?path=w.mp4", &[]).await;
+    assert_eq!(body, old);
+    let tag = first["etag"].to_str().unwrap().to_owned();
+    // Past a tick of the file system's clock, so the write moves the
+    // modification time as any real rewrite does.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let new = pattern(20_000, 11);
+    std::fs::write(fx.path("w.mp4"), &new).unwrap();
+
+    let (status, h, body) = get(
+        &svc,
+        "/?path=w.mp4",
+        &[("range", "bytes=100-"), ("if-range", &tag)],
+    )
+    .await;
+    assert_eq!(
+        (status, body == new),
+        (StatusCode::OK, true),
+        "If-Range with the old tag: the whole new file, not a splice"
+    );
+    assert_ne!(h["etag"], tag.as_str());
+
+    let (status, h, body) = get(&svc, "/?path=w.mp4", &[("if-none-match", &tag)]).await;
+    assert_eq!(status, StatusCode::OK, "If-None-Match with the old tag");
+    assert_eq!(body, new);
+    assert_ne!(h["etag"], tag.as_str());
+
+    // And any answer's bytes are those its tag was built from: the tag now
+    // served gives a 206 of the new file.
+    let now_tag = h["etag"].to_str().unwrap().to_owned();
+    let (status, _, body) = get(
+        &svc,
+        "/?path=w.mp4",
+        &[("range", "bytes=100-"), ("if-range", &now_tag)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, new[100..]);
+}
+
 /// The names of the files under `root` this process holds open, sorted
 /// (not the root directory's own handle).
 #[cfg(target_os = "linux")]

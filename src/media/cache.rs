@@ -21,9 +21,12 @@
 //! the kernel's dentry cache, so the path walk is all in memory. On a
 //! network file system a lookup may go to the server; there, set
 //! [`ServeMedia::open_file_cache_valid`](super::ServeMedia::open_file_cache_valid)
-//! to trust an entry for a while without looking (a change is then seen
-//! within that time; until then the old file's bytes and tag are served,
-//! consistently).
+//! to trust the path for a while without looking. Within that window only
+//! the open handle is checked (an `fstat`, no path walk): if its size or
+//! modification time changed (written in place), its bytes no longer match
+//! its tag and the entry is dropped; renamed over or deleted, the old file
+//! is unchanged and is still served, its bytes and tag together. A new
+//! file at the path is seen once the window is over.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -132,7 +135,15 @@ impl FileCache {
                 .stat(relative, self.follow_outside)
                 .is_some_and(|now| Identity::of(&now) == entry.identity)
         } else {
+            // Within the window the path is not looked at, but the open
+            // file still is (an `fstat`, no path walk): written in place,
+            // its bytes are no longer those its tag describes. Renamed
+            // over or deleted, it is unchanged and still served.
             entry.opened_at.elapsed() < self.valid_for
+                && entry
+                    .opened
+                    .metadata()
+                    .is_ok_and(|now| Identity::of(&now).same_content(&entry.identity))
         };
         if !fresh {
             let mut entries = self.lock();
@@ -229,6 +240,15 @@ struct Identity {
 }
 
 impl Identity {
+    /// Whether the open file still has the size and modification time its
+    /// `ETag` was built from (so its bytes are still those the tag names,
+    /// as far as any tag can tell). The change time is left out: it also
+    /// moves when the file is renamed over or deleted, which leaves its
+    /// bytes alone.
+    fn same_content(&self, other: &Self) -> bool {
+        self.len == other.len && self.modified == other.modified
+    }
+
     fn of(metadata: &std::fs::Metadata) -> Self {
         #[cfg(unix)]
         use std::os::unix::fs::MetadataExt;

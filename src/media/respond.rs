@@ -71,6 +71,13 @@ impl OpenedFile {
     }
 }
 
+impl OpenedFile {
+    /// The open file's metadata now (an `fstat`: no path walk).
+    pub(crate) fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
+        self.file.metadata()
+    }
+}
+
 /// Opens the job's file and answers: on the blocking pool, for a file the
 /// cache does not hold. The file goes into the cache.
 pub(crate) fn open_and_respond(job: Job) -> Response<MediaBody> {

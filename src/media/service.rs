@@ -197,18 +197,22 @@ impl ServeMedia {
     /// the `ETag` and dates built once. Each cached file holds a file
     /// descriptor.
     ///
-    /// Every hit is checked by one `stat` of the path on the worker (see
+    /// Every hit is checked on the worker by looking the path up again,
+    /// under the same confinement as the open, and comparing (see
     /// [`open_file_cache_valid`](Self::open_file_cache_valid)), so a
     /// replaced, changed, deleted or retargeted file is seen at once.
     pub fn open_file_cache(self, files: usize) -> Self {
         self.reconfigure(|c| c.open_file_cache = files)
     }
 
-    /// Trusts a cached file for `valid` without the `stat` on each hit
-    /// (default zero: check every hit). For network file systems, where a
-    /// `stat` may wait on the server: a change to a file is then seen
-    /// within `valid`, and until then its old bytes and `ETag` are served,
-    /// consistently (nginx's `open_file_cache_valid`).
+    /// Trusts a cached file's path for `valid` without looking it up again
+    /// on each hit (default zero: look on every hit). For network file
+    /// systems, where a lookup may wait on the server: a file renamed over,
+    /// deleted or retargeted is then seen within `valid`, and until then
+    /// the old file's bytes and `ETag` are served, consistently (nginx's
+    /// `open_file_cache_valid`). The open file itself is still checked
+    /// (an `fstat`): one written in place is opened afresh at once, so new
+    /// bytes never go out under the old tag.
     ///
     /// ```
     /// use std::time::Duration;
