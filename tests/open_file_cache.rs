@@ -199,6 +199,82 @@ async fn a_trust_window_never_pairs_new_bytes_with_the_old_tag() {
     assert_eq!(body, new[100..]);
 }
 
+/// `If-Range` with the `Last-Modified` date of a file that was then
+/// replaced by another of the same size within the same second (in place
+/// or renamed over; with the open-file cache on and off): the date names
+/// both, so the range must not be honoured — `200` with the whole new
+/// file, never a `206` splicing the two. A date a second or more after the
+/// change still resumes. (Issue 20, defect 7.)
+#[tokio::test]
+async fn if_range_with_a_date_never_splices_a_same_second_replacement() {
+    use std::time::UNIX_EPOCH;
+
+    let fx = Fixture::new();
+    for (how, cache) in [
+        ("in place", 256),
+        ("renamed", 256),
+        ("in place", 0),
+        ("renamed", 0),
+    ] {
+        let svc = ServiceBuilder::new()
+            .layer(ParseRangeLayer::new())
+            .service(ServeMedia::new(&fx.root).open_file_cache(cache));
+        // Two modification times in one second: its start, and now.
+        let now = SystemTime::now();
+        let second =
+            UNIX_EPOCH + Duration::from_secs(now.duration_since(UNIX_EPOCH).unwrap().as_secs());
+        let later = now.max(second + Duration::from_micros(1));
+        let old = pattern(10_000, 21);
+        replace(&fx, "s.mp4", &old, second);
+        let (_, first, body) = get(&svc, "/?path=s.mp4", &[]).await;
+        assert_eq!(body, old);
+        let date = first["last-modified"].to_str().unwrap().to_owned();
+
+        let new = pattern(10_000, 22);
+        if how == "renamed" {
+            replace(&fx, "s.mp4", &new, later);
+        } else {
+            std::fs::write(fx.path("s.mp4"), &new).unwrap();
+            let file = std::fs::File::options()
+                .write(true)
+                .open(fx.path("s.mp4"))
+                .unwrap();
+            file.set_modified(later).unwrap();
+        }
+        let (status, h, body) = get(
+            &svc,
+            "/?path=s.mp4",
+            &[("range", "bytes=100-"), ("if-range", &date)],
+        )
+        .await;
+        assert_eq!(h["last-modified"], date.as_str(), "{how}: the same second");
+        assert_eq!(status, StatusCode::OK, "{how}, cache {cache}: not a splice");
+        assert_eq!(body, new, "{how}, cache {cache}");
+    }
+
+    // Modified ten seconds ago: its date names one version, and resumes.
+    let svc = ServiceBuilder::new()
+        .layer(ParseRangeLayer::new())
+        .service(ServeMedia::new(&fx.root));
+    let settled = pattern(10_000, 23);
+    replace(
+        &fx,
+        "t.mp4",
+        &settled,
+        SystemTime::now() - Duration::from_secs(10),
+    );
+    let (_, first, _) = get(&svc, "/?path=t.mp4", &[]).await;
+    let date = first["last-modified"].to_str().unwrap().to_owned();
+    let (status, _, body) = get(
+        &svc,
+        "/?path=t.mp4",
+        &[("range", "bytes=100-"), ("if-range", &date)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, settled[100..]);
+}
+
 /// The names of the files under `root` this process holds open, sorted
 /// (not the root directory's own handle).
 #[cfg(target_os = "linux")]

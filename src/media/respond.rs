@@ -46,6 +46,9 @@ pub(crate) struct OpenedFile {
     etag: HeaderValue,
     // Whole seconds, as HTTP dates carry.
     modified: Option<SystemTime>,
+    // As the file system keeps it: whether that date names one version
+    // depends on how long ago it was.
+    modified_exact: Option<SystemTime>,
     last_modified: Option<HeaderValue>,
 }
 
@@ -64,6 +67,7 @@ impl OpenedFile {
             len,
             etag: HeaderValue::from_str(&etag).ok()?,
             modified,
+            modified_exact: metadata.modified().ok(),
             last_modified: modified
                 .map(httpdate::fmt_http_date)
                 .and_then(|date| HeaderValue::from_str(&date).ok()),
@@ -155,6 +159,8 @@ fn answer(job: Job, opened: &OpenedFile, read_first: ReadFirst) -> Response<Medi
         // Built from a `String`, so always text.
         etag: opened.etag.to_str().unwrap_or_default(),
         modified: opened.modified,
+        modified_exact: opened.modified_exact,
+        now: SystemTime::now(),
     };
     let honour_range = match evaluate(&job.method, &job.headers, &validators) {
         Outcome::Proceed { honour_range } => honour_range,
