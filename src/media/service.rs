@@ -53,7 +53,10 @@ pub struct ServeMedia {
 impl ServeMedia {
     /// Serves files below `root`, named by the `path` query variable.
     ///
-    /// The root is resolved (symlinks included) once, here; it should exist.
+    /// The root is resolved (symlinks included) and, on Linux, opened once,
+    /// here; it should exist. Files are opened below that directory handle,
+    /// so renaming another directory over the root later takes a new
+    /// service.
     pub fn new(root: impl AsRef<Path>) -> Self {
         let root = root.as_ref();
         let root: PathBuf = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
