@@ -271,7 +271,10 @@ mod linux {
                 // EXDEV: an absolute symlink or a `..` that climbs out; the
                 // walk tells an absolute link into the root from one out of
                 // it. EAGAIN: a rename raced the lookup.
-                Err(Errno::XDEV | Errno::AGAIN) => {}
+                // EPERM: older container seccomp profiles refuse syscalls
+                // they do not know this way; the walk needs only `openat`
+                // and gives a real EPERM again if there is one.
+                Err(Errno::XDEV | Errno::AGAIN | Errno::PERM) => {}
                 Err(Errno::NOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
                 Err(err) => return Err(err.into()),
             }
