@@ -142,6 +142,14 @@ impl MediaRoot {
         if !metadata.is_file() {
             return Err(OpenFailure::NotFound);
         }
+        // Opened non-blocking so that a FIFO could not hang the open; a
+        // regular file's reads do not need it.
+        #[cfg(target_os = "linux")]
+        {
+            let flags = rustix::fs::fcntl_getfl(&file).map_err(|e| classify(e.into()))?;
+            rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)
+                .map_err(|e| classify(e.into()))?;
+        }
         Ok((file, metadata))
     }
 
@@ -156,17 +164,11 @@ impl MediaRoot {
     #[cfg(target_os = "linux")]
     fn open_file(&self, relative: &str, follow_outside: bool) -> io::Result<std::fs::File> {
         use rustix::fs::OFlags;
-        // Non-blocking so that a FIFO does not hang the open; cleared below
-        // once the handle is known to be a regular file's.
+        // Non-blocking so that a FIFO does not hang the open (see `open`).
         let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
         let fd =
             self.with_dir(|dir| linux::open_at(dir, &self.path, relative, flags, follow_outside))?;
-        let file = std::fs::File::from(fd);
-        if file.metadata()?.is_file() {
-            let flags = rustix::fs::fcntl_getfl(&file)?;
-            rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
-        }
-        Ok(file)
+        Ok(std::fs::File::from(fd))
     }
 
     #[cfg(target_os = "linux")]
@@ -562,6 +564,7 @@ mod tests {
             0,
         )
         .unwrap();
+        std::fs::write(root.join("file"), b"x").unwrap();
         let media = MediaRoot::new(root);
         assert!(matches!(
             media.open("pipe", false),
@@ -571,6 +574,12 @@ mod tests {
             media.open("pipe", true),
             Err(OpenFailure::NotFound)
         ));
+        // A regular file's handle is left blocking, as `File::open` gives.
+        let Ok((file, _)) = media.open("file", false) else {
+            panic!("a regular file opens");
+        };
+        let flags = rustix::fs::fcntl_getfl(&file).unwrap();
+        assert!(!flags.contains(rustix::fs::OFlags::NONBLOCK));
     }
 
     #[test]
