@@ -156,9 +156,15 @@ pub fn conditional(data: &[u8]) {
         }
     }
     let modified = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    // The last input byte picks whether the date has settled (the file
+    // changed over a second before the response) or not.
+    let now = UNIX_EPOCH
+        + Duration::from_secs(1_700_000_000 + data.last().map_or(0, |b| u64::from(b & 1)));
     let v = Validators {
         etag: "\"65535f00.0-2a\"",
         modified,
+        modified_exact: modified,
+        now,
     };
     let get = evaluate(&Method::GET, &headers, &v);
     assert_eq!(get, evaluate(&Method::HEAD, &headers, &v));

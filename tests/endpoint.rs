@@ -197,6 +197,18 @@ async fn head_mirrors_get_without_a_body() {
     }
 }
 
+/// Dates the file ten seconds back: a `Last-Modified` is a strong
+/// validator for `If-Range` only once a second has passed since the change
+/// (RFC 9110 §13.1.5; see `tests/open_file_cache.rs`).
+fn settle(fx: &Fixture, name: &str) {
+    std::fs::File::options()
+        .write(true)
+        .open(fx.path(name))
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(10))
+        .unwrap();
+}
+
 /// Go's `ServeContent` tests `range_no_match`, `range_with_modtime_mismatch`
 /// and `range_match_weak_etag` send HEAD too: HEAD must judge `If-Range`
 /// exactly as GET does (200 without a match, 206 with one).
@@ -204,6 +216,7 @@ async fn head_mirrors_get_without_a_body() {
 async fn head_judges_if_range_as_get_does() {
     let fx = Fixture::new();
     let data = fx.file("r.mp4", 5000);
+    settle(&fx, "r.mp4");
     let svc = StreamEndpoint::new(&fx.root).into_service();
     let (_, full, _) = get(&svc, "/?path=r.mp4", &[]).await;
     let etag = full["etag"].to_str().unwrap().to_owned();
@@ -256,6 +269,7 @@ async fn other_methods_get_405_with_allow() {
 async fn preconditions_in_rfc_order() {
     let fx = Fixture::new();
     let data = fx.file("p.mp4", 100);
+    settle(&fx, "p.mp4");
     let svc = StreamEndpoint::new(&fx.root).into_service();
     let (_, h, _) = get(&svc, "/?path=p.mp4", &[]).await;
     let etag = h["etag"].to_str().unwrap().to_owned();

@@ -147,7 +147,136 @@ async fn a_trust_window_serves_the_opened_file_consistently() {
     assert_ne!(h["etag"], first["etag"]);
 }
 
-/// The names of the files under `root` this process holds open, sorted.
+/// Written in place (same size) inside the trust window: the old bytes are
+/// gone, so the answer must be the new bytes with a new tag — never the
+/// new bytes under the old tag, which would splice a resumed download
+/// (`If-Range`) or keep a stale copy (`If-None-Match` → 304). (Issue 20,
+/// defect 6.)
+#[tokio::test]
+async fn a_trust_window_never_pairs_new_bytes_with_the_old_tag() {
+    let fx = Fixture::new();
+    let old = fx.file("w.mp4", 20_000);
+    let svc = ServiceBuilder::new()
+        .layer(ParseRangeLayer::new())
+        .service(ServeMedia::new(&fx.root).open_file_cache_valid(Duration::from_secs(5)));
+    let (_, first, body) = get(&svc, "/?path=w.mp4", &[]).await;
+    assert_eq!(body, old);
+    let tag = first["etag"].to_str().unwrap().to_owned();
+    // Past a tick of the file system's clock, so the write moves the
+    // modification time as any real rewrite does.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let new = pattern(20_000, 11);
+    std::fs::write(fx.path("w.mp4"), &new).unwrap();
+
+    let (status, h, body) = get(
+        &svc,
+        "/?path=w.mp4",
+        &[("range", "bytes=100-"), ("if-range", &tag)],
+    )
+    .await;
+    assert_eq!(
+        (status, body == new),
+        (StatusCode::OK, true),
+        "If-Range with the old tag: the whole new file, not a splice"
+    );
+    assert_ne!(h["etag"], tag.as_str());
+
+    let (status, h, body) = get(&svc, "/?path=w.mp4", &[("if-none-match", &tag)]).await;
+    assert_eq!(status, StatusCode::OK, "If-None-Match with the old tag");
+    assert_eq!(body, new);
+    assert_ne!(h["etag"], tag.as_str());
+
+    // And any answer's bytes are those its tag was built from: the tag now
+    // served gives a 206 of the new file.
+    let now_tag = h["etag"].to_str().unwrap().to_owned();
+    let (status, _, body) = get(
+        &svc,
+        "/?path=w.mp4",
+        &[("range", "bytes=100-"), ("if-range", &now_tag)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, new[100..]);
+}
+
+/// `If-Range` with the `Last-Modified` date of a file that was then
+/// replaced by another of the same size within the same second (in place
+/// or renamed over; with the open-file cache on and off): the date names
+/// both, so the range must not be honoured — `200` with the whole new
+/// file, never a `206` splicing the two. A date a second or more after the
+/// change still resumes. (Issue 20, defect 7.)
+#[tokio::test]
+async fn if_range_with_a_date_never_splices_a_same_second_replacement() {
+    use std::time::UNIX_EPOCH;
+
+    let fx = Fixture::new();
+    for (how, cache) in [
+        ("in place", 256),
+        ("renamed", 256),
+        ("in place", 0),
+        ("renamed", 0),
+    ] {
+        let svc = ServiceBuilder::new()
+            .layer(ParseRangeLayer::new())
+            .service(ServeMedia::new(&fx.root).open_file_cache(cache));
+        // Two modification times in one second: its start, and now.
+        let now = SystemTime::now();
+        let second =
+            UNIX_EPOCH + Duration::from_secs(now.duration_since(UNIX_EPOCH).unwrap().as_secs());
+        let later = now.max(second + Duration::from_micros(1));
+        let old = pattern(10_000, 21);
+        replace(&fx, "s.mp4", &old, second);
+        let (_, first, body) = get(&svc, "/?path=s.mp4", &[]).await;
+        assert_eq!(body, old);
+        let date = first["last-modified"].to_str().unwrap().to_owned();
+
+        let new = pattern(10_000, 22);
+        if how == "renamed" {
+            replace(&fx, "s.mp4", &new, later);
+        } else {
+            std::fs::write(fx.path("s.mp4"), &new).unwrap();
+            let file = std::fs::File::options()
+                .write(true)
+                .open(fx.path("s.mp4"))
+                .unwrap();
+            file.set_modified(later).unwrap();
+        }
+        let (status, h, body) = get(
+            &svc,
+            "/?path=s.mp4",
+            &[("range", "bytes=100-"), ("if-range", &date)],
+        )
+        .await;
+        assert_eq!(h["last-modified"], date.as_str(), "{how}: the same second");
+        assert_eq!(status, StatusCode::OK, "{how}, cache {cache}: not a splice");
+        assert_eq!(body, new, "{how}, cache {cache}");
+    }
+
+    // Modified ten seconds ago: its date names one version, and resumes.
+    let svc = ServiceBuilder::new()
+        .layer(ParseRangeLayer::new())
+        .service(ServeMedia::new(&fx.root));
+    let settled = pattern(10_000, 23);
+    replace(
+        &fx,
+        "t.mp4",
+        &settled,
+        SystemTime::now() - Duration::from_secs(10),
+    );
+    let (_, first, _) = get(&svc, "/?path=t.mp4", &[]).await;
+    let date = first["last-modified"].to_str().unwrap().to_owned();
+    let (status, _, body) = get(
+        &svc,
+        "/?path=t.mp4",
+        &[("range", "bytes=100-"), ("if-range", &date)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, settled[100..]);
+}
+
+/// The names of the files under `root` this process holds open, sorted
+/// (not the root directory's own handle).
 #[cfg(target_os = "linux")]
 fn open_names(root: &std::path::Path) -> Vec<String> {
     let root = std::fs::canonicalize(root).unwrap();
@@ -156,7 +285,9 @@ fn open_names(root: &std::path::Path) -> Vec<String> {
         .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
         .filter_map(|target| {
             let name = target.strip_prefix(&root).ok()?;
-            Some(name.to_string_lossy().into_owned())
+            // The root itself: the handle files are opened from.
+            let name = name.to_string_lossy().into_owned();
+            (!name.is_empty()).then_some(name)
         })
         .collect();
     names.sort();

@@ -242,3 +242,87 @@ async fn a_hard_link_inside_the_root_is_inside_by_nature() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(body_bytes(res).await.as_ref(), SENTINEL);
 }
+
+/// A directory inside the root atomically exchanged
+/// (`renameat2(RENAME_EXCHANGE)`) with a symlink to a directory outside,
+/// while requests for `dir/file` repeat: no response may carry a byte of
+/// the outside file, with the open-file cache on or off, whether the link
+/// is absolute or climbs out with `..`. (Issue 20, defect 2: the check and
+/// the open were two path walks, and half the answers came from outside.)
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_swapped_for_an_outside_symlink_never_leaks() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+
+    let fx = Fixture::new();
+    let inside = fx.file("dir/file", 4096);
+    let outside = fx.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    // As long as the inside file, so a length check cannot tell them apart.
+    let mut secret = SENTINEL.repeat(4096 / SENTINEL.len() + 1);
+    secret.truncate(4096);
+    std::fs::write(outside.join("file"), &secret).unwrap();
+
+    let mut report = Vec::new();
+    for (link, target) in [
+        ("abs", outside.clone()),
+        ("rel", std::path::PathBuf::from("../outside")),
+    ] {
+        for cache in [0, 256] {
+            let swap = fx.path(&format!("swap-{link}-{cache}"));
+            std::os::unix::fs::symlink(&target, &swap).unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let exchanger = {
+                let (stop, dir, swap) = (Arc::clone(&stop), fx.path("dir"), swap.clone());
+                std::thread::spawn(move || {
+                    let mut swaps = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        renameat_with(CWD, &dir, CWD, &swap, RenameFlags::EXCHANGE).unwrap();
+                        swaps += 1;
+                    }
+                    // Leave `dir` a directory again.
+                    if swaps % 2 == 1 {
+                        renameat_with(CWD, &dir, CWD, &swap, RenameFlags::EXCHANGE).unwrap();
+                    }
+                    swaps
+                })
+            };
+            let svc = ServeMedia::new(&fx.root).open_file_cache(cache);
+            let (mut ok, mut other, mut leaked) = (0u32, 0u32, 0u32);
+            let until = Instant::now() + Duration::from_millis(1500);
+            while Instant::now() < until {
+                let res = svc
+                    .clone()
+                    .oneshot(Request::get("/?path=dir/file").body(()).unwrap())
+                    .await
+                    .unwrap();
+                let status = res.status();
+                let body = body_bytes(res).await;
+                if body.windows(SENTINEL.len()).any(|w| w == SENTINEL) {
+                    leaked += 1;
+                } else if status == StatusCode::OK {
+                    assert_eq!(body.as_ref(), inside.as_slice(), "a 200 with other bytes");
+                    ok += 1;
+                } else {
+                    assert_eq!(status, StatusCode::NOT_FOUND);
+                    other += 1;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            let swaps = exchanger.join().unwrap();
+            report.push(format!(
+                "{link} link, cache {cache}: {leaked} outside, {ok} inside, {other} 404, {swaps} swaps"
+            ));
+            assert!(swaps > 100, "{report:?}");
+        }
+    }
+    eprintln!("{report:#?}");
+    assert!(
+        report.iter().all(|line| line.contains(": 0 outside")),
+        "{report:#?}"
+    );
+}

@@ -5,32 +5,36 @@
 //!
 //! # Staying correct when files change
 //!
-//! By default every hit is checked with one `stat` of the requested path on
-//! the worker: its device, inode, size, modification and change times must
-//! be those of the open handle, or the entry is dropped and the file opened
-//! afresh on the pool. A file replaced (renamed over), written in place,
-//! truncated, deleted, made unreadable (`chmod` changes the change time) or
-//! reached through a retargeted symlink is therefore seen at once, as
-//! without the cache. Same inode means the same file the confinement check
-//! passed when it was opened, so the check cannot let a path escape the
-//! root.
+//! By default every hit is checked on the worker by resolving the requested
+//! path again, under the same confinement rules as the open (on Linux an
+//! `O_PATH` open below the root's handle with `openat2(RESOLVE_BENEATH)`,
+//! see [`MediaRoot`]), and an `fstat` of what it names: its device, inode,
+//! size, modification and change times must be those of the open handle,
+//! or the entry is dropped and the file opened afresh on the pool. A file
+//! replaced (renamed over), written in place, truncated, deleted, made
+//! unreadable (`chmod` changes the change time) or reached through a
+//! retargeted symlink is therefore seen at once, as without the cache; a
+//! path that now leads out of the root names nothing, so the entry goes.
 //!
-//! That `stat` does not wait for a disk on a local file system: the cached
+//! That check does not wait for a disk on a local file system: the cached
 //! handle holds the file's directory entry, and so every ancestor of it, in
 //! the kernel's dentry cache, so the path walk is all in memory. On a
-//! network file system a `stat` may go to the server; there, set
+//! network file system a lookup may go to the server; there, set
 //! [`ServeMedia::open_file_cache_valid`](super::ServeMedia::open_file_cache_valid)
-//! to trust an entry for a while without looking (a change is then seen
-//! within that time; until then the old file's bytes and tag are served,
-//! consistently).
+//! to trust the path for a while without looking. Within that window only
+//! the open handle is checked (an `fstat`, no path walk): if its size or
+//! modification time changed (written in place), its bytes no longer match
+//! its tag and the entry is dropped; renamed over or deleted, the old file
+//! is unchanged and is still served, its bytes and tag together. A new
+//! file at the path is seen once the window is over.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::path::MediaRoot;
 use super::respond::OpenedFile;
 
 /// The default number of files the cache keeps open.
@@ -47,6 +51,10 @@ const INACTIVE: Duration = Duration::from_secs(60);
 pub(crate) struct FileCache {
     capacity: usize,
     valid_for: Duration,
+    // Where and how entries were opened: the per-hit check resolves the
+    // path by the same rules.
+    root: Arc<MediaRoot>,
+    follow_outside: bool,
     entries: Mutex<HashMap<Box<str>, Arc<Entry>>>,
     // Times of use and of the last sweep for inactive entries, in
     // nanoseconds since `born`.
@@ -56,21 +64,26 @@ pub(crate) struct FileCache {
 
 struct Entry {
     opened: Arc<OpenedFile>,
-    // `root/relative`, as requested: `stat` follows its symlinks as the
-    // open did.
-    path: PathBuf,
     identity: Identity,
     opened_at: Instant,
     last_used: AtomicU64,
 }
 
 impl FileCache {
-    /// A cache of at most `capacity` open files (0: none), each trusted for
-    /// `valid_for` without a `stat` (zero: checked on every hit).
-    pub(crate) fn new(capacity: usize, valid_for: Duration) -> Self {
+    /// A cache of at most `capacity` open files (0: none) from `root`, each
+    /// trusted for `valid_for` without a look at its path (zero: checked on
+    /// every hit).
+    pub(crate) fn new(
+        capacity: usize,
+        valid_for: Duration,
+        root: Arc<MediaRoot>,
+        follow_outside: bool,
+    ) -> Self {
         Self {
             capacity,
             valid_for,
+            root,
+            follow_outside,
             entries: Mutex::new(HashMap::new()),
             born: Instant::now(),
             last_sweep: AtomicU64::new(0),
@@ -118,9 +131,19 @@ impl FileCache {
         self.sweep(now);
         let entry = self.lock().get(relative).cloned()?;
         let fresh = if self.valid_for.is_zero() {
-            std::fs::metadata(&entry.path).is_ok_and(|now| Identity::of(&now) == entry.identity)
+            self.root
+                .stat(relative, self.follow_outside)
+                .is_some_and(|now| Identity::of(&now) == entry.identity)
         } else {
+            // Within the window the path is not looked at, but the open
+            // file still is (an `fstat`, no path walk): written in place,
+            // its bytes are no longer those its tag describes. Renamed
+            // over or deleted, it is unchanged and still served.
             entry.opened_at.elapsed() < self.valid_for
+                && entry
+                    .opened
+                    .metadata()
+                    .is_ok_and(|now| Identity::of(&now).same_content(&entry.identity))
         };
         if !fresh {
             let mut entries = self.lock();
@@ -137,13 +160,11 @@ impl FileCache {
         Some(Arc::clone(&entry.opened))
     }
 
-    /// Keeps `opened` (just opened at `path` for `relative`, described by
-    /// `metadata` of the handle), evicting the least recently used entry
-    /// when full.
+    /// Keeps `opened` (just opened for `relative`, described by `metadata`
+    /// of the handle), evicting the least recently used entry when full.
     pub(crate) fn insert(
         &self,
         relative: &str,
-        path: PathBuf,
         metadata: &std::fs::Metadata,
         opened: Arc<OpenedFile>,
     ) {
@@ -154,7 +175,6 @@ impl FileCache {
         self.sweep(now);
         let entry = Arc::new(Entry {
             opened,
-            path,
             identity: Identity::of(metadata),
             opened_at: Instant::now(),
             last_used: AtomicU64::new(now),
@@ -220,6 +240,15 @@ struct Identity {
 }
 
 impl Identity {
+    /// Whether the open file still has the size and modification time its
+    /// `ETag` was built from (so its bytes are still those the tag names,
+    /// as far as any tag can tell). The change time is left out: it also
+    /// moves when the file is renamed over or deleted, which leaves its
+    /// bytes alone.
+    fn same_content(&self, other: &Self) -> bool {
+        self.len == other.len && self.modified == other.modified
+    }
+
     fn of(metadata: &std::fs::Metadata) -> Self {
         #[cfg(unix)]
         use std::os::unix::fs::MetadataExt;
@@ -244,14 +273,15 @@ mod tests {
     #[test]
     fn running_out_of_descriptors_sheds_the_older_half() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = FileCache::new(8, Duration::ZERO);
+        let root = Arc::new(MediaRoot::new(dir.path().canonicalize().unwrap()));
+        let cache = FileCache::new(8, Duration::ZERO, root, false);
         for i in 0..4 {
             let path = dir.path().join(format!("f{i}"));
             std::fs::write(&path, b"x").unwrap();
             let file = std::fs::File::open(&path).unwrap();
             let metadata = file.metadata().unwrap();
             let opened = OpenedFile::new(file, &metadata, false).unwrap();
-            cache.insert(&format!("f{i}"), path, &metadata, Arc::new(opened));
+            cache.insert(&format!("f{i}"), &metadata, Arc::new(opened));
         }
         // f0 used last: it stays, with the newest of the others.
         assert!(cache.get("f0").is_some());

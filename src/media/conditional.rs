@@ -22,6 +22,10 @@ pub(crate) struct Validators<'a> {
     pub(crate) etag: &'a str,
     /// Modification time truncated to whole seconds, as HTTP dates carry.
     pub(crate) modified: Option<SystemTime>,
+    /// The modification time as the file system keeps it.
+    pub(crate) modified_exact: Option<SystemTime>,
+    /// When this response is made (its `Date`).
+    pub(crate) now: SystemTime,
 }
 
 pub(crate) fn evaluate(method: &Method, headers: &HeaderMap, v: &Validators<'_>) -> Outcome {
@@ -72,8 +76,17 @@ fn if_range_matches(value: &str, v: &Validators<'_>) -> bool {
         // Weak tags never match: If-Range needs a strong comparison.
         return value == v.etag;
     }
+    // A date is a strong validator only if the file cannot have changed
+    // twice within the second it names (RFC 9110 §13.1.5, §8.8.2.2): it
+    // was last modified at least a second before this response. Otherwise
+    // a same-second, same-size replacement would match the old copy's
+    // date and splice two files.
+    let strong = v
+        .modified_exact
+        .and_then(|exact| exact.checked_add(Duration::from_secs(1)))
+        .is_some_and(|settled| settled <= v.now);
     match (httpdate::parse_http_date(value).ok(), v.modified) {
-        (Some(date), Some(modified)) => date == modified,
+        (Some(date), Some(modified)) => strong && date == modified,
         _ => false,
     }
 }
@@ -147,20 +160,85 @@ mod tests {
 
     const TAG: &str = "\"5f-10\"";
 
+    /// The file's modification time: 0.7 s into a second.
+    fn modified_exact() -> SystemTime {
+        UNIX_EPOCH + Duration::new(1_700_000_000, 700_000_000)
+    }
+
     fn outcome(method: Method, pairs: &[(header::HeaderName, &str)]) -> Outcome {
+        // An hour after the modification: its date is a strong validator.
+        outcome_at(method, pairs, modified_exact() + Duration::from_secs(3600))
+    }
+
+    fn outcome_at(
+        method: Method,
+        pairs: &[(header::HeaderName, &str)],
+        now: SystemTime,
+    ) -> Outcome {
         let mut headers = HeaderMap::new();
         for (name, value) in pairs {
             headers.append(name.clone(), HeaderValue::from_str(value).unwrap());
         }
-        let modified = Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let exact = modified_exact();
         evaluate(
             &method,
             &headers,
             &Validators {
                 etag: TAG,
-                modified,
+                modified: whole_seconds(Ok(exact)),
+                modified_exact: Some(exact),
+                now,
             },
         )
+    }
+
+    /// `If-Range` with a date honours the range only when the file was
+    /// modified at least a second before the response: a second in which
+    /// it may have changed twice does not name one version.
+    #[test]
+    fn if_range_date_is_strong_only_a_second_after_the_change() {
+        let date = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let pairs = [(header::IF_RANGE, date.as_str())];
+        let at = |after_ms: u64| {
+            outcome_at(
+                Method::GET,
+                &pairs,
+                modified_exact() + Duration::from_millis(after_ms),
+            )
+        };
+        let honour = |honour_range| Outcome::Proceed { honour_range };
+        // The same second as the change.
+        assert_eq!(at(0), honour(false));
+        assert_eq!(at(200), honour(false));
+        // The next second by the clock (`Date` one second later), but
+        // only half a second after the change: still not strong.
+        assert_eq!(at(500), honour(false));
+        assert_eq!(at(999), honour(false));
+        assert_eq!(at(1000), honour(true));
+        assert_eq!(at(60_000), honour(true));
+        // A modification time in the future (clock skew) is never settled.
+        assert_eq!(
+            outcome_at(
+                Method::GET,
+                &pairs,
+                modified_exact() - Duration::from_secs(5)
+            ),
+            honour(false)
+        );
+        // The tag needs no such wait; other date headers compare as before
+        // (If-Modified-Since is a weak comparison).
+        assert_eq!(
+            outcome_at(Method::GET, &[(header::IF_RANGE, TAG)], modified_exact()),
+            honour(true)
+        );
+        assert_eq!(
+            outcome_at(
+                Method::GET,
+                &[(header::IF_MODIFIED_SINCE, date.as_str())],
+                modified_exact()
+            ),
+            Outcome::NotModified
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //!   backslashes, control characters (NUL included), empty and over-long
 //!   paths are refused with `400`. Symlinks are resolved and a target outside
 //!   the root is answered `404` unless
-//!   [`ServeMedia::follow_symlinks_outside_root`] allows it. Directories and
+//!   [`ServeMedia::follow_symlinks_outside_root`] allows it. On Linux the
+//!   kernel enforces this: files are opened below a handle on the root
+//!   (`openat2(RESOLVE_BENEATH)`, or an `O_NOFOLLOW` walk), so a rename
+//!   racing the request cannot lead the open outside. Directories and
 //!   missing files are `404`, unreadable files `403`. No response names a
 //!   server path.
 //! - **GET and HEAD only**; other methods get `405` with `Allow`. HEAD gets

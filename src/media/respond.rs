@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Range;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,13 +16,13 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use super::body::{read_exact_at, MediaBody, Segment};
 use super::cache::FileCache;
 use super::conditional::{evaluate, whole_seconds, Outcome, Validators};
-use super::path::{open_confined, OpenFailure};
+use super::path::{MediaRoot, OpenFailure};
 use super::ServedFile;
 use crate::range::{resolve, RangeRequest, Resolved};
 
 /// What [`ServeMedia`](super::ServeMedia) hands over for one request.
 pub(crate) struct Job {
-    pub(crate) root: Arc<Path>,
+    pub(crate) root: Arc<MediaRoot>,
     pub(crate) relative: String,
     pub(crate) follow_symlinks: bool,
     pub(crate) chunk_size: usize,
@@ -47,6 +46,9 @@ pub(crate) struct OpenedFile {
     etag: HeaderValue,
     // Whole seconds, as HTTP dates carry.
     modified: Option<SystemTime>,
+    // As the file system keeps it: whether that date names one version
+    // depends on how long ago it was.
+    modified_exact: Option<SystemTime>,
     last_modified: Option<HeaderValue>,
 }
 
@@ -65,6 +67,7 @@ impl OpenedFile {
             len,
             etag: HeaderValue::from_str(&etag).ok()?,
             modified,
+            modified_exact: metadata.modified().ok(),
             last_modified: modified
                 .map(httpdate::fmt_http_date)
                 .and_then(|date| HeaderValue::from_str(&date).ok()),
@@ -72,10 +75,17 @@ impl OpenedFile {
     }
 }
 
+impl OpenedFile {
+    /// The open file's metadata now (an `fstat`: no path walk).
+    pub(crate) fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
+        self.file.metadata()
+    }
+}
+
 /// Opens the job's file and answers: on the blocking pool, for a file the
 /// cache does not hold. The file goes into the cache.
 pub(crate) fn open_and_respond(job: Job) -> Response<MediaBody> {
-    let (file, metadata) = match open_confined(&job.root, &job.relative, job.follow_symlinks) {
+    let (file, metadata) = match job.root.open(&job.relative, job.follow_symlinks) {
         Ok(opened) => opened,
         Err(OpenFailure::NotFound) => return text(StatusCode::NOT_FOUND, "media not found"),
         Err(OpenFailure::Forbidden) => return text(StatusCode::FORBIDDEN, "media not readable"),
@@ -92,12 +102,8 @@ pub(crate) fn open_and_respond(job: Job) -> Response<MediaBody> {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
     };
     let opened = Arc::new(opened);
-    job.cache.insert(
-        &job.relative,
-        job.root.join(&job.relative),
-        &metadata,
-        Arc::clone(&opened),
-    );
+    job.cache
+        .insert(&job.relative, &metadata, Arc::clone(&opened));
     // Already on a blocking thread: read the first chunk here, so a short
     // response needs no second hop.
     respond(job, &opened, ReadFirst::Now)
@@ -153,6 +159,8 @@ fn answer(job: Job, opened: &OpenedFile, read_first: ReadFirst) -> Response<Medi
         // Built from a `String`, so always text.
         etag: opened.etag.to_str().unwrap_or_default(),
         modified: opened.modified,
+        modified_exact: opened.modified_exact,
+        now: SystemTime::now(),
     };
     let honour_range = match evaluate(&job.method, &job.headers, &validators) {
         Outcome::Proceed { honour_range } => honour_range,

@@ -15,6 +15,7 @@ use tower_service::Service;
 use super::body::MediaBody;
 use super::cache::{FileCache, DEFAULT_OPEN_FILE_CACHE};
 use super::mime::{parse_override, MimeTypes};
+use super::path::MediaRoot;
 use super::respond::{open_and_respond, respond, text, Job, ReadFirst};
 use crate::error::ConfigError;
 pub use crate::extension::DEFAULT_MAX_PATH_LEN;
@@ -25,7 +26,7 @@ pub const DEFAULT_CHUNK_SIZE: usize = 128 * 1024;
 
 #[derive(Clone, Debug)]
 struct Config {
-    root: Arc<Path>,
+    root: Arc<MediaRoot>,
     source: MediaPathSource,
     chunk_size: usize,
     follow_symlinks: bool,
@@ -50,13 +51,17 @@ pub struct ServeMedia {
 impl ServeMedia {
     /// Serves files below `root`, named by the `path` query variable.
     ///
-    /// The root is resolved (symlinks included) once, here; it should exist.
+    /// The root is resolved (symlinks included) and, on Linux, opened once,
+    /// here; it should exist. Files are opened below that directory handle,
+    /// so renaming another directory over the root later takes a new
+    /// service.
     pub fn new(root: impl AsRef<Path>) -> Self {
         let root = root.as_ref();
         let root: PathBuf = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let root = Arc::new(MediaRoot::new(root));
         Self {
             config: Arc::new(Config {
-                root: root.into(),
+                root: Arc::clone(&root),
                 source: MediaPathSource::default(),
                 chunk_size: DEFAULT_CHUNK_SIZE,
                 follow_symlinks: false,
@@ -65,7 +70,12 @@ impl ServeMedia {
                 cache_control: None,
                 open_file_cache: DEFAULT_OPEN_FILE_CACHE,
                 open_file_cache_valid: Duration::ZERO,
-                cache: Arc::new(FileCache::new(DEFAULT_OPEN_FILE_CACHE, Duration::ZERO)),
+                cache: Arc::new(FileCache::new(
+                    DEFAULT_OPEN_FILE_CACHE,
+                    Duration::ZERO,
+                    root,
+                    false,
+                )),
             }),
         }
     }
@@ -86,6 +96,8 @@ impl ServeMedia {
             config.cache = Arc::new(FileCache::new(
                 config.open_file_cache,
                 config.open_file_cache_valid,
+                Arc::clone(&config.root),
+                config.follow_symlinks,
             ));
         })
     }
@@ -190,18 +202,22 @@ impl ServeMedia {
     /// the `ETag` and dates built once. Each cached file holds a file
     /// descriptor.
     ///
-    /// Every hit is checked by one `stat` of the path on the worker (see
+    /// Every hit is checked on the worker by looking the path up again,
+    /// under the same confinement as the open, and comparing (see
     /// [`open_file_cache_valid`](Self::open_file_cache_valid)), so a
     /// replaced, changed, deleted or retargeted file is seen at once.
     pub fn open_file_cache(self, files: usize) -> Self {
         self.reconfigure(|c| c.open_file_cache = files)
     }
 
-    /// Trusts a cached file for `valid` without the `stat` on each hit
-    /// (default zero: check every hit). For network file systems, where a
-    /// `stat` may wait on the server: a change to a file is then seen
-    /// within `valid`, and until then its old bytes and `ETag` are served,
-    /// consistently (nginx's `open_file_cache_valid`).
+    /// Trusts a cached file's path for `valid` without looking it up again
+    /// on each hit (default zero: look on every hit). For network file
+    /// systems, where a lookup may wait on the server: a file renamed over,
+    /// deleted or retargeted is then seen within `valid`, and until then
+    /// the old file's bytes and `ETag` are served, consistently (nginx's
+    /// `open_file_cache_valid`). The open file itself is still checked
+    /// (an `fstat`): one written in place is opened afresh at once, so new
+    /// bytes never go out under the old tag.
     ///
     /// ```
     /// use std::time::Duration;
@@ -219,7 +235,7 @@ impl ServeMedia {
 
     /// The resolved media root.
     pub fn root(&self) -> &Path {
-        &self.config.root
+        self.config.root.path()
     }
 
     fn requested_path<B>(&self, req: &Request<B>) -> Result<String, MediaPathError> {
