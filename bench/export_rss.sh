@@ -12,7 +12,7 @@ ROWS=${ROWS:-1000000}
 PORT=${PORT:-18630}
 command -v sqlite3 >/dev/null || { echo "install sqlite3: apt-get install -y sqlite3" >&2; exit 1; }
 if [ -z "${BIN:-}" ]; then
-  cargo build -q --release --bin sage-stream
+  cargo build -q --release --features full --bin sage-stream
   BIN=target/release/sage-stream
 fi
 dir=$(mktemp -d)

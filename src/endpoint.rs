@@ -39,8 +39,9 @@ use tower_service::Service;
 use crate::auth::BearerAuthLayer;
 use crate::body::ResponseBody;
 use crate::cap::{CapVolume, CapVolumeLayer, CappedBody};
+use crate::client_ip::ResolveClientIpLayer;
 use crate::error::ConfigError;
-use crate::extension::MediaPathSource;
+use crate::extension::{IpNet, MediaPathSource};
 use crate::limit::ViewerStreamLimitLayer;
 #[cfg(feature = "log")]
 use crate::log::WatchLogLayer;
@@ -298,6 +299,14 @@ pub trait SageStreamExt<L>: sealed::Sealed {
         source: MediaPathSource,
     ) -> ServiceBuilder<Stack<ResolveMediaPathLayer, L>>;
 
+    /// Adds [`ResolveClientIpLayer`]: the client IP worked out once,
+    /// believing forwarded headers only from `trusted` proxies, for every
+    /// layer inside (stack it outermost).
+    fn resolve_client_ip(
+        self,
+        trusted: impl IntoIterator<Item = IpNet>,
+    ) -> ServiceBuilder<Stack<ResolveClientIpLayer, L>>;
+
     /// Adds [`RequirePermissionLayer`] with a synchronous permission.
     fn require_permission<P: Permission>(
         self,
@@ -349,6 +358,13 @@ impl<L> SageStreamExt<L> for ServiceBuilder<L> {
         source: MediaPathSource,
     ) -> ServiceBuilder<Stack<ResolveMediaPathLayer, L>> {
         self.layer(ResolveMediaPathLayer::new(source))
+    }
+
+    fn resolve_client_ip(
+        self,
+        trusted: impl IntoIterator<Item = IpNet>,
+    ) -> ServiceBuilder<Stack<ResolveClientIpLayer, L>> {
+        self.layer(ResolveClientIpLayer::new(trusted))
     }
 
     fn require_permission<P: Permission>(

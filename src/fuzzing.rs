@@ -12,12 +12,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
 use crate::extension::normalise;
+use crate::extension::{resolve_ranges as resolve, Resolved};
 use crate::extension::{MediaPathSource, RangeRequest};
 use crate::media::body::Segment;
 use crate::media::conditional::{evaluate, Validators};
 use crate::media::path::open_confined;
 use crate::media::respond::multipart_segments;
-use crate::range::{resolve, Resolved};
 
 fn text(data: &[u8]) -> String {
     String::from_utf8_lossy(data).into_owned()

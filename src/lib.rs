@@ -8,6 +8,7 @@
 //! | piece | what it does |
 //! |---|---|
 //! | [`media::ServeMedia`] | terminal service: confined paths, RFC 9110 ranges and preconditions, non-blocking file body |
+//! | [`client_ip::ResolveClientIpLayer`] | works out once, at the edge, the client IP (the one place trusted proxies are configured) |
 //! | [`media_path::ResolveMediaPathLayer`] | decides once, at the edge, which normalised media path a request names |
 //! | [`range::ParseRangeLayer`] | parses `Range` into a typed extension |
 //! | [`cap::CapVolumeLayer`] | caps bytes per ranged response (default 8 MiB) |
@@ -21,10 +22,11 @@
 //! | `log::WatchLogStore` (feature `log`) | the log's storage: `MemoryStore`, and with features `sqlite` / `postgres` the diesel stores |
 //! | `app::router` (feature `server`) | the whole server: endpoint, player page and admin |
 //! | `server::serve` (feature `server`) | a hyper server loop with connection budgets and graceful shutdown |
-//! | `observe::ObserveLayer` (feature `server`) | Prometheus metrics and an access-log line per response |
+//! | `observe::ObserveLayer` (feature `metrics`) | Prometheus metrics and an access-log line per response |
 //!
-//! The layers need no Cargo feature; `log`, `sqlite`, `postgres`, `server`
-//! and `cli` (the binary, default with `sqlite`) add the rest.
+//! The layers need no Cargo feature, and the default features are none:
+//! `log`, `sqlite`, `postgres`, `metrics`, `server` and `cli` add the rest
+//! (`full` is the binary with both databases).
 //!
 //! ```
 //! use http::{Request, StatusCode};
@@ -54,6 +56,7 @@ pub mod app;
 pub mod auth;
 pub mod body;
 pub mod cap;
+pub mod client_ip;
 pub mod endpoint;
 pub mod error;
 pub mod extension;
@@ -66,8 +69,8 @@ pub mod limit;
 pub mod log;
 pub mod media;
 pub mod media_path;
-#[cfg(feature = "server")]
-#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod observe;
 pub mod permission;
 mod query;

@@ -1,7 +1,7 @@
 //! The `sage-stream` command: serve media over HTTP, keep and read the watch
 //! log, and sign links.
 //!
-//! Run `cargo run -- serve` and open the printed URL.
+//! Run `cargo run --features full -- serve` and open the printed URL.
 
 mod cli;
 

@@ -733,6 +733,7 @@ async fn settings_drive_the_endpoint() {
 /// its own; an untrusted peer's `X-Forwarded-For` is ignored.
 #[tokio::test]
 async fn stream_limit_counts_clients_behind_a_trusted_proxy() {
+    use sage_stream::client_ip::ResolveClientIpLayer;
     use sage_stream::extension::PeerAddr;
     use sage_stream::limit::ViewerStreamLimitLayer;
 
@@ -747,8 +748,11 @@ async fn stream_limit_counts_clients_behind_a_trusted_proxy() {
         req
     };
     let proxy = "10.0.0.1:4000";
+    // Trusted proxies are configured once, at the edge; the limit reads
+    // the client IP found there.
     let trusted = ServiceBuilder::new()
-        .layer(ViewerStreamLimitLayer::new(1).trusted_proxies(["10.0.0.0/8".parse().unwrap()]))
+        .layer(ResolveClientIpLayer::new(["10.0.0.0/8".parse().unwrap()]))
+        .layer(ViewerStreamLimitLayer::new(1))
         .service(StreamEndpoint::new(&fx.root).into_service());
     let first = trusted
         .clone()

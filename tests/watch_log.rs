@@ -12,6 +12,7 @@ use common::harness::{self, Test};
 use common::{body_bytes, Fixture};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use sage_stream::client_ip::ResolveClientIpLayer;
 use sage_stream::extension::PeerAddr;
 use sage_stream::extension::Viewer;
 use sage_stream::log::{
@@ -261,12 +262,17 @@ async fn refusals_304_forwarded_ips_and_options() {
     fx.file("v.mp4", 50);
     let store = Arc::new(MemoryStore::new());
     let (sink, writer) = WatchLogWriter::spawn(store.clone(), quick()).unwrap();
-    let layer = WatchLogLayer::new(sink.clone()).trusted_proxies(["192.0.2.0/24".parse().unwrap()]);
-    let guarded = ServiceBuilder::new().layer(layer.clone()).service(
-        StreamEndpoint::new(&fx.root)
-            .permission(IsAuthenticated)
-            .into_service(),
-    );
+    let layer = WatchLogLayer::new(sink.clone());
+    // Trusted proxies are configured once, at the edge.
+    let edge = ResolveClientIpLayer::new(["192.0.2.0/24".parse().unwrap()]);
+    let guarded = ServiceBuilder::new()
+        .layer(edge.clone())
+        .layer(layer.clone())
+        .service(
+            StreamEndpoint::new(&fx.root)
+                .permission(IsAuthenticated)
+                .into_service(),
+        );
     let res = guarded
         .clone()
         .oneshot(req("/?path=v.mp4", &[("x-forwarded-for", "203.0.113.5")]))
@@ -281,6 +287,7 @@ async fn refusals_304_forwarded_ips_and_options() {
     body_bytes(res).await;
 
     let open = ServiceBuilder::new()
+        .layer(edge.clone())
         .layer(layer.clone())
         .service(StreamEndpoint::new(&fx.root).into_service());
     let res = open

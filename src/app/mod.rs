@@ -80,12 +80,13 @@ use http::Request;
 use tower::ServiceBuilder;
 
 use crate::auth::BearerAuthLayer;
+use crate::client_ip::ResolveClientIpLayer;
 use crate::error::ConfigError;
 use crate::extension::{IpNet, MediaPathSource};
 use crate::limit::ViewerStreamLimitLayer;
 use crate::log::{WatchLogLayer, WatchLogSink, WatchLogStore};
 use crate::media_path::ResolveMediaPathLayer;
-use crate::observe::{Metrics, ObserveLayer, Route, METRICS_CONTENT_TYPE};
+use crate::observe::{Metrics, ObserveLayer, Route, WatchLogCounters, METRICS_CONTENT_TYPE};
 use crate::permission::{AsyncPermission, AuthRequest, Denial, RequirePermissionLayer, SignedUrl};
 use crate::settings::{PermissionClass, Settings};
 use crate::StreamEndpoint;
@@ -159,12 +160,33 @@ impl AppConfig {
     fn observe(&self, route: Route, sink: &WatchLogSink) -> ObserveLayer {
         let mut layer = ObserveLayer::new(route)
             .access_log(self.access_log)
-            .anonymize_ip(self.settings.anonymize_ip)
-            .trusted_proxies(self.trusted_proxies.clone());
+            .anonymize_ip(self.settings.anonymize_ip);
         if let Some(metrics) = &self.metrics {
-            layer = layer.metrics(metrics.clone().watch_log(sink.clone()));
+            layer = layer.metrics(metrics.clone().watch_log(watch_log_counters(sink.clone())));
         }
         layer
+    }
+}
+
+/// The writer's counters behind `sink`, as the metrics export them (observe
+/// knows nothing of the log: the app joins the two).
+fn watch_log_counters(sink: WatchLogSink) -> impl Fn() -> WatchLogCounters + Send + Sync {
+    move || {
+        let stats = sink.stats();
+        WatchLogCounters {
+            recorded: stats.recorded,
+            written: stats.written,
+            spooled: stats.spooled,
+            journaled: stats.journaled,
+            replayed: stats.replayed,
+            quarantined: stats.quarantined,
+            rows_dropped: stats.rows_dropped,
+            pruned: stats.pruned,
+            failures: stats.failures,
+            queued: stats.queued,
+            spool_bytes: sink.spool_bytes(),
+            store_failing: sink.store_failing(),
+        }
     }
 }
 
@@ -356,8 +378,7 @@ fn stream_routes(
     // The watch log reads the media path the edge layer decided.
     let watch_log = WatchLogLayer::new(sink.clone())
         .enabled(settings.watch_log_enabled)
-        .anonymize_ip(settings.anonymize_ip)
-        .trusted_proxies(config.trusted_proxies.clone());
+        .anonymize_ip(settings.anonymize_ip);
     let stream = ServiceBuilder::new()
         // First: every layer inside, the forward-auth check included, judges
         // and logs the one normalised path the file service serves.
@@ -405,13 +426,10 @@ pub fn router(
         path: config.root.clone(),
         source,
     })?;
-    let limit = config
-        .max_streams_per_viewer
-        .map_or_else(
-            ViewerStreamLimitLayer::unlimited,
-            ViewerStreamLimitLayer::new,
-        )
-        .trusted_proxies(config.trusted_proxies.clone());
+    let limit = config.max_streams_per_viewer.map_or_else(
+        ViewerStreamLimitLayer::unlimited,
+        ViewerStreamLimitLayer::new,
+    );
     let shared = (&sink, &limit);
     // The endpoint checks every class but AuthRequest, which runs as a
     // layer of its own; each route then sets its own permission.
@@ -481,7 +499,10 @@ pub fn router(
     let app = streams
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
-        .merge(pages);
+        .merge(pages)
+        // Outermost on every route: the one place trusted proxies are
+        // configured; the log, the limit and the metrics read its answer.
+        .layer(ResolveClientIpLayer::new(config.trusted_proxies.clone()));
     Ok(app.with_state(state))
 }
 

@@ -11,13 +11,60 @@ use super::PeerAddr;
 /// Request extension: the client's IP after the trusted-proxy walk, with an
 /// IPv4-mapped IPv6 address folded to IPv4.
 ///
-/// The first layer that works it out (the watch log, the stream limit)
-/// inserts it, so layers further in read the same answer instead of walking
-/// `Forwarded` again with a configuration of their own.
+/// Worked out once, at the edge, by
+/// [`ResolveClientIpLayer`](crate::client_ip::ResolveClientIpLayer) (the
+/// one place trusted proxies are configured); the watch log, the stream
+/// limit and the metrics read it with [`ClientIp::of`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ClientIp(pub IpAddr);
 
+/// Request extension: the edge layer looked and found no client IP it
+/// believes (a trusted proxy forwarded an unparsable value). Readers then
+/// record none, rather than fall back to the proxy's own address.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClientIpUnknown;
+
 impl ClientIp {
+    /// The client IP a request counts as, for layers that only read it:
+    /// the [`ClientIp`] the edge layer set; `None` when that layer found
+    /// none it believes; without the edge layer, the peer address
+    /// ([`PeerAddr::of`]), never a forwarded header (nothing configured
+    /// here says whom to believe).
+    ///
+    /// ```
+    /// use http::Extensions;
+    /// use sage_stream::extension::{ClientIp, PeerAddr};
+    ///
+    /// let mut ext = Extensions::new();
+    /// ext.insert(PeerAddr("[::ffff:192.0.2.1]:5000".parse().unwrap()));
+    /// assert_eq!(ClientIp::of(&ext), Some("192.0.2.1".parse().unwrap()));
+    /// ext.insert(ClientIp("198.51.100.7".parse().unwrap()));
+    /// assert_eq!(ClientIp::of(&ext), Some("198.51.100.7".parse().unwrap()));
+    /// ```
+    pub fn of(extensions: &Extensions) -> Option<IpAddr> {
+        if let Some(ClientIp(ip)) = extensions.get::<ClientIp>() {
+            return Some(*ip);
+        }
+        if extensions.get::<ClientIpUnknown>().is_some() {
+            return None;
+        }
+        PeerAddr::of(extensions).map(|peer| canonical(peer.ip()))
+    }
+
+    /// Works the client IP out once and stores the answer for the layers
+    /// inside ([`ClientIp`], or that none is believed); an answer already
+    /// there (an outer edge layer's) is kept.
+    pub(crate) fn insert_into<B>(request: &mut http::Request<B>, trusted: &[IpNet]) {
+        let extensions = request.extensions();
+        if extensions.get::<ClientIp>().is_some() || extensions.get::<ClientIpUnknown>().is_some() {
+            return;
+        }
+        match client_ip(PeerAddr::of(extensions), request.headers(), trusted) {
+            Some(ip) => request.extensions_mut().insert(ClientIp(ip)).map(drop),
+            None => request.extensions_mut().insert(ClientIpUnknown).map(drop),
+        };
+    }
+
     /// The client IP of a request: this extension if a layer set it, else
     /// the peer ([`PeerAddr::of`]) unless it is one of `trusted`, in which
     /// case the right-most untrusted address of `Forwarded` (or else

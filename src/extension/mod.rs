@@ -6,7 +6,7 @@
 //! | extension | on | set by | read by |
 //! |---|---|---|---|
 //! | [`PeerAddr`] | request | `server::serve` (or axum's `ConnectInfo`, feature `axum`) | [`ClientIp::resolve`] |
-//! | [`ClientIp`] | request | the watch log or the stream limit, after the trusted-proxy walk | each other, [`ViewerKey`] |
+//! | [`ClientIp`] | request | `ResolveClientIpLayer` at the edge, after the trusted-proxy walk | the watch log, the stream limit ([`ViewerKey`]), metrics, through [`ClientIp::of`] |
 //! | [`Viewer`] | request | authentication (`BearerAuthLayer`, yours) | permissions, stream limit, watch log |
 //! | [`MediaPath`] (or the [`MediaPathError`] refusing it) | request | `ResolveMediaPathLayer` at the edge, through [`MediaPathSource`] (the watch log and `ServeMedia` decode it themselves when no edge layer ran) | permissions, the watch log, `ServeMedia` |
 //! | [`RangeRequest`] | request | `ParseRangeLayer` | `ServeMedia` |
@@ -29,7 +29,7 @@ pub use media_path::{
     DEFAULT_PATH_VAR, PATH_SIGNATURE_SEGMENT,
 };
 pub use peer::PeerAddr;
-pub use range::{ByteRangeSpec, RangeRequest};
+pub use range::{resolve as resolve_ranges, ByteRangeSpec, RangeRequest, Resolved};
 pub(crate) use viewer::ANONYMOUS;
 pub use viewer::{Viewer, ViewerKey};
 

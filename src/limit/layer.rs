@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use tower_layer::Layer;
 
 use super::ViewerStreamLimit;
-use crate::extension::{IpNet, ViewerKey};
+use crate::extension::ViewerKey;
 
 /// Open streams per viewer, shared by every clone of the layer.
 #[derive(Debug)]
@@ -59,7 +59,6 @@ impl Drop for Slot {
 #[derive(Clone, Debug)]
 pub struct ViewerStreamLimitLayer {
     slots: Arc<Slots>,
-    trusted_proxies: Arc<[IpNet]>,
 }
 
 impl ViewerStreamLimitLayer {
@@ -67,7 +66,6 @@ impl ViewerStreamLimitLayer {
     pub fn new(max: usize) -> Self {
         Self {
             slots: Slots::new(max.max(1)),
-            trusted_proxies: Arc::new([]),
         }
     }
 
@@ -75,17 +73,7 @@ impl ViewerStreamLimitLayer {
     pub fn unlimited() -> Self {
         Self {
             slots: Slots::new(usize::MAX),
-            trusted_proxies: Arc::new([]),
         }
-    }
-
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client of an
-    /// anonymous viewer (without them, everyone behind one proxy would share
-    /// its slots). A [`ClientIp`](crate::extension::ClientIp) extension set
-    /// by an outer layer (the watch log) wins.
-    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpNet>) -> Self {
-        self.trusted_proxies = proxies.into_iter().collect();
-        self
     }
 
     /// The limit.
@@ -101,7 +89,6 @@ impl<S> Layer<S> for ViewerStreamLimitLayer {
         ViewerStreamLimit {
             inner,
             slots: Arc::clone(&self.slots),
-            trusted_proxies: Arc::clone(&self.trusted_proxies),
         }
     }
 }

@@ -3,8 +3,10 @@
 //! [`ViewerStreamLimitLayer`] counts open responses per viewer — by
 //! [`ViewerKey`](crate::extension::ViewerKey), the rule the watch log groups
 //! by too: the user id when the [`Viewer`](crate::extension::Viewer) has
-//! one, else the client IP after the trusted-proxy walk
-//! ([`ViewerStreamLimitLayer::trusted_proxies`]) — and
+//! one, else the [`ClientIp`](crate::extension::ClientIp) that
+//! [`ResolveClientIpLayer`](crate::client_ip::ResolveClientIpLayer) worked
+//! out at the edge (behind a proxy, stack it outermost, or everyone behind
+//! the proxy shares its slots; without it, the peer address) — and
 //! answers `429 Too Many Requests` with a short reason and `Retry-After`
 //! once the limit is reached. A stream's slot is held until its body ends or
 //! is dropped (the client went away), so the count follows real streams.

@@ -7,7 +7,7 @@ use tower_service::Service;
 use super::layer::Slots;
 use super::{ResponseFuture, SlotBody, ViewerStreamLimitLayer};
 use crate::body::ResponseBody;
-use crate::extension::{ClientIp, IpNet, Viewer, ViewerKey};
+use crate::extension::{ClientIp, Viewer, ViewerKey};
 
 /// Service that limits concurrent streams per viewer; built by
 /// [`ViewerStreamLimitLayer`].
@@ -15,7 +15,6 @@ use crate::extension::{ClientIp, IpNet, Viewer, ViewerKey};
 pub struct ViewerStreamLimit<S> {
     pub(super) inner: S,
     pub(super) slots: Arc<Slots>,
-    pub(super) trusted_proxies: Arc<[IpNet]>,
 }
 
 impl<S> ViewerStreamLimit<S> {
@@ -54,11 +53,8 @@ impl<S> ViewerStreamLimit<S> {
         if user.is_some() {
             return ViewerKey::new(user, None);
         }
-        let ip = ClientIp::resolve(req.extensions(), req.headers(), &self.trusted_proxies);
-        if let Some(ip) = ip {
-            req.extensions_mut().insert(ClientIp(ip));
-        }
-        ViewerKey::new(None, ip)
+        // Worked out at the edge (`ResolveClientIpLayer`), else the peer.
+        ViewerKey::new(None, ClientIp::of(req.extensions()))
     }
 }
 

@@ -7,8 +7,8 @@ use http_body::Body;
 use pin_project::{pin_project, pinned_drop};
 
 use super::body::{Active, LoggedBody, Pending};
+use crate::extension::ServedFile;
 use crate::extension::Viewer;
-use crate::media::ServedFile;
 
 /// Response future of [`WatchLog`](super::WatchLog).
 #[pin_project(PinnedDrop)]

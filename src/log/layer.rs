@@ -4,7 +4,7 @@ use tower_layer::Layer;
 
 use super::writer::WatchLogSink;
 use super::WatchLog;
-use crate::extension::{IpNet, MediaPathSource};
+use crate::extension::MediaPathSource;
 
 #[derive(Clone, Debug)]
 pub(super) struct LogConfig {
@@ -13,7 +13,6 @@ pub(super) struct LogConfig {
     pub(super) log_not_modified: bool,
     pub(super) log_refusals: bool,
     pub(super) path: MediaPathSource,
-    pub(super) trusted_proxies: Vec<IpNet>,
     pub(super) max_field_len: usize,
     pub(super) anonymize_ip: bool,
 }
@@ -39,7 +38,6 @@ impl WatchLogLayer {
                 log_not_modified: true,
                 log_refusals: true,
                 path: MediaPathSource::default(),
-                trusted_proxies: Vec::new(),
                 max_field_len: 256,
                 anonymize_ip: false,
             }),
@@ -97,14 +95,6 @@ impl WatchLogLayer {
     /// around tower-http's `ServeDir` nested at `prefix`).
     pub fn uri_path(self, prefix: impl Into<String>) -> Self {
         self.media_path(MediaPathSource::uri_prefix(prefix))
-    }
-
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` are believed. The
-    /// client IP found is set as the [`ClientIp`](crate::extension::ClientIp)
-    /// extension, which the stream limit inside reads.
-    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpNet>) -> Self {
-        self.config().trusted_proxies = proxies.into_iter().collect();
-        self
     }
 
     /// Stores client IPs with the host part zeroed (default: no;

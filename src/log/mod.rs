@@ -19,12 +19,16 @@
 //! Which responses count: GET, whatever the status (refusals show who tried);
 //! HEAD not (players probe with it); `304` yes. Each is configurable.
 //!
-//! The client IP is the TCP peer ([`PeerAddr`](crate::extension::PeerAddr) or
-//! axum's `ConnectInfo`); `Forwarded` / `X-Forwarded-For` are believed only
-//! when the peer is one of [`WatchLogLayer::trusted_proxies`], and an invalid
-//! forwarded value is stored as null. The layer sets the
-//! [`MediaPath`](crate::extension::MediaPath) and
-//! [`ClientIp`](crate::extension::ClientIp) extensions for the layers inside.
+//! The client IP is the [`ClientIp`](crate::extension::ClientIp) that
+//! [`ResolveClientIpLayer`](crate::client_ip::ResolveClientIpLayer) worked
+//! out at the edge (the one place trusted proxies are configured; an
+//! unparsable forwarded value is stored as null); without that layer, the
+//! TCP peer ([`PeerAddr`](crate::extension::PeerAddr) or axum's
+//! `ConnectInfo`). The media path is the normalised
+//! [`MediaPath`](crate::extension::MediaPath) of
+//! [`ResolveMediaPathLayer`](crate::media_path::ResolveMediaPathLayer);
+//! without it the layer decodes it itself, by the same rule, and sets it
+//! for the layers inside.
 //!
 //! # Example
 //!

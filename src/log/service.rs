@@ -51,8 +51,9 @@ impl<S> WatchLog<S> {
         self.inner
     }
 
-    /// What the row will say about `req`. Also sets the [`MediaPath`] and
-    /// [`ClientIp`] extensions, so the layers inside read these answers.
+    /// What the row will say about `req`. Also sets the [`MediaPath`]
+    /// extension when no edge layer did, so the layers inside read this
+    /// answer.
     fn pending<B>(&self, req: &mut Request<B>) -> Option<Pending> {
         let config = &self.config;
         let method = req.method();
@@ -62,10 +63,8 @@ impl<S> WatchLog<S> {
             return None;
         }
         config.path.insert_into(req);
-        let ip = ClientIp::resolve(req.extensions(), req.headers(), &config.trusted_proxies);
-        if let Some(ip) = ip {
-            req.extensions_mut().insert(ClientIp(ip));
-        }
+        // Worked out at the edge (`ResolveClientIpLayer`), else the peer.
+        let ip = ClientIp::of(req.extensions());
         let req = &*req;
         let method = req.method();
         let viewer = req.extensions().get::<Viewer>();

@@ -18,7 +18,7 @@ use super::cache::FileCache;
 use super::conditional::{evaluate, whole_seconds, Outcome, Validators};
 use super::path::{MediaRoot, OpenFailure};
 use super::ServedFile;
-use crate::range::{resolve, RangeRequest, Resolved};
+use crate::extension::{resolve_ranges as resolve, RangeRequest, Resolved};
 
 /// What [`ServeMedia`](super::ServeMedia) hands over for one request.
 pub(crate) struct Job {

@@ -9,8 +9,8 @@ use pin_project::pin_project;
 
 use super::body::{AccessLine, Finish, ObservedBody};
 use super::layer::ObserveConfig;
+use crate::extension::ServedFile;
 use crate::extension::Viewer;
-use crate::media::ServedFile;
 
 /// What the service noted when the request came in.
 #[derive(Debug)]

@@ -4,7 +4,6 @@ use tower_layer::Layer;
 
 use super::metrics::{Metrics, Route};
 use super::service::Observe;
-use crate::extension::IpNet;
 
 /// Layer that applies [`Observe`]: metrics and the access log; see the
 /// [module docs](super).
@@ -18,7 +17,6 @@ pub(super) struct ObserveConfig {
     pub(super) route: Route,
     pub(super) metrics: Option<Metrics>,
     pub(super) access_log: bool,
-    pub(super) trusted_proxies: Vec<IpNet>,
     pub(super) anonymize_ip: bool,
 }
 
@@ -31,7 +29,6 @@ impl ObserveLayer {
                 route,
                 metrics: None,
                 access_log: false,
-                trusted_proxies: Vec::new(),
                 anonymize_ip: false,
             }),
         }
@@ -45,12 +42,6 @@ impl ObserveLayer {
     /// Writes one `info` event per response (target `sage_stream::access`).
     pub fn access_log(self, on: bool) -> Self {
         self.map(|c| c.access_log = on)
-    }
-
-    /// Proxies whose forwarded headers name the client, for the viewer key
-    /// in the access log (as the watch log's setting).
-    pub fn trusted_proxies(self, proxies: Vec<IpNet>) -> Self {
-        self.map(|c| c.trusted_proxies = proxies)
     }
 
     /// Writes client IPs in the access log with the host part zeroed, as
@@ -74,7 +65,6 @@ impl Clone for ObserveConfig {
             route: self.route,
             metrics: self.metrics.clone(),
             access_log: self.access_log,
-            trusted_proxies: self.trusted_proxies.clone(),
             anonymize_ip: self.anonymize_ip,
         }
     }

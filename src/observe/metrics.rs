@@ -11,8 +11,6 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::log::WatchLogSink;
-
 /// The `Content-Type` of [`Metrics::render`]'s text (OpenMetrics, which
 /// Prometheus reads).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -73,7 +71,7 @@ struct RefusalLabels {
 /// | `sage_stream_active_streams` | stream responses whose body has not ended |
 /// | `sage_stream_refusals_total{reason}` | stream requests refused: `stream_limit` (429), `permission` (401, 403) |
 /// | `sage_stream_request_duration_seconds{route}` | time from request to the body's end (histogram) |
-/// | `sage_stream_watch_log_rows_{recorded,written,spooled,journaled,replayed,failed,dropped,pruned}_total` | the writer's [`WriterStats`](crate::log::WriterStats); `failed`: refused by the database, quarantined; `dropped`: beyond the memory or spool bound |
+/// | `sage_stream_watch_log_rows_{recorded,written,spooled,journaled,replayed,failed,dropped,pruned}_total` | the writer's counters ([`WatchLogCounters`], from `log::WriterStats` in the app); `failed`: refused by the database, quarantined; `dropped`: beyond the memory or spool bound |
 /// | `sage_stream_watch_log_store_errors_total` | failed store calls |
 /// | `sage_stream_watch_log_queue_rows`, `_spool_bytes`, `_store_failing` | rows waiting in memory, bytes in the spool, 1 while the store fails |
 #[derive(Clone)]
@@ -91,7 +89,42 @@ struct Inner {
     active_streams: Gauge,
     refused_by_limit: Counter,
     refused_by_permission: Counter,
-    watch_log: Arc<OnceLock<WatchLogSink>>,
+    watch_log: Arc<OnceLock<CountersFn>>,
+}
+
+type CountersFn = Box<dyn Fn() -> WatchLogCounters + Send + Sync>;
+
+/// The watch-log writer's counters, as the metrics export them: read at
+/// each scrape from the function given to [`Metrics::watch_log`] (the app
+/// fills it from `log::WatchLogSink::stats`). Start from `default()` and
+/// set the fields you have.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WatchLogCounters {
+    /// Rows handed to the writer.
+    pub recorded: u64,
+    /// Rows the store confirmed.
+    pub written: u64,
+    /// Rows appended to the spool file.
+    pub spooled: u64,
+    /// Rows journaled as they were recorded.
+    pub journaled: u64,
+    /// Rows replayed from the spool.
+    pub replayed: u64,
+    /// Rows the database refused (quarantined).
+    pub quarantined: u64,
+    /// Rows dropped by the memory or spool bound.
+    pub rows_dropped: u64,
+    /// Rows deleted by retention.
+    pub pruned: u64,
+    /// Failed store calls.
+    pub failures: u64,
+    /// Rows waiting in memory.
+    pub queued: u64,
+    /// Bytes in the spool files.
+    pub spool_bytes: u64,
+    /// Whether the store is failing now.
+    pub store_failing: bool,
 }
 
 impl fmt::Debug for Metrics {
@@ -177,10 +210,13 @@ impl Metrics {
         }
     }
 
-    /// Also exports the counters of the writer behind `sink`. The first
-    /// sink given is kept.
-    pub fn watch_log(self, sink: WatchLogSink) -> Self {
-        let _ = self.inner.watch_log.set(sink);
+    /// Also exports a watch-log writer's counters, read with `counters` at
+    /// each scrape. The first function given is kept.
+    pub fn watch_log(
+        self,
+        counters: impl Fn() -> WatchLogCounters + Send + Sync + 'static,
+    ) -> Self {
+        let _ = self.inner.watch_log.set(Box::new(counters));
         self
     }
 
@@ -225,15 +261,20 @@ impl Metrics {
 }
 
 /// Reads the writer's counters at each scrape.
-#[derive(Debug)]
-struct WatchLogCollector(Arc<OnceLock<WatchLogSink>>);
+struct WatchLogCollector(Arc<OnceLock<CountersFn>>);
+
+impl fmt::Debug for WatchLogCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatchLogCollector").finish_non_exhaustive()
+    }
+}
 
 impl Collector for WatchLogCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let Some(sink) = self.0.get() else {
+        let Some(counters) = self.0.get() else {
             return Ok(());
         };
-        let stats = sink.stats();
+        let stats = counters();
         let counters = [
             (
                 "watch_log_rows_recorded",
@@ -299,12 +340,12 @@ impl Collector for WatchLogCollector {
             (
                 "watch_log_spool_bytes",
                 "Bytes in the watch-log spool files",
-                sink.spool_bytes(),
+                stats.spool_bytes,
             ),
             (
                 "watch_log_store_failing",
                 "1 while the watch-log store fails",
-                u64::from(sink.store_failing()),
+                u64::from(stats.store_failing),
             ),
         ];
         for (name, help, value) in gauges {

@@ -64,18 +64,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
         if config.metrics.is_none() && !config.access_log {
             return ResponseFuture::new(self.inner.call(req), None);
         }
         let access = config.access_log.then(|| {
-            // The watch log inside reads the same client IP from the
-            // extension instead of walking the forwarded headers again.
-            let ip = ClientIp::resolve(req.extensions(), req.headers(), &config.trusted_proxies);
-            if let Some(ip) = ip {
-                req.extensions_mut().insert(ClientIp(ip));
-            }
+            // Worked out at the edge (`ResolveClientIpLayer`), else the peer.
+            let ip = ClientIp::of(req.extensions());
             super::body::AccessLine {
                 method: req.method().clone(),
                 path: req.uri().path().into(),

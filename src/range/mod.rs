@@ -41,6 +41,6 @@
 mod layer;
 mod spec;
 
+pub use crate::extension::{resolve_ranges as resolve, Resolved};
 pub use crate::extension::{ByteRangeSpec, RangeRequest};
 pub use layer::{ParseRange, ParseRangeLayer, DEFAULT_MAX_RANGES, DJANGO_RANGE_PATTERN};
-pub use spec::{resolve, Resolved};

@@ -1,6 +1,5 @@
-//! Byte-range specs and their resolution against a file length.
-
-use std::ops::Range;
+//! Parsing `Range` values into byte-range specs (their resolution against a
+//! file length is shared with the file service: `extension::resolve_ranges`).
 
 use crate::extension::{ByteRangeSpec, RangeRequest};
 
@@ -55,68 +54,11 @@ pub(super) fn parse_digits(digits: &str) -> Option<u64> {
     }))
 }
 
-/// The outcome of resolving a [`RangeRequest`] against a file length.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Resolved {
-    /// No spec overlaps the file: answer `416` with `Content-Range: bytes */len`.
-    Unsatisfiable,
-    /// Sorted, non-overlapping, non-adjacent half-open byte ranges, never empty.
-    Ranges(Vec<Range<u64>>),
-}
-
-/// Resolves specs against a file of `len` bytes: ends past the file are
-/// clamped, unsatisfiable specs dropped, overlapping or adjacent ranges
-/// coalesced (RFC 9110 §14.3 allows it) and, when `cap` is given, the total
-/// cut to at most `cap` bytes, keeping the earliest bytes.
-///
-/// The work is `O(n log n)` in the number of specs, and the total of the
-/// result never exceeds `len`, however the specs overlap.
-pub fn resolve(specs: &[ByteRangeSpec], len: u64, cap: Option<u64>) -> Resolved {
-    let mut ranges: Vec<Range<u64>> = specs
-        .iter()
-        .filter_map(|spec| match *spec {
-            ByteRangeSpec::FromTo(first, last) if first < len => {
-                Some(first..last.saturating_add(1).min(len))
-            }
-            ByteRangeSpec::From(first) if first < len => Some(first..len),
-            ByteRangeSpec::Last(n) if n > 0 && len > 0 => Some(len.saturating_sub(n)..len),
-            _ => None,
-        })
-        .collect();
-    if ranges.is_empty() {
-        return Resolved::Unsatisfiable;
-    }
-    ranges.sort_unstable_by_key(|r| r.start);
-    let mut merged: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
-    for range in ranges {
-        match merged.last_mut() {
-            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
-            _ => merged.push(range),
-        }
-    }
-    if let Some(cap) = cap {
-        let mut budget = cap;
-        merged.retain_mut(|range| {
-            if budget == 0 {
-                return false;
-            }
-            let take = (range.end - range.start).min(budget);
-            range.end = range.start + take;
-            budget -= take;
-            true
-        });
-        if merged.is_empty() {
-            // Only a zero cap gets here; the layers never pass one.
-            return Resolved::Unsatisfiable;
-        }
-    }
-    Resolved::Ranges(merged)
-}
-
 #[cfg(test)]
 #[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
+    use crate::extension::{resolve_ranges as resolve, Resolved};
     use ByteRangeSpec::*;
 
     #[test]
