@@ -84,3 +84,70 @@ pub mod settings;
 pub use endpoint::{SageStreamExt, StreamEndpoint, StreamService};
 pub use error::ConfigError;
 pub use redact::redact_url;
+
+/// The rule docs/ARCHITECTURE.md states, checked: no middleware module
+/// imports another middleware (or the server, the app, the CLI); they share
+/// only `extension`, `body`, `error`, `query` and `redact`.
+#[cfg(test)]
+mod architecture {
+    const MIDDLEWARE: &[&str] = &[
+        "auth",
+        "cap",
+        "client_ip",
+        "limit",
+        "log",
+        "media",
+        "media_path",
+        "observe",
+        "permission",
+        "range",
+    ];
+    const SHARED: &[&str] = &["extension", "body", "error", "query", "redact"];
+
+    fn sources(path: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path).unwrap() {
+                sources(&entry.unwrap().path(), out);
+            }
+        } else if path.is_file() && path.extension().is_some_and(|e| e == "rs") {
+            out.push(path.to_owned());
+        }
+    }
+
+    #[test]
+    fn no_middleware_imports_another() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut found = Vec::new();
+        for module in MIDDLEWARE {
+            let mut files = Vec::new();
+            sources(&src.join(module), &mut files);
+            sources(&src.join(format!("{module}.rs")), &mut files);
+            assert!(!files.is_empty(), "{module}: no sources");
+            for file in files {
+                let text = std::fs::read_to_string(&file).unwrap();
+                for line in text.lines() {
+                    let line = line.trim_start();
+                    let Some(path) = line
+                        .strip_prefix("use crate::")
+                        .or_else(|| line.strip_prefix("pub use crate::"))
+                        .or_else(|| line.strip_prefix("pub(crate) use crate::"))
+                    else {
+                        continue;
+                    };
+                    let target = path
+                        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .next()
+                        .unwrap_or_default();
+                    if target != *module && !SHARED.contains(&target) {
+                        found.push(format!("{}: {line}", file.display()));
+                    }
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "imports across middleware:\n{}",
+            found.join("\n")
+        );
+    }
+}
