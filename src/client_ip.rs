@@ -5,7 +5,7 @@
 //! peer address ([`PeerAddr`](crate::extension::PeerAddr)), and when that
 //! peer is a trusted proxy, walks `Forwarded` (else `X-Forwarded-For`) from
 //! the nearest hop outwards to the first untrusted address. The answer goes
-//! into the [`ClientIp`](crate::extension::ClientIp) extension; an
+//! into the [`ClientIp`] extension; an
 //! unparsable forwarded value gives no address at all, never a guess.
 //!
 //! The watch log, the stream limit (through

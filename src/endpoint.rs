@@ -24,6 +24,52 @@
 //! # }
 //! ```
 
+//! # Naming a stack you built
+//!
+//! A hand-stacked service has a long type. Return it from a function as
+//! `impl Service<…> + Clone`, or spell it with the exported types
+//! (outermost first):
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use sage_stream::cap::{CapVolume, CappedBody};
+//! use sage_stream::media::{MediaBody, ServeMedia};
+//! use sage_stream::media_path::ResolveMediaPath;
+//! use sage_stream::permission::{IsAuthenticated, Or, RequirePermission, SignedUrl, SyncPermission};
+//! use sage_stream::range::ParseRange;
+//! use sage_stream::{extension::MediaPathSource, permission::PermissionExt, SageStreamExt};
+//! use tower::{Service, ServiceBuilder};
+//!
+//! /// `require_permission` wraps a synchronous check in `SyncPermission`.
+//! type Stream = ResolveMediaPath<
+//!     RequirePermission<ParseRange<CapVolume<ServeMedia>>, SyncPermission<Or<IsAuthenticated, SignedUrl>>>,
+//! >;
+//!
+//! fn stream(root: &str) -> Stream {
+//!     ServiceBuilder::new()
+//!         .resolve_media_path(MediaPathSource::query("path"))
+//!         .require_permission(IsAuthenticated.or(SignedUrl::new("key")))
+//!         .parse_range()
+//!         .cap_volume(8 << 20)
+//!         .service(ServeMedia::new(root))
+//! }
+//!
+//! // Or hide it: any caller sees a cloneable Service.
+//! fn hidden(root: &str) -> impl Service<
+//!     Request<()>,
+//!     Response = Response<sage_stream::body::ResponseBody<CappedBody<MediaBody>>>,
+//!     Error = Infallible,
+//! > + Clone {
+//!     stream(root)
+//! }
+//! # let _ = hidden(".");
+//! ```
+//!
+//! To store stacks of different shapes in one place, box them with
+//! `tower::util::BoxCloneService` (tower's `util` feature), mapping the
+//! body to your server's (`axum::body::Body::new`) first.
+
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;

@@ -2,7 +2,7 @@
 //! [`ResolveMediaPathLayer`].
 //!
 //! The layer decodes and normalises the path with one
-//! [`MediaPathSource`](crate::extension::MediaPathSource) and stores the answer as a request extension: a
+//! [`MediaPathSource`] and stores the answer as a request extension: a
 //! [`MediaPath`](crate::extension::MediaPath) (`./private//a.mp4` becomes `private/a.mp4`), or the
 //! [`MediaPathError`](crate::extension::MediaPathError) it was refused with. It never answers itself, so a
 //! watch log stacked inside it still records the refused attempt; the

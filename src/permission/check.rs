@@ -211,7 +211,10 @@ pub trait PermissionExt: Permission + Sized {
     }
 
     /// Allows when either allows. When both refuse, a `401` is preferred over
-    /// a `403` (credentials might help).
+    /// a `403` (credentials might help), else the first refusal is given. So
+    /// `IsAuthenticated.or(SignedUrl::new(key))` answers an anonymous
+    /// request with a tampered or expired link `401` (from
+    /// `IsAuthenticated`), not `SignedUrl`'s `403`, in either order.
     fn or<Q: Permission>(self, other: Q) -> Or<Self, Q> {
         Or(self, other)
     }

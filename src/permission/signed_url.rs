@@ -30,7 +30,10 @@ const PREFIX_TAG: &[u8] = b"sage-stream prefix-signature v1\n";
 /// same source as the endpoint, e.g. with [`SignedUrl::media_path`].
 ///
 /// Signatures are compared in constant time. Missing, malformed, expired or
-/// tampered links get `403`.
+/// tampered links get `403` when `SignedUrl` decides alone; combined with
+/// `or` and a check that answers `401` (`IsAuthenticated.or(SignedUrl)`), an
+/// anonymous viewer gets that `401` instead (see [`PermissionExt::or`](super::PermissionExt::or)).
+/// A path the edge refused is `400` before any signature is read.
 ///
 /// # Prefix signatures
 ///
