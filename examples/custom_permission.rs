@@ -18,7 +18,9 @@ use tower::ServiceBuilder;
 /// Only MP4 for everyone but the user `admin`.
 fn mp4_unless_admin(req: &RequestHead<'_>) -> Result<(), Denial> {
     let is_admin = req.viewer().user_id.as_deref() == Some("admin");
-    match req.query("path") {
+    // The normalised media path StreamEndpoint decided at its edge (the
+    // file that will be served), never the raw query.
+    match req.media_path() {
         Some(path) if !is_admin && !path.ends_with(".mp4") => {
             Err(Denial::forbidden("only MP4 is published"))
         }

@@ -606,7 +606,7 @@ async fn permissions_refuse_with_reasons() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(body_bytes(res).await, data);
 
-    let no_webm = |r: &RequestHead<'_>| match r.query("path") {
+    let no_webm = |r: &RequestHead<'_>| match r.media_path() {
         Some(p) if p.ends_with(".webm") => Err(Denial::forbidden("webm is off")),
         _ => Ok(()),
     };

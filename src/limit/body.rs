@@ -5,19 +5,29 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 
 use super::layer::Slot;
+use crate::body::{BodyEnd, Guarded, OnBodyEnd};
 
-/// Body that holds a viewer's stream slot until it ends or is dropped.
+/// Body that holds a viewer's stream slot until it ends or is dropped, by
+/// the crate's one end-of-response rule: the slot is free as soon as the
+/// stream is over, not when the server gets round to dropping the body.
 #[pin_project]
 #[derive(Debug)]
 pub struct SlotBody<B> {
     #[pin]
-    inner: B,
-    slot: Option<Slot>,
+    inner: Guarded<B, Slot>,
 }
 
-impl<B> SlotBody<B> {
+impl<B: Body> SlotBody<B> {
     pub(super) fn new(inner: B, slot: Option<Slot>) -> Self {
-        Self { inner, slot }
+        Self {
+            inner: Guarded::new(inner, slot),
+        }
+    }
+}
+
+impl OnBodyEnd for Slot {
+    fn on_end(self, _: BodyEnd) {
+        // Dropping the slot frees it.
     }
 }
 
@@ -29,14 +39,7 @@ impl<B: Body> Body for SlotBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            // Free the slot as soon as the stream is over, not when the
-            // server gets round to dropping the body.
-            this.slot.take();
-        }
-        polled
+        self.project().inner.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -61,6 +61,7 @@ impl<S> ViewerStreamLimit<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ViewerStreamLimit<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body,
 {
     type Response = Response<ResponseBody<SlotBody<ResBody>>>;
     type Error = S::Error;

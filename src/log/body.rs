@@ -3,16 +3,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Buf;
 use chrono::{DateTime, Utc};
 use compact_str::CompactString;
 use http_body::{Body, Frame, SizeHint};
-use pin_project::{pin_project, pinned_drop};
+use pin_project::pin_project;
 
 use super::layer::LogConfig;
 use super::record::WatchRecord;
 use super::writer::WatchLogSink;
 use super::LogText;
+use crate::body::{BodyEnd, Guarded, OnBodyEnd};
 
 /// What is known of a logged request before its response ends.
 #[derive(Debug)]
@@ -68,32 +68,28 @@ pub(super) struct Active {
 }
 
 /// Body that counts the bytes it hands on and writes the watch-log row when
-/// it ends, fails, or is dropped (the client went away); built by
-/// [`WatchLog`](super::WatchLog).
-#[pin_project(PinnedDrop)]
+/// it ends, fails, or is dropped (the client went away), by the crate's one
+/// end-of-response rule; built by [`WatchLog`](super::WatchLog).
+#[pin_project]
 #[derive(Debug)]
 pub struct LoggedBody<B> {
     #[pin]
-    inner: B,
-    log: Option<Active>,
-    sent: u64,
+    inner: Guarded<B, Active>,
 }
 
-impl<B> LoggedBody<B> {
+impl<B: Body> LoggedBody<B> {
     pub(super) fn new(inner: B, log: Option<Active>) -> Self {
+        let expected = log.as_ref().and_then(|a| a.expected);
         Self {
-            inner,
-            log,
-            sent: 0,
+            inner: Guarded::expecting(inner, log, expected),
         }
     }
 }
 
-fn finish(log: &mut Option<Active>, sent: u64, completed: bool) {
-    if let Some(active) = log.take() {
-        active
-            .pending
-            .finish(active.path, active.status, sent, completed);
+impl OnBodyEnd for Active {
+    fn on_end(self, end: BodyEnd) {
+        self.pending
+            .finish(self.path, self.status, end.sent, end.completed);
     }
 }
 
@@ -105,19 +101,7 @@ impl<B: Body> Body for LoggedBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    *this.sent += data.remaining() as u64;
-                }
-            }
-            Poll::Ready(Some(Err(_))) => finish(this.log, *this.sent, false),
-            Poll::Ready(None) => finish(this.log, *this.sent, true),
-            Poll::Pending => {}
-        }
-        polled
+        self.project().inner.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -126,19 +110,5 @@ impl<B: Body> Body for LoggedBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-#[pinned_drop]
-impl<B> PinnedDrop for LoggedBody<B> {
-    fn drop(self: Pin<&mut Self>) {
-        let this = self.project();
-        // A server may drop a body it knows is complete without polling it
-        // to the end; the expected length tells those apart from hang-ups.
-        let complete = this
-            .log
-            .as_ref()
-            .is_some_and(|a| a.expected.is_some_and(|e| *this.sent >= e));
-        finish(this.log, *this.sent, complete);
     }
 }

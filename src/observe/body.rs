@@ -2,13 +2,13 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Buf;
 use http::{Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use pin_project::{pin_project, pinned_drop};
+use pin_project::pin_project;
 
 use super::future::Started;
 use super::metrics::Route;
+use crate::body::{BodyEnd, Guarded, OnBodyEnd};
 use crate::extension::ViewerKey;
 
 /// What the access-log line says besides status, bytes and time.
@@ -27,7 +27,6 @@ pub(super) struct AccessLine {
 pub(super) struct Finish {
     started: Started,
     status: StatusCode,
-    sent: u64,
 }
 
 impl Finish {
@@ -35,18 +34,14 @@ impl Finish {
         if let (Some(metrics), Route::Stream) = (&started.config.metrics, started.config.route) {
             metrics.stream_started();
         }
-        Self {
-            started,
-            status,
-            sent: 0,
-        }
+        Self { started, status }
     }
 
-    pub(super) fn end(self, completed: bool) {
+    pub(super) fn end(self, sent: u64, completed: bool) {
         let config = &self.started.config;
         let elapsed = self.started.at.elapsed();
         if let Some(metrics) = &config.metrics {
-            metrics.response_ended(config.route, self.status, self.sent, elapsed);
+            metrics.response_ended(config.route, self.status, sent, elapsed);
         }
         if let Some(line) = &self.started.access {
             let viewer = ViewerKey::new(line.user_id.as_deref(), line.ip);
@@ -56,7 +51,7 @@ impl Finish {
                 path = %line.path,
                 media = line.media.as_deref().unwrap_or("-"),
                 status = self.status.as_u16(),
-                bytes = self.sent,
+                bytes = sent,
                 duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
                 viewer = viewer.as_str(),
                 completed,
@@ -66,24 +61,26 @@ impl Finish {
     }
 }
 
-/// Body that counts the bytes it hands on, for [`Observe`](super::Observe).
-#[pin_project(PinnedDrop)]
+impl OnBodyEnd for Finish {
+    fn on_end(self, end: BodyEnd) {
+        self.end(end.sent, end.completed);
+    }
+}
+
+/// Body that counts the bytes it hands on, for [`Observe`](super::Observe):
+/// counted and logged by the crate's one end-of-response rule.
+#[pin_project]
 #[derive(Debug)]
 pub struct ObservedBody<B> {
     #[pin]
-    inner: B,
-    finish: Option<Finish>,
+    inner: Guarded<B, Finish>,
 }
 
 impl<B: Body> ObservedBody<B> {
-    pub(super) fn new(inner: B, mut finish: Option<Finish>) -> Self {
-        // Servers never poll a body that has ended already (HEAD, 304).
-        if inner.is_end_stream() {
-            if let Some(finish) = finish.take() {
-                finish.end(true);
-            }
+    pub(super) fn new(inner: B, finish: Option<Finish>) -> Self {
+        Self {
+            inner: Guarded::new(inner, finish),
         }
-        Self { inner, finish }
     }
 }
 
@@ -95,33 +92,7 @@ impl<B: Body> Body for ObservedBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(finish), Some(data)) = (this.finish.as_mut(), frame.data_ref()) {
-                    finish.sent += data.remaining() as u64;
-                }
-                // Servers stop polling once the body says it has ended.
-                if this.inner.is_end_stream() {
-                    if let Some(finish) = this.finish.take() {
-                        finish.end(true);
-                    }
-                }
-            }
-            Poll::Ready(None) => {
-                if let Some(finish) = this.finish.take() {
-                    finish.end(true);
-                }
-            }
-            Poll::Ready(Some(Err(_))) => {
-                if let Some(finish) = this.finish.take() {
-                    finish.end(false);
-                }
-            }
-            Poll::Pending => {}
-        }
-        polled
+        self.project().inner.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -130,16 +101,5 @@ impl<B: Body> Body for ObservedBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-#[pinned_drop]
-impl<B> PinnedDrop for ObservedBody<B> {
-    fn drop(self: Pin<&mut Self>) {
-        // Dropped before its end: the client went away, or the server
-        // stopped on an error.
-        if let Some(finish) = self.project().finish.take() {
-            finish.end(false);
-        }
     }
 }

@@ -5,7 +5,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use http::Response;
-use pin_project::pin_project;
+use pin_project::{pin_project, pinned_drop};
 
 use super::body::{AccessLine, Finish, ObservedBody};
 use super::layer::ObserveConfig;
@@ -20,8 +20,10 @@ pub(super) struct Started {
     pub(super) access: Option<AccessLine>,
 }
 
-/// Response future of [`Observe`](super::Observe).
-#[pin_project]
+/// Response future of [`Observe`](super::Observe). Dropped before the
+/// response (the client left while a check or the file open was under way),
+/// it counts a `499` that sent nothing, as the watch log records one.
+#[pin_project(PinnedDrop)]
 #[derive(Debug)]
 pub struct ResponseFuture<F> {
     #[pin]
@@ -65,9 +67,23 @@ where
                 Poll::Ready(Ok(response.map(|b| ObservedBody::new(b, Some(finish)))))
             }
             Err(err) => {
-                Finish::begin(started, http::StatusCode::INTERNAL_SERVER_ERROR).end(false);
+                Finish::begin(started, http::StatusCode::INTERNAL_SERVER_ERROR).end(0, false);
                 Poll::Ready(Err(err))
             }
+        }
+    }
+}
+
+/// nginx's code for "client closed the request before the response".
+const CLIENT_CLOSED: u16 = 499;
+
+#[pinned_drop]
+impl<F> PinnedDrop for ResponseFuture<F> {
+    fn drop(self: Pin<&mut Self>) {
+        if let Some(started) = self.project().started.take() {
+            let status =
+                http::StatusCode::from_u16(CLIENT_CLOSED).unwrap_or(http::StatusCode::BAD_REQUEST);
+            Finish::begin(started, status).end(0, false);
         }
     }
 }
