@@ -24,6 +24,11 @@ use tower::{ServiceBuilder, ServiceExt};
 
 fn main() -> std::process::ExitCode {
     harness::run(vec![
+        Test::sync(
+            "a_durable_log_on_a_full_disk_counts_every_row",
+            a_durable_log_on_a_full_disk_counts_every_row,
+        )
+        .needs(common::harness::Requirement::Mount),
         Test::tokio(
             "one_row_per_response_with_bytes_sent",
             one_row_per_response_with_bytes_sent,
@@ -1141,4 +1146,63 @@ fn a_full_journal_drops_its_oldest_rows_and_keeps_the_newest() {
     // spared (its next one goes instead), so only the newest are certain.
     let newest: Vec<i64> = (1950..2000).collect();
     assert_eq!(sent[sent.len() - 50..], newest[..], "{stats:?}");
+}
+
+/// `--durable-log` with its journal on a 256 KiB filesystem and the store
+/// down: the disk fills (ENOSPC) before the spool's own bound. Rows the
+/// journal cannot take stay in memory (within the bound, the oldest
+/// dropped and counted), nothing spins, and every row ends up stored or
+/// counted as dropped, exactly.
+fn a_durable_log_on_a_full_disk_counts_every_row() {
+    let disk = common::harness::TinyFs::mount(256 << 10).expect("the harness probed the mount");
+    let spool = disk.path().join("log.spool");
+    let store = Arc::new(MemoryStore::new());
+    store.set_down(true);
+    let config = WriterConfig {
+        spool_path: Some(spool.clone()),
+        durable: true,
+        memory_limit: 1_000,
+        batch_size: 100,
+        ..quick()
+    };
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), config).unwrap();
+    let n = 10_000;
+    let t0 = std::time::Instant::now();
+    for i in 0..n {
+        sink.record(record(i));
+        if i % 1_000 == 999 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let stats = writer.stats();
+    assert!(stats.journaled < n as u64, "the disk filled up: {stats:?}");
+    assert!(stats.rows_dropped > 0, "{stats:?}");
+    assert!(stats.queued_peak <= 1_000, "{stats:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "recording never waits on the full disk: {:?}",
+        t0.elapsed()
+    );
+    store.set_down(false);
+    assert!(
+        writer.wait_idle(Duration::from_secs(20)),
+        "{:?}",
+        writer.stats()
+    );
+    let stats = writer.shutdown();
+    let mut sent: Vec<i64> = store.entries().iter().map(|e| e.bytes_sent).collect();
+    sent.sort_unstable();
+    sent.dedup();
+    assert_eq!(sent.len(), store.entries().len(), "each row once");
+    assert_eq!(
+        sent.len() as u64 + stats.rows_dropped,
+        n as u64,
+        "stored or counted as dropped: {stats:?}"
+    );
+    assert_eq!(
+        sent.last(),
+        Some(&(n as i64 - 1)),
+        "the newest row is stored"
+    );
+    assert!(spool_is_empty(&spool));
 }

@@ -39,7 +39,7 @@ mod spool;
 use backoff::Backoff;
 use queue::{InFlight, Queue};
 use retention::{run_retention, Stop};
-use spool::Spool;
+use spool::{Journaled, ReplayError, Spool};
 
 /// Tuning of a [`WatchLogWriter`].
 #[derive(Clone, Debug)]
@@ -240,13 +240,16 @@ impl WatchLogSink {
     pub fn record(&self, record: WatchRecord) {
         let shared = &self.shared;
         Counters::add(&shared.counters.recorded, 1);
+        // A journal that just failed is left alone for a backoff: the row
+        // is queued in memory meanwhile, without a failing write per request.
         if let (true, Some(spool)) = (shared.config.durable, &shared.spool) {
-            match spool.journal(&shared.queue, &record) {
-                Ok(true) => return Counters::add(&shared.counters.journaled, 1),
-                // Dropped to keep the spool within its bound (counted there).
-                Ok(false) => return,
-                Err(err) => {
-                    tracing::error!(%err, "cannot journal a watch-log row; queued in memory")
+            if shared.queue.spool_usable() {
+                match spool.journal(&shared.queue, &record) {
+                    Journaled::Written => return Counters::add(&shared.counters.journaled, 1),
+                    // Dropped to keep the spool within its bound (counted there).
+                    Journaled::Dropped => return,
+                    // Logged there (rate-limited); kept in memory here.
+                    Journaled::Failed => {}
                 }
             }
         }
@@ -286,6 +289,7 @@ impl WatchLogWriter {
                 config.memory_limit,
                 config.spool_path.is_some(),
                 spool_dirty,
+                config.max_backoff,
             ),
             spool: config
                 .spool_path
@@ -446,9 +450,11 @@ fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
         if closing_since.is_some_and(|t| t.elapsed() >= config.shutdown_timeout) {
             // Out of time: everything left goes to the spool (or back into
             // memory, loudly, when there is none).
+            // The process is about to stop: rows the spool cannot take now
+            // are dropped and counted, not kept in a memory about to go.
             let rest = shared.queue.take_all(round.batch);
             if rest.rows() > 0 {
-                spill(shared, rest);
+                spill_or_drop(shared, rest, false);
             } else {
                 shared.queue.complete(rest);
             }
@@ -481,7 +487,13 @@ fn write_round<S: WatchLogStore>(
             if shared.config.durable {
                 spool.sync();
             }
-            replay(shared, spool, store)
+            match replay(shared, spool, store) {
+                Ok(()) => true,
+                Err(ReplayError::Store) => false,
+                // A spool that cannot be read must not hold back the rows in
+                // memory: they are stored now, the spool when it can be.
+                Err(ReplayError::Io) => true,
+            }
         }
         _ => true,
     };
@@ -513,9 +525,9 @@ fn requeue(shared: &Shared, batch: InFlight<WatchBatch>) {
     }
 }
 
-/// Stores every spooled batch and empties the spool; false if the store
-/// failed (the spool is kept and replayed later).
-fn replay<S: WatchLogStore>(shared: &Shared, spool: &Spool, store: &S) -> bool {
+/// Stores every spooled batch and empties the spool; an error if the store
+/// or the spool failed (the spool is kept and replayed later).
+fn replay<S: WatchLogStore>(shared: &Shared, spool: &Spool, store: &S) -> Result<(), ReplayError> {
     let replayed = spool.replay(
         &shared.queue,
         shared.config.batch_size,
@@ -527,13 +539,9 @@ fn replay<S: WatchLogStore>(shared: &Shared, spool: &Spool, store: &S) -> bool {
             }
         },
     );
-    match replayed {
-        Some(rows) => {
-            shared.counters.replayed.fetch_add(rows, Ordering::Relaxed);
-            true
-        }
-        None => false,
-    }
+    let rows = replayed?;
+    shared.counters.replayed.fetch_add(rows, Ordering::Relaxed);
+    Ok(())
 }
 
 /// One store call, counted: rows written, or a failure.
@@ -607,26 +615,31 @@ fn quarantine(shared: &Shared, record: &WatchRecord, err: &StoreError) {
     }
 }
 
-/// The spool thread: keeps the queue under its memory bound.
+/// The spool thread: keeps the queue under its memory bound. After a spool
+/// write failed it waits the queue's backoff out (`take_excess`) instead of
+/// trying again at once.
 fn run_spooler(shared: &Shared) {
     while let Some(excess) = shared.queue.take_excess() {
         spill(shared, excess.into_batches(shared.config.batch_size));
     }
 }
 
-/// Appends batches to the spool; without one, keeps them in memory to retry.
+/// Appends new rows over the memory bound to the spool; what it cannot
+/// write comes back into memory, within the bound.
 fn spill(shared: &Shared, batches: InFlight<Vec<WatchBatch>>) {
+    spill_or_drop(shared, batches, true);
+}
+
+/// Appends batches to the spool: what it cannot write comes back into
+/// memory (`keep`) or is dropped and counted. Without a spool, which
+/// happens only at the end of shutdown, the rows can go nowhere: dropped,
+/// counted.
+fn spill_or_drop(shared: &Shared, batches: InFlight<Vec<WatchBatch>>, keep: bool) {
     match &shared.spool {
         Some(spool) => {
-            let spooled = spool.append(&shared.queue, batches);
+            let spooled = spool.append(&shared.queue, batches, keep);
             Counters::add(&shared.counters.spooled, spooled);
         }
-        None => {
-            tracing::error!(
-                rows = batches.rows(),
-                "watch log store unavailable and no spool file configured; rows kept in memory up to memory_limit"
-            );
-            shared.queue.requeue_all(batches);
-        }
+        None => shared.queue.drop_all(batches),
     }
 }

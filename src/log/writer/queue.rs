@@ -4,25 +4,33 @@
 //!
 //! Rows leave the queue only as an [`InFlight`], and the queue counts them
 //! in flight until the holder hands the `InFlight` back: [`Queue::complete`]
-//! (stored), [`Queue::requeue`] / [`Queue::requeue_all`] (to retry) or
-//! [`Queue::spooled`] (in the spool file). Nothing else touches the count.
+//! (stored), [`Queue::requeue`] (to retry), [`Queue::spooled`] (in the
+//! spool file, or counted as dropped by the spool), [`Queue::spill_failed`]
+//! (back in memory, or counted as dropped) or [`Queue::drop_all`] (counted
+//! as dropped). Nothing else touches the count.
 //!
 //! The queue also owns its memory bound: rows over `memory_limit` that no
-//! spool takes (there is none, or it cannot be written) are dropped —
-//! batches waiting for a retry first, then the oldest new rows — counted,
-//! and reported in the error log. So a row may also end up *dropped*, and
-//! memory is never unbounded.
+//! spool takes (there is none, or a write to it failed a moment ago) are
+//! dropped — batches waiting for a retry first, then the oldest new rows —
+//! counted, and reported in the error log. So a row may also end up
+//! *dropped*, and memory is never unbounded.
+//!
+//! And it keeps the spool's health: after a spool write fails (a full
+//! disk, an I/O error) nobody touches the spool until a backoff has passed
+//! (doubling while it keeps failing), so a broken spool costs neither a
+//! spinning thread nor a failing write per request.
 
 use std::collections::VecDeque;
 use std::ops::Deref;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::backoff::{Backoff, LOG_EVERY};
 use crate::log::record::{WatchBatch, WatchRecord};
 
-/// Least time between two error-log lines about dropped rows: the first
-/// drop is logged at once, then one line sums up each such period.
-const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+/// How often the spooler looks again when the queue is past its spill mark
+/// but holds only batches to retry, which it does not move.
+const RECHECK: Duration = Duration::from_millis(100);
 
 /// Rows taken off the [`Queue`]: counted in flight until given back.
 #[must_use = "rows in flight must be completed, requeued or spooled"]
@@ -102,6 +110,10 @@ struct State {
     dropped: u64,
     dropped_unreported: u64,
     drop_reported_at: Option<Instant>,
+    // A spool write failed: the spool is left alone until then, and the
+    // pause doubles while it keeps failing.
+    spool_retry_at: Option<Instant>,
+    spool_backoff: Backoff,
 }
 
 impl State {
@@ -173,7 +185,7 @@ impl State {
     }
 
     /// The rows dropped since the last report and the total, when a report
-    /// is due (see [`DROP_LOG_EVERY`]).
+    /// is due (see [`LOG_EVERY`]).
     fn drops_to_report(&mut self) -> Option<(u64, u64)> {
         if self.dropped_unreported == 0 {
             return None;
@@ -181,23 +193,31 @@ impl State {
         let now = Instant::now();
         if self
             .drop_reported_at
-            .is_some_and(|at| now.duration_since(at) < DROP_LOG_EVERY)
+            .is_some_and(|at| now.duration_since(at) < LOG_EVERY)
         {
             return None;
         }
         self.drop_reported_at = Some(now);
         Some((std::mem::take(&mut self.dropped_unreported), self.dropped))
     }
+
+    /// Whether rows over the bound may go to the spool now: there is one,
+    /// and no write to it failed within the current backoff.
+    fn spool_usable(&self, spills: bool) -> bool {
+        spills && self.spool_retry_at.is_none_or(|at| Instant::now() >= at)
+    }
 }
 
 impl Queue {
     /// An empty queue; `spool_dirty` says whether a spool file left by an
-    /// earlier run holds rows.
+    /// earlier run holds rows; a spool that fails is left alone for a
+    /// backoff of up to `max_backoff`.
     pub(super) fn new(
         batch_size: usize,
         memory_limit: usize,
         spills: bool,
         spool_dirty: bool,
+        max_backoff: Duration,
     ) -> Self {
         Self {
             state: Mutex::new(State {
@@ -211,6 +231,8 @@ impl Queue {
                 dropped: 0,
                 dropped_unreported: 0,
                 drop_reported_at: None,
+                spool_retry_at: None,
+                spool_backoff: Backoff::new(max_backoff),
             }),
             writer_wake: Condvar::new(),
             spool_wake: Condvar::new(),
@@ -233,7 +255,7 @@ impl Queue {
                 rows,
                 total,
                 memory_limit = self.memory_limit,
-                "watch-log queue over its memory bound and no spool takes the excess: the oldest rows were dropped"
+                "watch-log queue over its memory bound and no spool takes the excess (none, or it failed a moment ago): the oldest rows were dropped"
             );
         }
     }
@@ -248,12 +270,14 @@ impl Queue {
     /// first takes the newest rows out and returns them, for the caller to
     /// spill itself: the bound then holds however fast rows come.
     ///
-    /// Without a spool, the oldest rows make room instead (dropped, counted).
+    /// Without a spool, or while a failed spool is left alone, the oldest
+    /// rows make room instead (dropped, counted): no I/O then.
     pub(super) fn push(&self, record: WatchRecord) -> Option<InFlight<Vec<WatchRecord>>> {
         let mut state = self.lock();
         let full = state.queued() >= self.memory_limit;
-        let excess = (self.spills && full).then(|| self.excess(&mut state));
-        if full && !self.spills {
+        let spills = state.spool_usable(self.spills);
+        let excess = (spills && full).then(|| self.excess(&mut state));
+        if full && !spills {
             state.drop_oldest(self.memory_limit.saturating_sub(1));
         }
         state.rows.push_back(record);
@@ -287,6 +311,35 @@ impl Queue {
     /// A row went straight to the spool's journal.
     pub(super) fn journaled(&self) {
         self.lock().spool_dirty = true;
+    }
+
+    /// Whether the spool may be written now: no write to it failed within
+    /// the current backoff (see [`Queue::spool_failed`]).
+    pub(super) fn spool_usable(&self) -> bool {
+        self.lock().spool_usable(true)
+    }
+
+    /// A spool write failed: nobody writes to the spool for the next
+    /// backoff (50 ms, doubling per failure up to `max_backoff`); rows over
+    /// the bound are dropped meanwhile.
+    pub(super) fn spool_failed(&self) {
+        Self::back_off_spool(&mut self.lock());
+    }
+
+    fn back_off_spool(state: &mut State) {
+        state.spool_backoff.failed();
+        let pause = state.spool_backoff.pause(Duration::ZERO);
+        let now = Instant::now();
+        state.spool_retry_at = Some(now.checked_add(pause).unwrap_or(now));
+    }
+
+    /// A spool write succeeded: the spool is healthy again.
+    pub(super) fn spool_succeeded(&self) {
+        let mut state = self.lock();
+        if state.spool_retry_at.is_some() {
+            state.spool_backoff.succeeded();
+            state.spool_retry_at = None;
+        }
     }
 
     /// Rows waiting in memory, new or to retry.
@@ -376,8 +429,9 @@ impl Queue {
         let batch = state.give_back(taken);
         state.push_retry(batch, true);
         let over = state.queued() > self.memory_limit;
-        let excess = (self.spills && over).then(|| self.excess(&mut state));
-        if over && !self.spills {
+        let spills = state.spool_usable(self.spills);
+        let excess = (spills && over).then(|| self.excess(&mut state));
+        if over && !spills {
             state.drop_oldest(self.memory_limit);
         }
         state.note_peak();
@@ -387,27 +441,63 @@ impl Queue {
         excess
     }
 
-    /// The batches could not be spooled: they stay in memory, to retry, up
-    /// to the memory bound; beyond it the oldest rows are dropped.
-    pub(super) fn requeue_all(&self, taken: InFlight<Vec<WatchBatch>>) {
+    /// Rows that can go nowhere (shutdown with the store down and no
+    /// spool): counted as dropped, loudly.
+    pub(super) fn drop_all<T>(&self, taken: InFlight<T>) {
+        let rows = taken.rows;
         let mut state = self.lock();
-        let batches = state.give_back(taken);
-        for batch in batches {
-            state.push_retry(batch, false);
-        }
-        state.drop_oldest(self.memory_limit);
-        state.note_peak();
-        let report = state.drops_to_report();
+        state.give_back(taken);
+        state.dropped += rows as u64;
         drop(state);
-        self.report_drops(report);
+        tracing::error!(
+            rows,
+            "watch-log store unavailable at shutdown and no spool file configured: rows dropped"
+        );
     }
 
-    /// The batches are in the spool file. Called under the spool's lock, so
-    /// that a replay emptying the file cannot clear the flag this sets.
+    /// The spool has dealt with the batches: each is in the spool file or
+    /// was counted as dropped by the spool. Called under the spool's lock,
+    /// so that a replay emptying the file cannot clear the flag this sets.
     pub(super) fn spooled(&self, taken: InFlight<Vec<WatchBatch>>) {
         let mut state = self.lock();
         state.give_back(taken);
         state.spool_dirty = true;
+    }
+
+    /// A spool write failed at batch `unwritten`: the batches before it are
+    /// in the spool file (`any_written`) or were counted as dropped by the
+    /// spool, the rest were not written. With `keep`, those come back as new rows (a
+    /// spill only ever takes new rows, so no batch id is lost) and the
+    /// oldest rows over the bound are dropped, as if there were no spool;
+    /// without it (the end of shutdown) they are dropped. Either way the
+    /// spool is left alone for a backoff ([`Queue::spool_failed`]). Called
+    /// under the spool's lock.
+    pub(super) fn spill_failed(
+        &self,
+        taken: InFlight<Vec<WatchBatch>>,
+        unwritten: usize,
+        any_written: bool,
+        keep: bool,
+    ) {
+        let mut state = self.lock();
+        let batches = state.give_back(taken);
+        state.spool_dirty |= any_written;
+        let rest = batches.into_iter().skip(unwritten);
+        if keep {
+            for batch in rest {
+                state.rows.extend(batch.records);
+            }
+            state.drop_oldest(self.memory_limit);
+        } else {
+            let rows: usize = rest.map(|batch| batch.records.len()).sum();
+            state.dropped += rows as u64;
+            state.dropped_unreported += rows as u64;
+        }
+        state.note_peak();
+        Self::back_off_spool(&mut state);
+        let report = state.drops_to_report();
+        drop(state);
+        self.report_drops(report);
     }
 
     /// The spool file is empty again. Called under the spool's lock.
@@ -415,25 +505,46 @@ impl Queue {
         self.lock().spool_dirty = false;
     }
 
-    /// Blocks until the queue holds more than half its memory bound, then
-    /// takes the newest rows down to a quarter of it (so that spills are
-    /// rare and large); `None` once shutdown begins.
+    /// Blocks until the queue holds more than half its memory bound and the
+    /// spool is not backing off after a failure, then takes the newest rows
+    /// down to a quarter of it (so that spills are rare and large); `None`
+    /// once shutdown begins. Never returns an empty take: a queue past its
+    /// mark that holds only batches to retry is looked at again later.
     pub(super) fn take_excess(&self) -> Option<InFlight<Vec<WatchRecord>>> {
         let mut state = self.lock();
-        while state.queued() <= self.spill_at() && !state.closing {
-            state = self
-                .spool_wake
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+        loop {
+            if state.closing {
+                return None;
+            }
+            let now = Instant::now();
+            let wait = match state.spool_retry_at {
+                Some(at) if at > now => Some(at - now),
+                _ if state.queued() <= self.spill_at() => None,
+                _ if state.rows.len() <= self.keep(&state) => Some(RECHECK),
+                _ => return Some(self.excess(&mut state)),
+            };
+            state = match wait {
+                None => self
+                    .spool_wake
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner()),
+                Some(wait) => self
+                    .spool_wake
+                    .wait_timeout(state, wait)
+                    .map(|(state, _)| state)
+                    .unwrap_or_else(|e| e.into_inner().0),
+            };
         }
-        if state.closing {
-            return None;
-        }
-        Some(self.excess(&mut state))
+    }
+
+    // New rows a spill leaves in memory: a quarter of the bound, less the
+    // batches to retry.
+    fn keep(&self, state: &State) -> usize {
+        (self.memory_limit / 4).saturating_sub(state.retry_rows)
     }
 
     fn excess(&self, state: &mut State) -> InFlight<Vec<WatchRecord>> {
-        let keep = (self.memory_limit / 4).saturating_sub(state.retry_rows);
+        let keep = self.keep(state);
         let excess: Vec<WatchRecord> = if state.rows.len() > keep {
             state.rows.drain(keep..).collect()
         } else {
@@ -494,7 +605,13 @@ mod tests {
     }
 
     fn queue_of(n: u64, batch_size: usize, memory_limit: usize) -> Queue {
-        let queue = Queue::new(batch_size, memory_limit, true, false);
+        let queue = Queue::new(
+            batch_size,
+            memory_limit,
+            true,
+            false,
+            Duration::from_secs(5),
+        );
         for i in 0..n {
             queue.push(record(i));
         }
@@ -524,7 +641,7 @@ mod tests {
 
     #[test]
     fn without_a_spool_the_oldest_rows_make_room() {
-        let queue = Queue::new(4, 10, false, false);
+        let queue = Queue::new(4, 10, false, false, Duration::from_secs(5));
         for i in 0..25 {
             assert!(queue.push(record(i)).is_none(), "nothing to spill");
         }
@@ -555,16 +672,55 @@ mod tests {
     }
 
     #[test]
-    fn rows_a_spool_would_not_take_stay_within_the_bound() {
+    fn a_failed_spool_is_left_alone_and_the_bound_drops_meanwhile() {
         let queue = queue_of(10, 4, 12);
         let excess = queue.take_excess().unwrap().into_batches(4);
         assert_eq!((excess.rows(), queue.queued()), (7, 3));
-        for i in 10..15 {
-            queue.push(record(i));
+        // The spool could not write them: back into memory.
+        queue.spill_failed(excess, 0, false, true);
+        assert!(!queue.spool_usable());
+        assert_eq!((queue.queued(), queue.dropped()), (10, 0));
+        let round = queue.take_batch(Duration::ZERO, false);
+        assert!(!round.spool_dirty, "nothing reached the spool file");
+        assert!(queue.requeue(round.batch.unwrap()).is_none());
+        // Meanwhile a full queue drops its oldest rows instead of handing
+        // the request a spill, and the spooler waits the backoff out.
+        for i in 10..18 {
+            assert!(queue.push(record(i)).is_none(), "no I/O while backing off");
         }
-        // The spool could not be written: back into memory, oldest out.
-        queue.requeue_all(excess);
-        assert_eq!((queue.queued(), queue.dropped()), (12, 3));
+        assert_eq!((queue.queued(), queue.dropped()), (12, 6));
+        let t0 = Instant::now();
+        let excess = queue.take_excess().unwrap();
+        assert!(
+            t0.elapsed() >= Duration::from_millis(40),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert!(queue.spool_usable(), "the backoff has passed");
+        assert_eq!(excess.rows(), 9);
+        queue.spooled(excess.into_batches(4));
+        queue.spool_succeeded();
+        assert!(!queue.is_drained(), "the spool holds rows");
+        assert_eq!(queue.queued(), 3);
+    }
+
+    #[test]
+    fn the_spooler_never_takes_an_empty_excess() {
+        // A bound of 8 with a batch of 6 to retry: past the mark, but no new
+        // rows beyond a quarter to move.
+        let queue = queue_of(6, 6, 8);
+        let batch = queue.take_batch(Duration::ZERO, false).batch.unwrap();
+        assert!(queue.requeue(batch).is_none());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| tx.send(queue.take_excess().map(|e| e.rows())).unwrap());
+            assert!(
+                rx.recv_timeout(Duration::from_millis(300)).is_err(),
+                "it waits"
+            );
+            queue.close();
+            assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), None);
+        });
     }
 
     #[test]
@@ -583,11 +739,11 @@ mod tests {
         let held = queue.take_batch(Duration::ZERO, false).batch;
         let all = queue.take_all(held);
         assert_eq!((all.rows(), queue.queued()), (5, 0));
-        queue.requeue_all(all);
-        assert_eq!(queue.queued(), 5);
+        queue.drop_all(all);
+        assert_eq!((queue.queued(), queue.dropped()), (0, 5));
         queue.spool_replayed();
         queue.close();
         assert!(queue.take_excess().is_none());
-        assert!(!queue.is_idle());
+        assert!(queue.is_idle(), "every row stored, spooled or dropped");
     }
 }
