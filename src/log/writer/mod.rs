@@ -5,8 +5,11 @@
 //! time-bounded) and inserts each in one transaction; when the store fails it
 //! keeps the rows and retries with exponential backoff. A spool thread keeps
 //! the queue under its memory bound by appending the excess to a local
-//! append-only spool file (JSON lines, one batch per line), which the writer
-//! replays once the store answers again. Every batch carries an id the store
+//! append-only spool file (JSON lines, one batch per line), and appends the
+//! rows the writer has not taken a quarter of a flush interval late (it is
+//! in a long transaction, backing off, or starved of CPU), so that what a
+//! `kill -9` loses stays bounded; the writer replays the spool once the
+//! store answers again. Every batch carries an id the store
 //! commits with its rows, and a batch keeps its id through retries and the
 //! spool, so a replay or a retry after an ambiguous commit never duplicates a
 //! row.
@@ -49,7 +52,11 @@ pub struct WriterConfig {
     /// arrived in that time: fewer, larger transactions write each index
     /// page once for many rows.
     pub batch_size: usize,
-    /// Longest a row waits before its batch is written (default 200 ms).
+    /// Longest a row waits before its batch is taken for a transaction
+    /// (default 200 ms), counted from when the writer last emptied the
+    /// queue, so a long transaction does not add to it. With a spool, rows
+    /// the writer has not taken a quarter of an interval after that go to
+    /// the spool file instead (a `write`: they survive a `kill -9`).
     pub flush_interval: Duration,
     /// Most rows kept in memory while the store is slow or down (default
     /// 50 000), besides the one batch being written. Past half of it the
@@ -77,8 +84,12 @@ pub struct WriterConfig {
     /// at the cost of one `write` per request on the request's thread; the
     /// writer fsyncs the journal every `flush_interval`, which bounds what a
     /// power loss can take. Without it, a killed process loses the rows
-    /// still in memory: at most `flush_interval` of them normally, at most
-    /// `memory_limit` while the store is down.
+    /// not yet committed nor in the spool file: with a spool, those of the
+    /// last `flush_interval` and a quarter (the spool thread hands rows the
+    /// writer has not taken by then to the spool file) plus the one batch in
+    /// a transaction; without a spool, every row queued (up to
+    /// `memory_limit` while the store is down). docs/watch-log.md has the
+    /// measured figures.
     pub durable: bool,
     /// Where rows the database refuses for their data go, one JSON line
     /// each (default `None`: beside the spool as `<spool>.quarantine`, or
@@ -290,6 +301,7 @@ impl WatchLogWriter {
                 config.spool_path.is_some(),
                 spool_dirty,
                 config.max_backoff,
+                config.flush_interval,
             ),
             spool: config
                 .spool_path

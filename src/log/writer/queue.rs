@@ -89,6 +89,11 @@ pub(super) struct Queue {
     memory_limit: usize,
     // Whether rows over the bound can go to a spool (else they stay).
     spills: bool,
+    // With a spool: the spooler hands rows that may have waited this long
+    // (a flush interval and a quarter) to the spool when the writer has not
+    // taken them (it is in a long transaction, or starved of CPU at its low
+    // priority).
+    handoff: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -114,6 +119,9 @@ struct State {
     // pause doubles while it keeps failing.
     spool_retry_at: Option<Instant>,
     spool_backoff: Backoff,
+    // Every row in `rows` arrived after this: the last time `rows` was
+    // emptied (by the writer or a hand-off to the spool).
+    emptied_at: Instant,
 }
 
 impl State {
@@ -211,13 +219,17 @@ impl State {
 impl Queue {
     /// An empty queue; `spool_dirty` says whether a spool file left by an
     /// earlier run holds rows; a spool that fails is left alone for a
-    /// backoff of up to `max_backoff`.
+    /// backoff of up to `max_backoff`. The writer takes rows every
+    /// `flush_interval`; with a spool, rows the writer has not taken a
+    /// quarter of an interval later are handed to the spool instead
+    /// ([`Queue::take_excess`]).
     pub(super) fn new(
         batch_size: usize,
         memory_limit: usize,
         spills: bool,
         spool_dirty: bool,
         max_backoff: Duration,
+        flush_interval: Duration,
     ) -> Self {
         Self {
             state: Mutex::new(State {
@@ -233,12 +245,14 @@ impl Queue {
                 drop_reported_at: None,
                 spool_retry_at: None,
                 spool_backoff: Backoff::new(max_backoff),
+                emptied_at: Instant::now(),
             }),
             writer_wake: Condvar::new(),
             spool_wake: Condvar::new(),
             batch_size: batch_size.max(1),
             memory_limit,
             spills,
+            handoff: spills.then(|| flush_interval.saturating_add(flush_interval / 4)),
         }
     }
 
@@ -291,7 +305,9 @@ impl Queue {
         if len == self.batch_size {
             self.writer_wake.notify_one();
         }
-        if queued == self.spill_at() + 1 {
+        // The spooler times a hand-off from the first row after the queue
+        // was emptied, and spills past the mark.
+        if queued == self.spill_at() + 1 || (len == 1 && self.handoff.is_some()) {
             self.spool_wake.notify_one();
         }
         excess
@@ -371,17 +387,21 @@ impl Queue {
         self.spool_wake.notify_all();
     }
 
-    /// Waits `pause` (or, unless `patient`, until a batch is full or
-    /// shutdown begins), then takes a batch to retry, else up to a batch of
-    /// new rows. A patient writer (one backing off) waits the pause out even
-    /// on shutdown, so that a dead store is not hammered.
+    /// Waits, then takes a batch to retry, else up to a batch of new rows.
+    /// A patient writer (one backing off) waits `pause` from now, even
+    /// through shutdown, so that a dead store is not hammered; otherwise
+    /// the wait ends when a batch is full, shutdown begins, or `pause` (the
+    /// flush interval) has passed since the queue was last emptied — not
+    /// since the last transaction ended, so a long transaction does not add
+    /// an interval to the time a row waits.
     pub(super) fn take_batch(&self, pause: Duration, patient: bool) -> Round {
+        let mut state = self.lock();
         // A pause too long for `Instant` (a huge configured backoff) is a year.
         let now = Instant::now();
-        let wait_until = now
+        let from = if patient { now } else { state.emptied_at };
+        let wait_until = from
             .checked_add(pause)
             .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400));
-        let mut state = self.lock();
         loop {
             let ready = !patient && (state.closing || state.rows.len() >= self.batch_size);
             let now = Instant::now();
@@ -402,6 +422,9 @@ impl Queue {
                 Some(WatchBatch::new(state.rows.drain(..take).collect()))
             }
         };
+        if state.rows.is_empty() {
+            state.emptied_at = Instant::now();
+        }
         let batch = batch.map(|batch| {
             let rows = batch.records.len();
             state.hand_out(batch, rows)
@@ -505,11 +528,17 @@ impl Queue {
         self.lock().spool_dirty = false;
     }
 
-    /// Blocks until the queue holds more than half its memory bound and the
-    /// spool is not backing off after a failure, then takes the newest rows
-    /// down to a quarter of it (so that spills are rare and large); `None`
-    /// once shutdown begins. Never returns an empty take: a queue past its
-    /// mark that holds only batches to retry is looked at again later.
+    /// Blocks until the spool should take rows, then takes them; `None`
+    /// once shutdown begins. Nothing is taken while the spool is backing off
+    /// after a failure. Past half the memory bound it takes the newest rows
+    /// down to a quarter of it (so that spills are rare and large). And
+    /// when the writer has not taken the new rows a quarter of a flush
+    /// interval after it should have (a transaction that runs long, a
+    /// writer starved of CPU), it takes them all: a `write` to the spool
+    /// file is what keeps them through a `kill -9`, and the writer replays
+    /// them first, in order, at its next round. Never returns an empty
+    /// take: a queue past its mark that holds only batches to retry is
+    /// looked at again later.
     pub(super) fn take_excess(&self) -> Option<InFlight<Vec<WatchRecord>>> {
         let mut state = self.lock();
         loop {
@@ -517,11 +546,22 @@ impl Queue {
                 return None;
             }
             let now = Instant::now();
+            let handoff_at = match (self.handoff, state.rows.is_empty()) {
+                (Some(after), false) => state.emptied_at.checked_add(after),
+                _ => None,
+            };
             let wait = match state.spool_retry_at {
                 Some(at) if at > now => Some(at - now),
-                _ if state.queued() <= self.spill_at() => None,
-                _ if state.rows.len() <= self.keep(&state) => Some(RECHECK),
-                _ => return Some(self.excess(&mut state)),
+                _ if state.queued() > self.spill_at() && state.rows.len() > self.keep(&state) => {
+                    return Some(self.excess(&mut state))
+                }
+                _ => match handoff_at {
+                    Some(at) if at <= now => return Some(self.hand_off(&mut state)),
+                    Some(at) if state.queued() > self.spill_at() => Some((at - now).min(RECHECK)),
+                    Some(at) => Some(at - now),
+                    None if state.queued() > self.spill_at() => Some(RECHECK),
+                    None => None,
+                },
             };
             state = match wait {
                 None => self
@@ -535,6 +575,14 @@ impl Queue {
                     .unwrap_or_else(|e| e.into_inner().0),
             };
         }
+    }
+
+    // Every new row, for the spool: the writer has not taken them in time.
+    fn hand_off(&self, state: &mut State) -> InFlight<Vec<WatchRecord>> {
+        let rows: Vec<WatchRecord> = state.rows.drain(..).collect();
+        state.emptied_at = Instant::now();
+        let n = rows.len();
+        state.hand_out(rows, n)
     }
 
     // New rows a spill leaves in memory: a quarter of the bound, less the
@@ -611,6 +659,7 @@ mod tests {
             true,
             false,
             Duration::from_secs(5),
+            Duration::from_secs(3600),
         );
         for i in 0..n {
             queue.push(record(i));
@@ -641,7 +690,14 @@ mod tests {
 
     #[test]
     fn without_a_spool_the_oldest_rows_make_room() {
-        let queue = Queue::new(4, 10, false, false, Duration::from_secs(5));
+        let queue = Queue::new(
+            4,
+            10,
+            false,
+            false,
+            Duration::from_secs(5),
+            Duration::from_secs(3600),
+        );
         for i in 0..25 {
             assert!(queue.push(record(i)).is_none(), "nothing to spill");
         }
@@ -702,6 +758,45 @@ mod tests {
         queue.spool_succeeded();
         assert!(!queue.is_drained(), "the spool holds rows");
         assert_eq!(queue.queued(), 3);
+    }
+
+    #[test]
+    fn rows_the_writer_does_not_take_in_time_are_handed_to_the_spool() {
+        let flush = Duration::from_millis(100);
+        let queue = Queue::new(100, 1000, true, false, Duration::from_secs(5), flush);
+        // The writer takes on time: from when the queue was last emptied,
+        // not from when it asked.
+        std::thread::sleep(Duration::from_millis(60));
+        queue.push(record(0));
+        let t0 = Instant::now();
+        let round = queue.take_batch(flush, false);
+        assert!(
+            t0.elapsed() < Duration::from_millis(80),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert_eq!(round.batch.as_ref().map(|b| b.rows()), Some(1));
+        // Now the writer is busy (its transaction runs long): the spooler
+        // takes the rows that came meanwhile, a quarter interval late.
+        let emptied = Instant::now();
+        for i in 1..4 {
+            queue.push(record(i));
+        }
+        let handed = queue.take_excess().unwrap();
+        let waited = emptied.elapsed();
+        assert!(
+            waited >= Duration::from_millis(120) && waited < Duration::from_millis(400),
+            "{waited:?}"
+        );
+        assert_eq!((handed.rows(), queue.queued()), (3, 0));
+        queue.complete(round.batch.unwrap());
+        queue.spooled(handed.into_batches(100));
+        assert!(!queue.is_drained(), "the spool holds them");
+        // Without a spool nothing is handed off.
+        let plain = Queue::new(100, 1000, false, false, Duration::from_secs(5), flush);
+        plain.push(record(0));
+        plain.close();
+        assert!(plain.take_excess().is_none());
     }
 
     #[test]

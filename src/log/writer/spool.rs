@@ -667,7 +667,14 @@ mod tests {
         text.extend_from_slice(batch_line("c", 3).as_bytes());
         std::fs::write(&path, text).unwrap();
         let spool = Spool::new(path, 1 << 20);
-        let queue = Queue::new(10, 100, true, true, std::time::Duration::from_secs(1));
+        let queue = Queue::new(
+            10,
+            100,
+            true,
+            true,
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(3600),
+        );
         let mut stored = Vec::new();
         let replayed = spool.replay(&queue, 10, |batch| {
             stored.push(batch.records[0].bytes_sent);
@@ -699,7 +706,14 @@ mod tests {
             text.ends_with(&format!("}}!\n{}", batch_line("b", 2))),
             "{text}"
         );
-        let queue = Queue::new(10, 100, true, true, std::time::Duration::from_secs(1));
+        let queue = Queue::new(
+            10,
+            100,
+            true,
+            true,
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(3600),
+        );
         let mut stored = Vec::new();
         spool
             .replay(&queue, 10, |batch| {
