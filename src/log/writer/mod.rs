@@ -267,7 +267,7 @@ impl WatchLogSink {
         if let Some(excess) = shared.queue.push(record) {
             // The spool thread fell behind: this request spills the excess
             // itself (one file append), so that memory stays bounded.
-            spill(shared, excess.into_batches(shared.config.batch_size));
+            spill(shared, excess.into_unnamed(shared.config.batch_size));
         }
     }
 }
@@ -485,16 +485,30 @@ fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
     }
 }
 
-/// Replays the spool if it holds rows, then stores the batch; a batch that
-/// fails (or waits behind a spool that would not replay) goes back to the
-/// front of the queue. Returns whether everything succeeded.
+/// Stores the batch, then replays the spool if it holds rows; a batch that
+/// fails goes back to the front of the queue (and the spool waits for the
+/// next round). The batch goes first because it is only in memory, while
+/// the spool's rows are already safe in a file: a long replay must not
+/// hold rows that a `kill -9` would lose. (Rows are not stored in the order
+/// they came, which nothing needs: each has its time.) Returns whether
+/// everything succeeded.
 fn write_round<S: WatchLogStore>(
     shared: &Shared,
     store: &S,
     spool_dirty: bool,
     batch: Option<InFlight<WatchBatch>>,
 ) -> bool {
-    let replayed = match (&shared.spool, spool_dirty) {
+    if let Some(batch) = batch {
+        match store_batch(shared, store, &batch) {
+            Ok(()) => shared.queue.complete(batch),
+            Err(err) => {
+                tracing::warn!(%err, rows = batch.rows(), "watch log write failed; will retry");
+                requeue(shared, batch);
+                return false;
+            }
+        }
+    }
+    match (&shared.spool, spool_dirty) {
         (Some(spool), true) => {
             if shared.config.durable {
                 spool.sync();
@@ -503,29 +517,11 @@ fn write_round<S: WatchLogStore>(
                 Ok(()) => true,
                 Err(ReplayError::Store) => false,
                 // A spool that cannot be read must not hold back the rows in
-                // memory: they are stored now, the spool when it can be.
+                // memory: they are stored meanwhile, the spool when it can be.
                 Err(ReplayError::Io) => true,
             }
         }
         _ => true,
-    };
-    let Some(batch) = batch else {
-        return replayed;
-    };
-    if !replayed {
-        requeue(shared, batch);
-        return false;
-    }
-    match store_batch(shared, store, &batch) {
-        Ok(()) => {
-            shared.queue.complete(batch);
-            true
-        }
-        Err(err) => {
-            tracing::warn!(%err, rows = batch.rows(), "watch log write failed; will retry");
-            requeue(shared, batch);
-            false
-        }
     }
 }
 
@@ -533,7 +529,7 @@ fn write_round<S: WatchLogStore>(
 /// memory bound.
 fn requeue(shared: &Shared, batch: InFlight<WatchBatch>) {
     if let Some(excess) = shared.queue.requeue(batch) {
-        spill(shared, excess.into_batches(shared.config.batch_size));
+        spill(shared, excess.into_unnamed(shared.config.batch_size));
     }
 }
 
@@ -632,7 +628,7 @@ fn quarantine(shared: &Shared, record: &WatchRecord, err: &StoreError) {
 /// trying again at once.
 fn run_spooler(shared: &Shared) {
     while let Some(excess) = shared.queue.take_excess() {
-        spill(shared, excess.into_batches(shared.config.batch_size));
+        spill(shared, excess.into_unnamed(shared.config.batch_size));
     }
 }
 

@@ -57,9 +57,27 @@ impl<T> InFlight<T> {
 
 impl InFlight<Vec<WatchRecord>> {
     /// The rows cut into batches of at most `size`, still in flight.
+    #[cfg(test)]
     pub(super) fn into_batches(self, size: usize) -> InFlight<Vec<WatchBatch>> {
         InFlight {
             items: into_batches(self.items, size),
+            rows: self.rows,
+        }
+    }
+
+    /// The rows as batches of at most `size` without an id, for the spool
+    /// (lines of a size that fits or not as a whole): a replay groups
+    /// such lines into batches of the writer's size, named after the spool
+    /// file and line (as journaled rows are), so rows handed to the spool a
+    /// few at a time are still stored in large transactions. Only for new
+    /// rows: a batch that may have been stored keeps its id.
+    pub(super) fn into_unnamed(self, size: usize) -> InFlight<Vec<WatchBatch>> {
+        let mut items = into_batches(self.items, size);
+        for batch in &mut items {
+            batch.id.clear();
+        }
+        InFlight {
+            items,
             rows: self.rows,
         }
     }
