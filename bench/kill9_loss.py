@@ -6,7 +6,8 @@ PostgreSQL URL in DATABASE), drives it with ranged GETs from several
 processes, each request with a User-Agent of its own, kills the server with
 SIGKILL in the middle of the load, and compares the responses the clients
 had completed (with the wall-clock time each completed) with the rows the
-database holds afterwards. A completed response whose row is missing was
+database holds after a restart has replayed the spool file the killed
+server left (and a graceful stop). A completed response whose row is missing was
 lost; the loss window of a run is the kill time minus the completion time
 of the oldest lost response (rows are stored in order, so every response
 after it is lost too). The row is made as the server ends the response, a
@@ -115,6 +116,28 @@ def reset_postgres(db_url):
     )
 
 
+def start(root, db_url, port, spool):
+    server = subprocess.Popen(
+        [BIN, "serve", "--root", root, "--database", db_url, "--bind", f"127.0.0.1:{port}",
+         "--spool", spool, *FLAGS],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 30
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return server
+        except OSError:
+            pass
+        if time.time() > deadline:
+            server.kill()
+            sys.exit("the server did not become ready")
+        time.sleep(0.05)
+
+
 def one_run(n, workdir):
     root = os.path.join(workdir, "media")
     os.makedirs(root, exist_ok=True)
@@ -125,25 +148,8 @@ def one_run(n, workdir):
     if DATABASE:
         reset_postgres(DATABASE)
     port = free_port()
-    server = subprocess.Popen(
-        [BIN, "serve", "--root", root, "--database", db_url, "--bind", f"127.0.0.1:{port}",
-         "--spool", os.path.join(workdir, f"log{n}.spool"), *FLAGS],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 30
-    while True:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/readyz")
-            if conn.getresponse().status == 200:
-                break
-        except OSError:
-            pass
-        if time.time() > deadline:
-            server.kill()
-            sys.exit("the server did not become ready")
-        time.sleep(0.05)
+    spool = os.path.join(workdir, f"log{n}.spool")
+    server = start(root, db_url, port, spool)
     out = multiprocessing.Queue()
     stop_at = time.time() + LOAD + 2
     procs = [multiprocessing.Process(target=client, args=(port, f"{n}.{p}", stop_at, out)) for p in range(PROCS)]
@@ -159,6 +165,12 @@ def one_run(n, workdir):
         completed.extend(out.get())
     for p in procs:
         p.join()
+    # The next start replays what the killed one left in its spool file (a
+    # kill -9 does not take what was written there); a graceful stop then
+    # drains it.
+    again = start(root, db_url, port, spool)
+    again.send_signal(signal.SIGTERM)
+    again.wait(timeout=60)
     stored = stored_agents(db_url, db_path)
     lost = [(t, a) for a, t in completed if a not in stored]
     window_ms = (killed_at - min(lost)[0]) * 1000 if lost else 0.0

@@ -510,9 +510,10 @@ fn write_round<S: WatchLogStore>(
     }
     match (&shared.spool, spool_dirty) {
         (Some(spool), true) => {
-            if shared.config.durable {
-                spool.sync();
-            }
+            // What the journal, hand-offs and spills wrote since the last
+            // round reaches the disk (at most a round's worth, in a power
+            // loss).
+            spool.sync();
             match replay(shared, spool, store) {
                 Ok(()) => true,
                 Err(ReplayError::Store) => false,

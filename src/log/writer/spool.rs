@@ -154,8 +154,8 @@ impl Spool {
         self.files.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends `batches`, one JSON line each, and fsyncs; marks the queue's
-    /// spool dirty. Makes room first by dropping the oldest segments; what
+    /// Appends `batches`, one JSON line each (fsynced only at shutdown: see
+    /// [`Spool::sync`]); marks the queue's spool dirty. Makes room first by dropping the oldest segments; what
     /// still does not fit is the oldest batches of this append, dropped
     /// too. If a line cannot be written, it and the rest go back to the
     /// queue (`keep`: new rows, to be kept within its bound) or are counted
@@ -200,10 +200,14 @@ impl Spool {
             files.current_rows += line_rows;
         }
         if rows > 0 {
-            if let Some(Err(err)) = files.file.as_ref().map(File::sync_data) {
-                // The lines are in the file (a kill cannot take them), only
-                // perhaps not on the disk yet.
-                tracing::warn!(%err, path = %self.path.display(), "cannot fsync the watch-log spool");
+            // The `write` is what keeps rows through a kill; the fsync, for
+            // a power loss, is the writer's before each replay (not here,
+            // where it would hold up the next hand-off or a request), but
+            // for the last append of a shutdown.
+            if !keep {
+                if let Some(Err(err)) = files.file.as_ref().map(File::sync_data) {
+                    tracing::warn!(%err, path = %self.path.display(), "cannot fsync the watch-log spool");
+                }
             }
             self.rotate(&mut files);
         }
@@ -373,12 +377,13 @@ impl Spool {
         Journaled::Written
     }
 
-    /// Flushes journaled rows to the disk (off the lock, on a duplicate of
-    /// the handle, so that requests journaling meanwhile do not wait).
+    /// Flushes what was appended (journaled rows, hand-offs, spills) to the
+    /// disk, off the lock, on a duplicate of the handle, so that requests
+    /// and the spool thread writing meanwhile do not wait.
     pub(super) fn sync(&self) {
         let file = self.lock().file.as_ref().map(File::try_clone);
         if let Some(Err(err)) | Some(Ok(Err(err))) = file.map(|f| f.map(|f| f.sync_data())) {
-            tracing::warn!(%err, "cannot fsync the watch-log journal");
+            tracing::warn!(%err, "cannot fsync the watch-log spool");
         }
     }
 
