@@ -58,6 +58,13 @@ fn main() -> std::process::ExitCode {
             postgres::outage_loses_no_row_and_never_stops_streaming,
         )
         .needs(common::harness::Requirement::PostgresServer),
+        #[cfg(feature = "postgres")]
+        Test::sync(
+            "postgres::a_full_spool_disk_counts_every_row_and_never_spins",
+            postgres::a_full_spool_disk_counts_every_row_and_never_spins,
+        )
+        .needs(common::harness::Requirement::PostgresServer)
+        .needs(common::harness::Requirement::Mount),
     ])
 }
 
@@ -342,5 +349,201 @@ mod postgres {
             expected_agents(&[("before", 30), ("during", 60), ("after", 30)]),
             "every request once, no duplicates"
         );
+    }
+
+    /// A spool on a 2 MiB filesystem during a real outage: the disk fills
+    /// (ENOSPC) long before the spool's own bound. Every row is then stored
+    /// or counted as dropped, exactly; the log threads do not spin on the
+    /// full disk; the error log says so once in a while, not once per row;
+    /// and the rows kept in memory are stored once the database is back.
+    pub(super) fn a_full_spool_disk_counts_every_row_and_never_spins() {
+        let disk = common::harness::TinyFs::mount(2 << 20).expect("the harness probed the mount");
+        let errors = error_log();
+        let pg = OwnPostgres::start();
+        let store: Arc<dyn WatchLogStore> = Arc::new(PgStore::connect(&pg.url()).unwrap());
+        let config = WriterConfig {
+            memory_limit: 2_000,
+            batch_size: 200,
+            spool_path: Some(disk.path().join("log.spool")),
+            shutdown_timeout: Duration::from_secs(5),
+            ..quick()
+        };
+        let before = log_threads();
+        let (sink, writer) = WatchLogWriter::spawn(store.clone(), config).unwrap();
+        // A thread names itself as it starts: wait for the writer's two
+        // (writer and spooler).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let ours = loop {
+            let ours: Vec<String> = log_threads()
+                .into_iter()
+                .filter(|t| !before.contains(t))
+                .collect();
+            if ours.len() >= 2 {
+                break ours;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer's threads are named sage-stream-log*"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        for i in 0..100 {
+            sink.record(big_record(i));
+        }
+        assert!(
+            writer.wait_idle(Duration::from_secs(10)),
+            "{:?}",
+            writer.stats()
+        );
+
+        pg.down();
+        let errors_before = errors.load(std::sync::atomic::Ordering::Relaxed);
+        let (cpu_before, wall) = (cpu_ticks(&ours), std::time::Instant::now());
+        // Two threads record 40 000 rows (about 16 MB of spool lines) over
+        // some 4 s: the 2 MiB disk is full within the first second.
+        let threads: Vec<_> = (0..2)
+            .map(|t| {
+                let sink = sink.clone();
+                std::thread::spawn(move || {
+                    for chunk in 0..80 {
+                        for i in 0..250 {
+                            sink.record(big_record(100 + t * 20_000 + chunk * 250 + i));
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        let busy = (cpu_ticks(&ours) - cpu_before) as f64 / 100.0;
+        let elapsed = wall.elapsed().as_secs_f64();
+        let during = writer.stats();
+        let error_lines = errors.load(std::sync::atomic::Ordering::Relaxed) - errors_before;
+        eprintln!(
+            "outage: log threads busy {busy:.2} s of {elapsed:.2} s, {error_lines} error lines, {during:?}"
+        );
+        assert!(during.rows_dropped > 0, "the disk filled up: {during:?}");
+        assert!(
+            busy < 0.25 * elapsed,
+            "the log threads spin on the full disk: {busy:.2} s of CPU in {elapsed:.2} s"
+        );
+        assert!(
+            error_lines <= 20,
+            "{error_lines} error lines: once in a while, not once per row"
+        );
+
+        pg.up();
+        // Rows after the outage, too.
+        for i in 40_100..40_200 {
+            sink.record(big_record(i));
+        }
+        assert!(
+            writer.wait_idle(Duration::from_secs(30)),
+            "{:?}",
+            writer.stats()
+        );
+        let stats = writer.shutdown();
+        let stored = store.count(&LogFilter::default()).unwrap();
+        eprintln!("after: stored {stored}, {stats:?}");
+        assert_eq!(stats.recorded, 40_200);
+        assert_eq!(
+            stored + stats.rows_dropped,
+            stats.recorded,
+            "every row is stored or counted as dropped: {stats:?}"
+        );
+        assert!(
+            stored >= 100 + 100 + 2_000 / 4,
+            "the rows kept in memory and those after the outage are stored: {stored}"
+        );
+        let rows = store
+            .query(&LogFilter::default(), None, 50_000)
+            .unwrap()
+            .entries;
+        let mut agents = agents(&rows);
+        let n = agents.len();
+        agents.dedup();
+        assert_eq!(agents.len(), n, "no row twice");
+    }
+
+    /// A row of some 400 bytes of JSON, told apart by its User-Agent.
+    fn big_record(i: usize) -> sage_stream::log::WatchRecord {
+        sage_stream::log::WatchRecord {
+            created_at: chrono::Utc::now(),
+            path: format!("videos/show-{}/episode-{:04}.mp4", i % 13, i % 997).into(),
+            user_id: Some(format!("user-{}", i % 101).into()),
+            is_authenticated: true,
+            ip: Some("192.0.2.10".into()),
+            method: "GET".into(),
+            status: 206,
+            range_header: Some(format!("bytes={}-", i * 4096).into()),
+            bytes_sent: 4096,
+            duration_ms: 3,
+            user_agent: Some(format!("agent-{i:06} Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36").into()),
+            completed: true,
+        }
+    }
+
+    /// This process's threads named like the writer's (`sage-stream-log…`:
+    /// the kernel keeps 15 bytes of a name), by task id.
+    fn log_threads() -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|tid| {
+                std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+                    .is_ok_and(|c| c.starts_with("sage-stream-log"))
+            })
+            .collect()
+    }
+
+    /// User plus system CPU time of these threads, in clock ticks (100 Hz).
+    fn cpu_ticks(tids: &[String]) -> u64 {
+        tids.iter()
+            .filter_map(|tid| std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok())
+            .map(|stat| {
+                // Fields after the name in parentheses; utime and stime are
+                // the 14th and 15th of the whole line.
+                let rest = &stat[stat.rfind(')').unwrap() + 2..];
+                let fields: Vec<&str> = rest.split(' ').collect();
+                fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+            })
+            .sum()
+    }
+
+    /// Counts the error-log lines of the crate (a subscriber for this test
+    /// binary, installed once).
+    fn error_log() -> Arc<std::sync::atomic::AtomicU64> {
+        static COUNT: std::sync::OnceLock<Arc<std::sync::atomic::AtomicU64>> =
+            std::sync::OnceLock::new();
+        COUNT
+            .get_or_init(|| {
+                let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let _ = tracing::subscriber::set_global_default(CountErrors(count.clone()));
+                count
+            })
+            .clone()
+    }
+
+    struct CountErrors(Arc<std::sync::atomic::AtomicU64>);
+
+    impl tracing::Subscriber for CountErrors {
+        fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+            *metadata.level() == tracing::Level::ERROR
+                && metadata.target().starts_with("sage_stream")
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, _: &tracing::Event<'_>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
     }
 }

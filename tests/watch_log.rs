@@ -25,6 +25,15 @@ use tower::{ServiceBuilder, ServiceExt};
 
 fn main() -> std::process::ExitCode {
     harness::run(vec![
+        Test::sync(
+            "rows_behind_a_long_transaction_reach_the_spool_within_the_interval",
+            rows_behind_a_long_transaction_reach_the_spool_within_the_interval,
+        ),
+        Test::sync(
+            "a_durable_log_on_a_full_disk_counts_every_row",
+            a_durable_log_on_a_full_disk_counts_every_row,
+        )
+        .needs(common::harness::Requirement::Mount),
         Test::tokio(
             "one_row_per_response_with_bytes_sent",
             one_row_per_response_with_bytes_sent,
@@ -1155,4 +1164,215 @@ fn a_full_journal_drops_its_oldest_rows_and_keeps_the_newest() {
     // spared (its next one goes instead), so only the newest are certain.
     let newest: Vec<i64> = (1950..2000).collect();
     assert_eq!(sent[sent.len() - 50..], newest[..], "{stats:?}");
+}
+
+/// `--durable-log` with its journal on a 256 KiB filesystem and the store
+/// down: the disk fills (ENOSPC) before the spool's own bound. Rows the
+/// journal cannot take stay in memory (within the bound, the oldest
+/// dropped and counted), nothing spins, and every row ends up stored or
+/// counted as dropped, exactly.
+fn a_durable_log_on_a_full_disk_counts_every_row() {
+    let disk = common::harness::TinyFs::mount(256 << 10).expect("the harness probed the mount");
+    let spool = disk.path().join("log.spool");
+    let store = Arc::new(MemoryStore::new());
+    store.set_down(true);
+    let config = WriterConfig {
+        spool_path: Some(spool.clone()),
+        durable: true,
+        memory_limit: 1_000,
+        batch_size: 100,
+        ..quick()
+    };
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), config).unwrap();
+    let n = 10_000;
+    let t0 = std::time::Instant::now();
+    for i in 0..n {
+        sink.record(record(i));
+        if i % 1_000 == 999 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let stats = writer.stats();
+    assert!(stats.journaled < n as u64, "the disk filled up: {stats:?}");
+    assert!(stats.rows_dropped > 0, "{stats:?}");
+    assert!(stats.queued_peak <= 1_000, "{stats:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "recording never waits on the full disk: {:?}",
+        t0.elapsed()
+    );
+    store.set_down(false);
+    assert!(
+        writer.wait_idle(Duration::from_secs(20)),
+        "{:?}",
+        writer.stats()
+    );
+    let stats = writer.shutdown();
+    let mut sent: Vec<i64> = store.entries().iter().map(|e| e.bytes_sent).collect();
+    sent.sort_unstable();
+    sent.dedup();
+    assert_eq!(sent.len(), store.entries().len(), "each row once");
+    assert_eq!(
+        sent.len() as u64 + stats.rows_dropped,
+        n as u64,
+        "stored or counted as dropped: {stats:?}"
+    );
+    assert_eq!(
+        sent.last(),
+        Some(&(n as i64 - 1)),
+        "the newest row is stored"
+    );
+    assert!(spool_is_empty(&spool));
+}
+
+/// A store whose every insert takes `delay` (a long transaction), which
+/// says which rows (by `bytes_sent`) it is inserting.
+struct SlowStore {
+    inner: MemoryStore,
+    delay: Duration,
+    inserting: std::sync::Mutex<Vec<i64>>,
+}
+
+impl WatchLogStore for SlowStore {
+    fn migrate(&self) -> Result<(), sage_stream::log::StoreError> {
+        self.inner.migrate()
+    }
+    fn insert_batch(
+        &self,
+        batch: &sage_stream::log::WatchBatch,
+    ) -> Result<usize, sage_stream::log::StoreError> {
+        *self.inserting.lock().unwrap() =
+            batch.records.iter().map(|r| r.bytes_sent as i64).collect();
+        std::thread::sleep(self.delay);
+        let n = self.inner.insert_batch(batch);
+        self.inserting.lock().unwrap().clear();
+        n
+    }
+    fn query(
+        &self,
+        filter: &LogFilter,
+        after: Option<sage_stream::log::Cursor>,
+        limit: usize,
+    ) -> Result<sage_stream::log::Page, sage_stream::log::StoreError> {
+        self.inner.query(filter, after, limit)
+    }
+    fn count(&self, filter: &LogFilter) -> Result<u64, sage_stream::log::StoreError> {
+        self.inner.count(filter)
+    }
+    fn path_stats(
+        &self,
+        filter: &LogFilter,
+        limit: usize,
+    ) -> Result<Vec<sage_stream::log::PathStats>, sage_stream::log::StoreError> {
+        self.inner.path_stats(filter, limit)
+    }
+    fn views_per_day(
+        &self,
+        filter: &LogFilter,
+    ) -> Result<Vec<sage_stream::log::DayCount>, sage_stream::log::StoreError> {
+        self.inner.views_per_day(filter)
+    }
+    fn last_batch_id(&self, prefix: &str) -> Result<Option<String>, sage_stream::log::StoreError> {
+        self.inner.last_batch_id(prefix)
+    }
+    fn prune_chunk(
+        &self,
+        cutoff: chrono::NaiveDateTime,
+        limit: usize,
+    ) -> Result<sage_stream::log::Pruned, sage_stream::log::StoreError> {
+        self.inner.prune_chunk(cutoff, limit)
+    }
+    fn prunable(
+        &self,
+        cutoff: chrono::NaiveDateTime,
+    ) -> Result<sage_stream::log::Pruned, sage_stream::log::StoreError> {
+        self.inner.prunable(cutoff)
+    }
+}
+
+/// The rows (by `bytes_sent`) in the spool's files: what a `kill -9` leaves
+/// for the next start to replay.
+fn rows_in_spool(spool: &std::path::Path) -> std::collections::HashSet<i64> {
+    let name = spool.file_name().unwrap().to_string_lossy().into_owned();
+    let mut rows = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(spool.parent().unwrap())
+        .unwrap()
+        .flatten()
+    {
+        if !entry.file_name().to_string_lossy().starts_with(&name) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        for line in text.lines() {
+            if let Ok(batch) = serde_json::from_str::<sage_stream::log::WatchBatch>(line) {
+                rows.extend(batch.records.iter().map(|r| r.bytes_sent as i64));
+            }
+        }
+    }
+    rows
+}
+
+/// Without `--durable-log` a `kill -9` loses the rows neither stored nor in
+/// the spool file. Behind a transaction that runs long (300 ms here, with a
+/// 50 ms flush interval), rows used to wait in memory for the whole
+/// transaction; now the spool thread writes them to the spool file once
+/// they have waited an interval and a quarter. So at any moment, every row
+/// recorded more than that ago (plus a margin for a busy machine) is
+/// stored, in the spool file, or in the one batch being inserted.
+fn rows_behind_a_long_transaction_reach_the_spool_within_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("log.spool");
+    let store = Arc::new(SlowStore {
+        inner: MemoryStore::new(),
+        delay: Duration::from_millis(300),
+        inserting: Default::default(),
+    });
+    let flush = Duration::from_millis(50);
+    let config = WriterConfig {
+        flush_interval: flush,
+        spool_path: Some(spool.clone()),
+        ..WriterConfig::default()
+    };
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), config).unwrap();
+    let bound = flush + flush / 4 + Duration::from_millis(100);
+    let mut recorded: Vec<(i64, std::time::Instant)> = Vec::new();
+    let mut worst = Duration::ZERO;
+    let t0 = std::time::Instant::now();
+    let mut i = 0;
+    while t0.elapsed() < Duration::from_millis(1500) {
+        for _ in 0..20 {
+            sink.record(record(i));
+            recorded.push((i as i64, std::time::Instant::now()));
+            i += 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        // What a kill -9 would leave now. The batch being inserted is read
+        // first: a row it holds that commits meanwhile is then stored.
+        let inserting: std::collections::HashSet<i64> =
+            store.inserting.lock().unwrap().iter().copied().collect();
+        let in_spool = rows_in_spool(&spool);
+        let stored: std::collections::HashSet<i64> =
+            store.inner.entries().iter().map(|e| e.bytes_sent).collect();
+        let now = std::time::Instant::now();
+        for (row, at) in &recorded {
+            if !(stored.contains(row) || in_spool.contains(row) || inserting.contains(row)) {
+                worst = worst.max(now - *at);
+            }
+        }
+    }
+    eprintln!("the oldest row a kill -9 would have lost had waited {worst:?}");
+    assert!(
+        worst < bound,
+        "a row {worst:?} old was only in memory (bound {bound:?})"
+    );
+    assert!(
+        writer.wait_idle(Duration::from_secs(30)),
+        "{:?}",
+        writer.stats()
+    );
+    let stats = writer.shutdown();
+    assert!(stats.spooled > 0, "{stats:?}");
+    assert_each_row_once(&store.inner, i as i64, &stats);
 }

@@ -47,9 +47,12 @@ pub enum Requirement {
     PostgresServer,
     /// nginx at `$NGINX`, else `nginx` on `PATH`, else `/usr/sbin/nginx`.
     Nginx,
+    /// Mounting a small tmpfs (root, or `CAP_SYS_ADMIN`), for a filesystem
+    /// that fills up.
+    Mount,
 }
 
-const ALL: [Requirement; 9] = [
+const ALL: [Requirement; 10] = [
     Requirement::Node,
     Requirement::Chromium,
     Requirement::Playwright,
@@ -59,6 +62,7 @@ const ALL: [Requirement; 9] = [
     Requirement::Postgres,
     Requirement::PostgresServer,
     Requirement::Nginx,
+    Requirement::Mount,
 ];
 
 impl Requirement {
@@ -74,6 +78,7 @@ impl Requirement {
             Self::Postgres => "postgresql",
             Self::PostgresServer => "postgresql server binaries",
             Self::Nginx => "nginx",
+            Self::Mount => "a tmpfs mount",
         }
     }
 
@@ -87,6 +92,7 @@ impl Requirement {
             Self::Python => "SAGE_STREAM_REQUIRE_PYTHON",
             Self::Postgres | Self::PostgresServer => "SAGE_STREAM_REQUIRE_POSTGRES",
             Self::Nginx => "SAGE_STREAM_REQUIRE_NGINX",
+            Self::Mount => "SAGE_STREAM_REQUIRE_MOUNT",
         }
     }
 
@@ -133,6 +139,7 @@ impl Requirement {
             Self::Postgres => postgres_reachable(),
             Self::PostgresServer => postgres_server(),
             Self::Nginx => runs(nginx(), "-v", "apt-get install nginx, or set NGINX"),
+            Self::Mount => TinyFs::mount(64 * 1024).map(drop),
         }
     }
 }
@@ -210,6 +217,50 @@ fn postgres_server() -> Result<(), String> {
 #[cfg(not(feature = "postgres"))]
 fn postgres_server() -> Result<(), String> {
     Err("built without the `postgres` feature".into())
+}
+
+/// A tmpfs of `bytes` mounted on a temporary directory, unmounted on drop:
+/// a filesystem that really fills up (ENOSPC) without touching the disk.
+pub struct TinyFs {
+    dir: tempfile::TempDir,
+}
+
+impl TinyFs {
+    /// Mounts it, or says why it cannot (not root, no `CAP_SYS_ADMIN`, a
+    /// container that forbids mounts).
+    pub fn mount(bytes: u64) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={bytes}"))
+            .arg("tmpfs")
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if out.status.success() {
+            Ok(Self { dir })
+        } else {
+            Err(format!(
+                "`mount -t tmpfs` failed (needs root or CAP_SYS_ADMIN): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        // Lazily: a writer a failed test left behind may still hold a file.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
 }
 
 /// One test: a name (what `cargo test FILTER` matches), what it needs and

@@ -5,8 +5,11 @@
 //! time-bounded) and inserts each in one transaction; when the store fails it
 //! keeps the rows and retries with exponential backoff. A spool thread keeps
 //! the queue under its memory bound by appending the excess to a local
-//! append-only spool file (JSON lines, one batch per line), which the writer
-//! replays once the store answers again. Every batch carries an id the store
+//! append-only spool file (JSON lines, one batch per line), and appends the
+//! rows the writer has not taken a quarter of a flush interval late (it is
+//! in a long transaction, backing off, or starved of CPU), so that what a
+//! `kill -9` loses stays bounded; the writer replays the spool once the
+//! store answers again. Every batch carries an id the store
 //! commits with its rows, and a batch keeps its id through retries and the
 //! spool, so a replay or a retry after an ambiguous commit never duplicates a
 //! row.
@@ -39,7 +42,7 @@ mod spool;
 use backoff::Backoff;
 use queue::{InFlight, Queue};
 use retention::{run_retention, Stop};
-use spool::Spool;
+use spool::{Journaled, ReplayError, Spool};
 
 /// Tuning of a [`WatchLogWriter`].
 #[derive(Clone, Debug)]
@@ -49,7 +52,11 @@ pub struct WriterConfig {
     /// arrived in that time: fewer, larger transactions write each index
     /// page once for many rows.
     pub batch_size: usize,
-    /// Longest a row waits before its batch is written (default 200 ms).
+    /// Longest a row waits before its batch is taken for a transaction
+    /// (default 200 ms), counted from when the writer last emptied the
+    /// queue, so a long transaction does not add to it. With a spool, rows
+    /// the writer has not taken a quarter of an interval after that go to
+    /// the spool file instead (a `write`: they survive a `kill -9`).
     pub flush_interval: Duration,
     /// Most rows kept in memory while the store is slow or down (default
     /// 50 000), besides the one batch being written. Past half of it the
@@ -77,8 +84,12 @@ pub struct WriterConfig {
     /// at the cost of one `write` per request on the request's thread; the
     /// writer fsyncs the journal every `flush_interval`, which bounds what a
     /// power loss can take. Without it, a killed process loses the rows
-    /// still in memory: at most `flush_interval` of them normally, at most
-    /// `memory_limit` while the store is down.
+    /// not yet committed nor in the spool file: with a spool, those of the
+    /// last `flush_interval` and a quarter (the spool thread hands rows the
+    /// writer has not taken by then to the spool file) plus the one batch in
+    /// a transaction; without a spool, every row queued (up to
+    /// `memory_limit` while the store is down). docs/watch-log.md has the
+    /// measured figures.
     pub durable: bool,
     /// Where rows the database refuses for their data go, one JSON line
     /// each (default `None`: beside the spool as `<spool>.quarantine`, or
@@ -240,20 +251,23 @@ impl WatchLogSink {
     pub fn record(&self, record: WatchRecord) {
         let shared = &self.shared;
         Counters::add(&shared.counters.recorded, 1);
+        // A journal that just failed is left alone for a backoff: the row
+        // is queued in memory meanwhile, without a failing write per request.
         if let (true, Some(spool)) = (shared.config.durable, &shared.spool) {
-            match spool.journal(&shared.queue, &record) {
-                Ok(true) => return Counters::add(&shared.counters.journaled, 1),
-                // Dropped to keep the spool within its bound (counted there).
-                Ok(false) => return,
-                Err(err) => {
-                    tracing::error!(%err, "cannot journal a watch-log row; queued in memory")
+            if shared.queue.spool_usable() {
+                match spool.journal(&shared.queue, &record) {
+                    Journaled::Written => return Counters::add(&shared.counters.journaled, 1),
+                    // Dropped to keep the spool within its bound (counted there).
+                    Journaled::Dropped => return,
+                    // Logged there (rate-limited); kept in memory here.
+                    Journaled::Failed => {}
                 }
             }
         }
         if let Some(excess) = shared.queue.push(record) {
             // The spool thread fell behind: this request spills the excess
             // itself (one file append), so that memory stays bounded.
-            spill(shared, excess.into_batches(shared.config.batch_size));
+            spill(shared, excess.into_unnamed(shared.config.batch_size));
         }
     }
 }
@@ -286,6 +300,8 @@ impl WatchLogWriter {
                 config.memory_limit,
                 config.spool_path.is_some(),
                 spool_dirty,
+                config.max_backoff,
+                config.flush_interval,
             ),
             spool: config
                 .spool_path
@@ -446,9 +462,11 @@ fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
         if closing_since.is_some_and(|t| t.elapsed() >= config.shutdown_timeout) {
             // Out of time: everything left goes to the spool (or back into
             // memory, loudly, when there is none).
+            // The process is about to stop: rows the spool cannot take now
+            // are dropped and counted, not kept in a memory about to go.
             let rest = shared.queue.take_all(round.batch);
             if rest.rows() > 0 {
-                spill(shared, rest);
+                spill_or_drop(shared, rest, false);
             } else {
                 shared.queue.complete(rest);
             }
@@ -467,41 +485,44 @@ fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
     }
 }
 
-/// Replays the spool if it holds rows, then stores the batch; a batch that
-/// fails (or waits behind a spool that would not replay) goes back to the
-/// front of the queue. Returns whether everything succeeded.
+/// Stores the batch, then replays the spool if it holds rows; a batch that
+/// fails goes back to the front of the queue (and the spool waits for the
+/// next round). The batch goes first because it is only in memory, while
+/// the spool's rows are already safe in a file: a long replay must not
+/// hold rows that a `kill -9` would lose. (Rows are not stored in the order
+/// they came, which nothing needs: each has its time.) Returns whether
+/// everything succeeded.
 fn write_round<S: WatchLogStore>(
     shared: &Shared,
     store: &S,
     spool_dirty: bool,
     batch: Option<InFlight<WatchBatch>>,
 ) -> bool {
-    let replayed = match (&shared.spool, spool_dirty) {
-        (Some(spool), true) => {
-            if shared.config.durable {
-                spool.sync();
+    if let Some(batch) = batch {
+        match store_batch(shared, store, &batch) {
+            Ok(()) => shared.queue.complete(batch),
+            Err(err) => {
+                tracing::warn!(%err, rows = batch.rows(), "watch log write failed; will retry");
+                requeue(shared, batch);
+                return false;
             }
-            replay(shared, spool, store)
+        }
+    }
+    match (&shared.spool, spool_dirty) {
+        (Some(spool), true) => {
+            // What the journal, hand-offs and spills wrote since the last
+            // round reaches the disk (at most a round's worth, in a power
+            // loss).
+            spool.sync();
+            match replay(shared, spool, store) {
+                Ok(()) => true,
+                Err(ReplayError::Store) => false,
+                // A spool that cannot be read must not hold back the rows in
+                // memory: they are stored meanwhile, the spool when it can be.
+                Err(ReplayError::Io) => true,
+            }
         }
         _ => true,
-    };
-    let Some(batch) = batch else {
-        return replayed;
-    };
-    if !replayed {
-        requeue(shared, batch);
-        return false;
-    }
-    match store_batch(shared, store, &batch) {
-        Ok(()) => {
-            shared.queue.complete(batch);
-            true
-        }
-        Err(err) => {
-            tracing::warn!(%err, rows = batch.rows(), "watch log write failed; will retry");
-            requeue(shared, batch);
-            false
-        }
     }
 }
 
@@ -509,13 +530,13 @@ fn write_round<S: WatchLogStore>(
 /// memory bound.
 fn requeue(shared: &Shared, batch: InFlight<WatchBatch>) {
     if let Some(excess) = shared.queue.requeue(batch) {
-        spill(shared, excess.into_batches(shared.config.batch_size));
+        spill(shared, excess.into_unnamed(shared.config.batch_size));
     }
 }
 
-/// Stores every spooled batch and empties the spool; false if the store
-/// failed (the spool is kept and replayed later).
-fn replay<S: WatchLogStore>(shared: &Shared, spool: &Spool, store: &S) -> bool {
+/// Stores every spooled batch and empties the spool; an error if the store
+/// or the spool failed (the spool is kept and replayed later).
+fn replay<S: WatchLogStore>(shared: &Shared, spool: &Spool, store: &S) -> Result<(), ReplayError> {
     let replayed = spool.replay(
         &shared.queue,
         shared.config.batch_size,
@@ -527,13 +548,9 @@ fn replay<S: WatchLogStore>(shared: &Shared, spool: &Spool, store: &S) -> bool {
             }
         },
     );
-    match replayed {
-        Some(rows) => {
-            shared.counters.replayed.fetch_add(rows, Ordering::Relaxed);
-            true
-        }
-        None => false,
-    }
+    let rows = replayed?;
+    shared.counters.replayed.fetch_add(rows, Ordering::Relaxed);
+    Ok(())
 }
 
 /// One store call, counted: rows written, or a failure.
@@ -607,26 +624,31 @@ fn quarantine(shared: &Shared, record: &WatchRecord, err: &StoreError) {
     }
 }
 
-/// The spool thread: keeps the queue under its memory bound.
+/// The spool thread: keeps the queue under its memory bound. After a spool
+/// write failed it waits the queue's backoff out (`take_excess`) instead of
+/// trying again at once.
 fn run_spooler(shared: &Shared) {
     while let Some(excess) = shared.queue.take_excess() {
-        spill(shared, excess.into_batches(shared.config.batch_size));
+        spill(shared, excess.into_unnamed(shared.config.batch_size));
     }
 }
 
-/// Appends batches to the spool; without one, keeps them in memory to retry.
+/// Appends new rows over the memory bound to the spool; what it cannot
+/// write comes back into memory, within the bound.
 fn spill(shared: &Shared, batches: InFlight<Vec<WatchBatch>>) {
+    spill_or_drop(shared, batches, true);
+}
+
+/// Appends batches to the spool: what it cannot write comes back into
+/// memory (`keep`) or is dropped and counted. Without a spool, which
+/// happens only at the end of shutdown, the rows can go nowhere: dropped,
+/// counted.
+fn spill_or_drop(shared: &Shared, batches: InFlight<Vec<WatchBatch>>, keep: bool) {
     match &shared.spool {
         Some(spool) => {
-            let spooled = spool.append(&shared.queue, batches);
+            let spooled = spool.append(&shared.queue, batches, keep);
             Counters::add(&shared.counters.spooled, spooled);
         }
-        None => {
-            tracing::error!(
-                rows = batches.rows(),
-                "watch log store unavailable and no spool file configured; rows kept in memory up to memory_limit"
-            );
-            shared.queue.requeue_all(batches);
-        }
+        None => shared.queue.drop_all(batches),
     }
 }

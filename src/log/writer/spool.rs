@@ -20,6 +20,15 @@
 //! oldest segments (never the one being replayed) until it fits, counting
 //! their rows as dropped and saying so in the error log. Should even an
 //! empty spool be too small, the oldest batches of the append itself go.
+//!
+//! A write that fails (the disk is full before the bound, an I/O error)
+//! leaves no partial line behind: the file is cut back to its last whole
+//! line, or, if even that fails, the next append first ends the cut line
+//! with a byte that keeps it unparseable, so no later line is lost with it.
+//! The rows not written go back to the queue, which drops (and counts) its
+//! oldest rows over its bound and leaves the spool alone for a backoff
+//! ([`Queue::spill_failed`]); the error log gets the first failure at once
+//! and a sum per period after that.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -28,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use super::backoff::Throttle;
 use super::queue::{InFlight, Queue};
 use crate::log::record::{WatchBatch, WatchRecord};
 
@@ -40,8 +50,36 @@ pub(super) struct Spool {
     // Size past which the current file is set aside as a segment.
     segment_bytes: u64,
     files: Mutex<Files>,
-    // Rows deleted to keep within `max_bytes`.
+    // Rows deleted to keep within `max_bytes`, or that a failed write
+    // could not hold.
     dropped: AtomicU64,
+    // Error-log rate limits: spool writes that failed, rows dropped to keep
+    // within the bound, replays the spool's own I/O stopped.
+    write_failures: Mutex<Throttle>,
+    bound_drops: Mutex<Throttle>,
+    read_failures: Mutex<Throttle>,
+}
+
+/// What became of a row handed to [`Spool::journal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Journaled {
+    /// It is in the journal.
+    Written,
+    /// The journal is full and nothing older could make room: dropped,
+    /// counted.
+    Dropped,
+    /// The journal could not be written (logged, the queue told): the row
+    /// is the caller's to keep.
+    Failed,
+}
+
+/// Why a replay stopped.
+#[derive(Debug)]
+pub(super) enum ReplayError {
+    /// The store refused a batch: try again later, in order.
+    Store,
+    /// The spool itself could not be read or set aside (logged).
+    Io,
 }
 
 /// The open file and what the spool holds, under the spool's lock.
@@ -58,6 +96,9 @@ struct Files {
     aside_rows: HashMap<PathBuf, u64>,
     // The file being replayed: a drop leaves it alone.
     replaying: Option<PathBuf>,
+    // The open file ends in part of a line that a failed write left and
+    // could not cut off.
+    torn: bool,
 }
 
 impl Files {
@@ -78,6 +119,9 @@ impl Spool {
             segment_bytes: (max_bytes / 16).max(4096),
             files: Mutex::new(Files::default()),
             dropped: AtomicU64::new(0),
+            write_failures: Mutex::default(),
+            bound_drops: Mutex::default(),
+            read_failures: Mutex::default(),
         };
         let mut files = spool.lock();
         if let Err(err) = spool.rename_aside(&mut files) {
@@ -110,12 +154,20 @@ impl Spool {
         self.files.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends `batches`, one JSON line each, and fsyncs; marks the queue's
-    /// spool dirty. Makes room first by dropping the oldest segments; what
+    /// Appends `batches`, one JSON line each (fsynced only at shutdown: see
+    /// [`Spool::sync`]); marks the queue's spool dirty. Makes room first by dropping the oldest segments; what
     /// still does not fit is the oldest batches of this append, dropped
-    /// too. If the file cannot be written the batches go back into memory,
-    /// to retry. Returns how many rows were spooled.
-    pub(super) fn append(&self, queue: &Queue, batches: InFlight<Vec<WatchBatch>>) -> usize {
+    /// too. If a line cannot be written, it and the rest go back to the
+    /// queue (`keep`: new rows, to be kept within its bound) or are counted
+    /// as dropped (the end of shutdown), and the queue leaves the spool
+    /// alone for a while (see the module's docs). Returns how many rows
+    /// were spooled.
+    pub(super) fn append(
+        &self,
+        queue: &Queue,
+        batches: InFlight<Vec<WatchBatch>>,
+        keep: bool,
+    ) -> usize {
         let lines: Vec<(Vec<u8>, u64)> = batches
             .iter()
             .map(|batch| {
@@ -135,47 +187,94 @@ impl Spool {
             cut_rows += lines[skip].1;
             skip += 1;
         }
-        let kept = &lines[skip..];
-        let buf: Vec<u8> = kept
-            .iter()
-            .flat_map(|(line, _)| line.iter().copied())
-            .collect();
-        let rows: u64 = kept.iter().map(|(_, rows)| rows).sum();
-        let written = if buf.is_empty() {
-            Ok(())
-        } else {
-            self.write(&mut files, &buf).and_then(|f| f.sync_data())
-        };
-        match written {
-            Ok(()) => {
-                files.current_bytes += buf.len() as u64;
-                files.current_rows += rows;
-                self.rotate(&mut files);
-                queue.spooled(batches);
-                drop(files);
-                if cut_rows > 0 {
-                    self.report_dropped(cut_rows, "rows that do not fit in the spool");
+        // Line by line, so that a failure leaves exactly the rows not
+        // written.
+        let (mut rows, mut failed) = (0u64, None);
+        for (i, (line, line_rows)) in lines.iter().enumerate().skip(skip) {
+            if let Err(err) = self.write(&mut files, line) {
+                let unwritten: u64 = lines[i..].iter().map(|(_, rows)| rows).sum();
+                failed = Some((err, i, unwritten));
+                break;
+            }
+            rows += line_rows;
+            files.current_rows += line_rows;
+        }
+        if rows > 0 {
+            // The `write` is what keeps rows through a kill; the fsync, for
+            // a power loss, is the writer's before each replay (not here,
+            // where it would hold up the next hand-off or a request), but
+            // for the last append of a shutdown.
+            if !keep {
+                if let Some(Err(err)) = files.file.as_ref().map(File::sync_data) {
+                    tracing::warn!(%err, path = %self.path.display(), "cannot fsync the watch-log spool");
                 }
-                rows as usize
             }
-            Err(err) => {
-                drop(files);
-                tracing::error!(%err, path = %self.path.display(), "cannot write the watch-log spool; rows kept in memory");
-                queue.requeue_all(batches);
-                0
+            self.rotate(&mut files);
+        }
+        let failed = match failed {
+            Some((err, at, unwritten)) => {
+                queue.spill_failed(batches, at, rows > 0, keep);
+                Some((err, unwritten))
             }
+            None => {
+                queue.spooled(batches);
+                None
+            }
+        };
+        drop(files);
+        if cut_rows > 0 {
+            self.report_dropped(cut_rows, "rows that do not fit in the spool");
+        }
+        match failed {
+            Some((err, unwritten)) => self.write_failed(&err, unwritten, keep),
+            None => queue.spool_succeeded(),
+        }
+        rows as usize
+    }
+
+    /// A write failed, leaving `rows` unwritten (kept in memory, or, at the
+    /// end of shutdown, dropped, by the queue): the error log is told at
+    /// once for the first failure, then in one line per period.
+    fn write_failed(&self, err: &std::io::Error, rows: u64, kept: bool) {
+        let report = self
+            .write_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .note(rows);
+        if let Some((failures, rows)) = report {
+            let what = if kept {
+                "kept in memory within its bound (the oldest dropped and counted)"
+            } else {
+                "dropped and counted"
+            };
+            tracing::error!(
+                %err,
+                failures,
+                rows,
+                path = %self.path.display(),
+                "cannot write the watch-log spool (disk full?): the rows not written are {what}; the spool is left alone for a backoff"
+            );
         }
     }
 
-    /// Counts `rows` as dropped, loudly.
+    /// Counts `rows` as dropped to keep within the bound, and says so (at
+    /// once for the first drop, then one line per period).
     fn report_dropped(&self, rows: u64, what: &str) {
         self.dropped.fetch_add(rows, Ordering::Relaxed);
-        tracing::error!(
-            rows,
-            max_bytes = self.max_bytes,
-            path = %self.path.display(),
-            "watch-log spool full: dropped {what}"
-        );
+        let report = self
+            .bound_drops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .note(rows);
+        if let Some((_, rows)) = report {
+            tracing::error!(
+                rows,
+                total_dropped = self.dropped(),
+                max_bytes = self.max_bytes,
+                path = %self.path.display(),
+                "watch-log spool full: dropped {what}"
+            );
+        }
     }
 
     /// Deletes the oldest segments (not the one being replayed), setting
@@ -247,53 +346,83 @@ impl Spool {
     /// without waiting for the disk: once this returns, the row survives the
     /// process being killed. [`Spool::sync`] makes it survive a power loss.
     ///
-    /// Returns false if the row was dropped instead: the spool is full and
-    /// nothing older could make room.
-    pub(super) fn journal(&self, queue: &Queue, record: &WatchRecord) -> std::io::Result<bool> {
+    /// A write that fails is logged (rate-limited) and the queue told to
+    /// leave the spool alone for a while; the row is then the caller's.
+    pub(super) fn journal(&self, queue: &Queue, record: &WatchRecord) -> Journaled {
         let mut line = Vec::with_capacity(320);
         line.extend_from_slice(br#"{"id":"","records":["#);
-        serde_json::to_writer(&mut line, record).map_err(std::io::Error::other)?;
+        // Serialising plain data into a Vec cannot fail.
+        if serde_json::to_writer(&mut line, record).is_err() {
+            return Journaled::Failed;
+        }
         line.extend_from_slice(b"]}\n");
         let mut files = self.lock();
         self.make_room(&mut files, line.len() as u64);
         if files.total() + line.len() as u64 > self.max_bytes {
             drop(files);
             self.report_dropped(1, "a row that does not fit in the journal");
-            return Ok(false);
+            return Journaled::Dropped;
         }
-        self.write(&mut files, &line)?;
-        files.current_bytes += line.len() as u64;
+        if let Err(err) = self.write(&mut files, &line) {
+            drop(files);
+            queue.spool_failed();
+            self.write_failed(&err, 1, true);
+            return Journaled::Failed;
+        }
         files.current_rows += 1;
         self.rotate(&mut files);
         queue.journaled();
-        Ok(true)
+        drop(files);
+        queue.spool_succeeded();
+        Journaled::Written
     }
 
-    /// Flushes journaled rows to the disk (off the lock, on a duplicate of
-    /// the handle, so that requests journaling meanwhile do not wait).
+    /// Flushes what was appended (journaled rows, hand-offs, spills) to the
+    /// disk, off the lock, on a duplicate of the handle, so that requests
+    /// and the spool thread writing meanwhile do not wait.
     pub(super) fn sync(&self) {
         let file = self.lock().file.as_ref().map(File::try_clone);
         if let Some(Err(err)) | Some(Ok(Err(err))) = file.map(|f| f.map(|f| f.sync_data())) {
-            tracing::warn!(%err, "cannot fsync the watch-log journal");
+            tracing::warn!(%err, "cannot fsync the watch-log spool");
         }
     }
 
-    /// Writes `buf` at the end of the open file (opening it if needed).
-    fn write<'a>(&self, files: &'a mut Files, buf: &[u8]) -> std::io::Result<&'a mut File> {
+    /// Writes `buf` (whole lines) at the end of the open file, opening it
+    /// if needed, and counts its bytes. All or nothing: a write that fails
+    /// part-way is cut off again, and if that fails too the file is marked
+    /// torn, so that the next write first ends the partial line with a
+    /// byte that keeps it unparseable (its rows were counted as lost).
+    fn write(&self, files: &mut Files, buf: &[u8]) -> std::io::Result<()> {
         if files.file.is_none() {
-            files.file = Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?,
-            );
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            files.current_bytes = file.metadata()?.len();
+            files.file = Some(file);
         }
         let file = files
             .file
             .as_mut()
             .ok_or_else(|| std::io::Error::other("spool file not open"))?;
-        file.write_all(buf)?;
-        Ok(file)
+        if files.torn {
+            file.write_all(b"!\n")?;
+            files.torn = false;
+            files.current_bytes = file.metadata().map_or(files.current_bytes + 2, |m| m.len());
+        }
+        match file.write_all(buf) {
+            Ok(()) => {
+                files.current_bytes += buf.len() as u64;
+                Ok(())
+            }
+            Err(err) => {
+                if file.set_len(files.current_bytes).is_err() {
+                    files.torn = true;
+                    files.current_bytes = file.metadata().map_or(files.current_bytes, |m| m.len());
+                }
+                Err(err)
+            }
+        }
     }
 
     /// Renames a non-empty spool file aside (a segment, for replay); the
@@ -327,6 +456,9 @@ impl Spool {
         ));
         std::fs::rename(&self.path, &aside)?;
         files.file = None;
+        // A partial line at its end stays the last line there: unparseable,
+        // skipped by the replay, its rows counted when it was cut.
+        files.torn = false;
         files.aside_bytes += bytes;
         files.current_bytes = 0;
         files
@@ -339,22 +471,22 @@ impl Spool {
     /// each file once stored; clears the queue's spool flag when nothing is
     /// left. Stops at the first batch `store` refuses (returns false) and
     /// keeps that file, to replay later: batches already stored are then
-    /// skipped by their ids. Returns the rows replayed, or `None` if the
-    /// replay must be tried again.
+    /// skipped by their ids. Returns the rows replayed, or why the replay
+    /// must be tried again.
     pub(super) fn replay(
         &self,
         queue: &Queue,
         batch_size: usize,
         mut store: impl FnMut(&WatchBatch) -> bool,
-    ) -> Option<u64> {
+    ) -> Result<u64, ReplayError> {
         // Files set aside earlier (a replay the store interrupted) go first;
         // only then is the current file set aside, so that an outage leaves
         // one file aside, not one per attempt.
         let mut aside = renamed_aside(&self.path);
         if aside.is_empty() {
             if let Err(err) = self.rename_aside(&mut self.lock()) {
-                tracing::error!(%err, "cannot set the watch-log spool aside for replay");
-                return None;
+                self.read_failed(&err, "cannot set the watch-log spool aside for replay");
+                return Err(ReplayError::Io);
             }
             aside = renamed_aside(&self.path);
         }
@@ -371,8 +503,8 @@ impl Spool {
                     }
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(err) => {
-                        tracing::error!(%err, path = %aside.display(), "cannot read the watch-log spool");
-                        return None;
+                        self.read_failed(&err, "cannot read the watch-log spool");
+                        return Err(ReplayError::Io);
                     }
                 }
             };
@@ -383,7 +515,7 @@ impl Spool {
             let stored = replay_file(file, &name, batch_size.max(1), &mut store);
             let mut files = self.lock();
             files.replaying = None;
-            replayed += stored?;
+            replayed += stored.ok_or(ReplayError::Store)?;
             let bytes = std::fs::metadata(&aside).map_or(0, |m| m.len());
             match std::fs::remove_file(&aside) {
                 Ok(()) => {
@@ -404,7 +536,20 @@ impl Spool {
         if replayed > 0 {
             tracing::info!(rows = replayed, "watch-log spool replayed");
         }
-        Some(replayed)
+        Ok(replayed)
+    }
+
+    /// The spool could not be read or set aside for a replay: logged at
+    /// once, then once per period (the writer tries every round).
+    fn read_failed(&self, err: &std::io::Error, what: &str) {
+        let report = self
+            .read_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .note(0);
+        if let Some((failures, _)) = report {
+            tracing::error!(%err, failures, path = %self.path.display(), "{what}; new rows are stored meanwhile");
+        }
     }
 }
 
@@ -427,10 +572,10 @@ fn replay_file(
         *replayed += batch.records.len() as u64;
         batch.records.is_empty() || store(batch)
     };
-    for (line_no, line) in BufReader::new(file).lines().enumerate() {
-        let Ok(line) = line else { break };
-        // A line cut by a crash mid-append does not parse: skip it.
-        let Ok(batch) = serde_json::from_str::<WatchBatch>(&line) else {
+    for (line_no, line) in split_lines(file).enumerate() {
+        // A line cut by a crash mid-append (perhaps inside a UTF-8
+        // sequence) does not parse: skip it, and only it.
+        let Ok(batch) = serde_json::from_slice::<WatchBatch>(&line) else {
             continue;
         };
         if !batch.id.is_empty() {
@@ -462,12 +607,16 @@ fn count_rows(path: &Path) -> u64 {
     let Ok(file) = File::open(path) else {
         return 0;
     };
-    BufReader::new(file)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|line| serde_json::from_str::<WatchBatch>(&line).ok())
+    split_lines(file)
+        .filter_map(|line| serde_json::from_slice::<WatchBatch>(&line).ok())
         .map(|batch| batch.records.len() as u64)
         .sum()
+}
+
+/// The lines of a spool file as bytes (a cut line need not be UTF-8), until
+/// the end or a read error.
+fn split_lines(file: File) -> impl Iterator<Item = Vec<u8>> {
+    BufReader::new(file).split(b'\n').map_while(Result::ok)
 }
 
 /// The files renamed aside from the spool at `path`, oldest first.
@@ -497,4 +646,86 @@ fn renamed_aside(path: &Path) -> Vec<PathBuf> {
     // is sorting by age.
     found.sort();
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch_line(id: &str, bytes_sent: u64) -> String {
+        let mut line = format!(
+            r#"{{"id":"{id}","records":[{{"created_at":"2026-01-01T00:00:00Z","path":"a.mp4","user_id":null,"is_authenticated":false,"ip":null,"method":"GET","status":200,"range_header":null,"bytes_sent":{bytes_sent},"duration_ms":0,"user_agent":null,"completed":true}}]}}"#
+        );
+        line.push('\n');
+        line
+    }
+
+    #[test]
+    fn a_line_cut_inside_a_utf8_sequence_loses_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.spool");
+        // A crash cut the middle line inside a two-byte character; the
+        // lines before and after it are whole.
+        let mut text = batch_line("a", 1).into_bytes();
+        text.extend_from_slice(b"{\"id\":\"b\",\"records\":[{\"path\":\"caf\xc3");
+        text.push(b'\n');
+        text.extend_from_slice(batch_line("c", 3).as_bytes());
+        std::fs::write(&path, text).unwrap();
+        let spool = Spool::new(path, 1 << 20);
+        let queue = Queue::new(
+            10,
+            100,
+            true,
+            true,
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(3600),
+        );
+        let mut stored = Vec::new();
+        let replayed = spool.replay(&queue, 10, |batch| {
+            stored.push(batch.records[0].bytes_sent);
+            true
+        });
+        assert_eq!(replayed.ok(), Some(2));
+        assert_eq!(stored, [1, 3], "the line after the cut one is replayed");
+    }
+
+    #[test]
+    fn a_torn_line_is_closed_off_before_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.spool");
+        let spool = Spool::new(path.clone(), 1 << 20);
+        let whole = batch_line("a", 1);
+        let mut files = spool.lock();
+        // As if a failed write had left a whole batch but its newline, and
+        // could not cut it off.
+        spool
+            .write(&mut files, whole.trim_end().as_bytes())
+            .unwrap();
+        files.torn = true;
+        spool
+            .write(&mut files, batch_line("b", 2).as_bytes())
+            .unwrap();
+        drop(files);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.ends_with(&format!("}}!\n{}", batch_line("b", 2))),
+            "{text}"
+        );
+        let queue = Queue::new(
+            10,
+            100,
+            true,
+            true,
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(3600),
+        );
+        let mut stored = Vec::new();
+        spool
+            .replay(&queue, 10, |batch| {
+                stored.push(batch.id.clone());
+                true
+            })
+            .unwrap();
+        assert_eq!(stored, ["b"], "the torn line, counted as lost, stays lost");
+    }
 }
