@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::service::ip_text;
+use super::text::ip_text;
 use super::LogText;
 use crate::extension::ViewerKey;
 

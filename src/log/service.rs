@@ -4,13 +4,13 @@ use std::time::Instant;
 
 use chrono::{SubsecRound, Utc};
 use compact_str::CompactString;
-use std::net::IpAddr;
 
 use http::{header, Method, Request, Response};
 use tower_service::Service;
 
 use super::body::Pending;
 use super::layer::LogConfig;
+use super::text::ip_text;
 use super::writer::WatchLogSink;
 use super::{ResponseFuture, WatchLogLayer};
 use crate::extension::{anonymize_ip, ClientIp, MediaPath, Viewer};
@@ -150,28 +150,6 @@ where
     }
 }
 
-/// `ip` as text, as `Display` writes it; IPv4 (nearly every request) is
-/// written digit by digit, a tenth of the formatter's work.
-pub(crate) fn ip_text(ip: IpAddr) -> CompactString {
-    let IpAddr::V4(v4) = ip else {
-        return compact_str::format_compact!("{ip}");
-    };
-    // At most 15 bytes: always inside the CompactString, never allocated.
-    let mut text = CompactString::const_new("");
-    for (i, octet) in v4.octets().into_iter().enumerate() {
-        if i > 0 {
-            text.push('.');
-        }
-        if octet >= 100 {
-            text.push(char::from(b'0' + octet / 100));
-        }
-        if octet >= 10 {
-            text.push(char::from(b'0' + octet / 10 % 10));
-        }
-        text.push(char::from(b'0' + octet % 10));
-    }
-    text
-}
 
 #[cfg(test)]
 mod tests {
@@ -185,25 +163,4 @@ mod tests {
         assert_eq!(truncate(&"x".repeat(1 << 20), 1024).len(), 1024);
     }
 
-    #[test]
-    fn ip_text_writes_what_display_writes() {
-        let mut ips: Vec<IpAddr> = ["::1", "2001:db8::8a2e:370:7334", "::ffff:1.2.3.4"]
-            .iter()
-            .map(|t| t.parse().unwrap())
-            .collect();
-        // Every octet value in every position, and the widths around 10 and 100.
-        for n in 0..=255u8 {
-            ips.push(IpAddr::from([
-                n,
-                255 - n,
-                n.wrapping_add(128),
-                n.wrapping_mul(7),
-            ]));
-        }
-        ips.push(IpAddr::from([0, 9, 10, 99]));
-        ips.push(IpAddr::from([100, 199, 200, 255]));
-        for ip in ips {
-            assert_eq!(ip_text(ip), ip.to_string());
-        }
-    }
 }

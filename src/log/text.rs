@@ -2,6 +2,7 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::net::IpAddr;
 use std::ops::Deref;
 
 use compact_str::CompactString;
@@ -115,5 +116,55 @@ impl fmt::Debug for LogText {
 impl fmt::Display for LogText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// `ip` as text, as `Display` writes it; IPv4 (nearly every request) is
+/// written digit by digit, a tenth of the formatter's work.
+pub(crate) fn ip_text(ip: IpAddr) -> CompactString {
+    let IpAddr::V4(v4) = ip else {
+        return compact_str::format_compact!("{ip}");
+    };
+    // At most 15 bytes: always inside the CompactString, never allocated.
+    let mut text = CompactString::const_new("");
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_text_writes_what_display_writes() {
+        let mut ips: Vec<IpAddr> = ["::1", "2001:db8::8a2e:370:7334", "::ffff:1.2.3.4"]
+            .iter()
+            .map(|t| t.parse().unwrap())
+            .collect();
+        // Every octet value in every position, and the widths around 10 and 100.
+        for n in 0..=255u8 {
+            ips.push(IpAddr::from([
+                n,
+                255 - n,
+                n.wrapping_add(128),
+                n.wrapping_mul(7),
+            ]));
+        }
+        ips.push(IpAddr::from([0, 9, 10, 99]));
+        ips.push(IpAddr::from([100, 199, 200, 255]));
+        for ip in ips {
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 }
