@@ -112,6 +112,10 @@ fn quick_budgets() -> ServerConfig {
     }
 }
 
+/// Tests that count this process's descriptors or memory, and those that
+/// open hundreds of sockets, run one at a time.
+static MEASURED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
@@ -130,6 +134,7 @@ async fn fds_return_to(baseline: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_half_open_connections_are_closed() {
+    let _alone = MEASURED.lock().await;
     let fx = Fixture::new();
     fx.file("small.mp4", 1000);
     let server = Server::start(&fx, quick_budgets()).await;
@@ -175,6 +180,7 @@ async fn silent_and_half_open_connections_are_closed() {
 /// free again and its row says incomplete with the bytes sent so far.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_cut_off_and_logged() {
+    let _alone = MEASURED.lock().await;
     let fx = Fixture::new();
     fx.file("small.mp4", 1000);
     fx.file("big.mp4", 32 << 20);
@@ -312,6 +318,7 @@ fn rss_kib() -> u64 {
 /// closed and the memory and descriptors come back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_window_http2_streams_pin_a_bounded_amount() {
+    let _alone = MEASURED.lock().await;
     let fx = Fixture::new();
     fx.file("small.mp4", 1000);
     fx.file("big.mp4", 64 << 20);
@@ -367,25 +374,31 @@ async fn zero_window_http2_streams_pin_a_bounded_amount() {
     server.stop(Duration::from_secs(5)).await;
 }
 
-/// At the connection limit the server stops accepting: the next client
-/// waits in the kernel's backlog (no `accept` errors in a loop) and is
-/// served as soon as a connection closes.
+/// At the connection limit with every connection busy, the next client
+/// waits (no `accept` errors in a loop) and is served as soon as a
+/// connection closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_connection_limit_clients_wait_and_are_then_served() {
     let fx = Fixture::new();
     fx.file("small.mp4", 1000);
+    fx.file("big.mp4", 32 << 20);
     let config = ServerConfig {
         max_connections: 2,
         ..quick_budgets()
     };
     let server = Server::start_with(&fx, config, ViewerStreamLimitLayer::unlimited()).await;
-    // Two connections that send nothing hold both slots until the header
-    // timeout (500 ms) closes them.
-    let held = [
-        TcpStream::connect(server.addr).await.unwrap(),
-        TcpStream::connect(server.addr).await.unwrap(),
-    ];
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Two clients that ask for a large file and never read hold both slots
+    // (busy, so neither is shed) until the send timeout (800 ms) ends them.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut socket = TcpStream::connect(server.addr).await.unwrap();
+        socket
+            .write_all(b"GET /?path=big.mp4 HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        held.push(socket);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     let res = reqwest::get(format!("http://{}/?path=small.mp4", server.addr))
         .await
@@ -400,4 +413,316 @@ async fn past_the_connection_limit_clients_wait_and_are_then_served() {
     );
     drop(held);
     server.stop(Duration::from_secs(5)).await;
+}
+
+/// Issue 20, defect 5: with `ulimit -n 256` the connection limit is 16, and
+/// 200 silent sockets kept a real client out for minutes (its `connect`
+/// timed out after 134 s). At the limit the connection idle the longest
+/// now makes room: the real client gets its bytes well within the header
+/// timeout, and start-up warns that the descriptor limit is too low.
+#[test]
+fn silent_sockets_at_a_low_descriptor_limit_do_not_lock_clients_out() {
+    let _alone = MEASURED.blocking_lock();
+    const SILENT: usize = 200;
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+    let fx = Fixture::new();
+    let small = fx.file("small.mp4", 1000);
+    let log = fx.dir.path().join("stderr.log");
+    let mut child = std::process::Command::new("prlimit")
+        .args([
+            "--nofile=256:256",
+            "--",
+            common::served::BIN,
+            "serve",
+            "--root",
+        ])
+        .arg(&fx.root)
+        .args(["--database", "memory://", "--bind", "127.0.0.1:0"])
+        .args(["--header-timeout", "2s", "--no-access-log"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("prlimit (util-linux) runs");
+    let stdout = child.stdout.take().unwrap();
+    let _killed_at_the_end = ChildGuard(&mut child);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let base = loop {
+        let line = lines.next().expect("a banner").unwrap();
+        if let Some(url) = line.trim().strip_prefix("player:") {
+            break url.trim().trim_end_matches('/').to_owned();
+        }
+    };
+    let addr: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let waited = runtime.block_on(async {
+        let mut silent = Vec::with_capacity(SILENT);
+        for _ in 0..SILENT {
+            silent.push(TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let res = tokio::time::timeout(
+            HEADER_TIMEOUT * 3,
+            reqwest::get(format!("{base}/media/small.mp4")),
+        )
+        .await
+        .expect("the real client was served before the timeout")
+        .unwrap();
+        assert_eq!(res.status(), reqwest::StatusCode::OK);
+        assert_eq!(res.bytes().await.unwrap(), small);
+        let waited = started.elapsed();
+        drop(silent);
+        waited
+    });
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    eprintln!("with {SILENT} silent sockets at a 256-descriptor limit, a real client was served after {waited:?}");
+    assert!(
+        waited < HEADER_TIMEOUT,
+        "the real client waited {waited:?}, the header timeout is {HEADER_TIMEOUT:?}"
+    );
+    assert!(
+        stderr.contains("file-descriptor limit is too low"),
+        "no start-up warning: {stderr}"
+    );
+}
+
+/// Kills a child process when the test ends, passed or not.
+struct ChildGuard<'a>(&'a mut std::process::Child);
+
+impl Drop for ChildGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The resident set of process `pid`, in KiB.
+fn rss_kib_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Raises this process's soft limit on open files to at least `n` (the
+/// served child inherits it), within the hard limit.
+fn raise_nofile(n: usize) {
+    let ours = std::process::id().to_string();
+    let ok = std::process::Command::new("prlimit")
+        .args(["--pid", &ours, &format!("--nofile={n}:")])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok || open_files_limit() >= n,
+        "could not raise the file limit to {n}"
+    );
+}
+
+fn open_files_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))?
+                .split_whitespace()
+                .nth(3)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// `n` clients that ask for `path` and never read a byte (a 4 KiB receive
+/// buffer keeps this test's own kernel memory small).
+async fn never_readers(addr: SocketAddr, path: &str, n: usize) -> Vec<TcpStream> {
+    let head = format!("GET /media/{path} HTTP/1.1\r\nhost: x\r\n\r\n");
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        sockets.push(stream);
+    }
+    sockets
+}
+
+/// Samples the server's RSS until it stops growing; the highest value.
+async fn settled_peak(pid: u32) -> u64 {
+    let mut peak = rss_kib_of(pid);
+    let mut still = 0;
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while still < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = rss_kib_of(pid);
+        if now > peak + 256 {
+            still = 0;
+        } else {
+            still += 1;
+        }
+        peak = peak.max(now);
+    }
+    peak
+}
+
+/// Waits (bounded) until the server's RSS is at most `limit`; the last value.
+async fn rss_falls_to(pid: u32, limit: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let now = rss_kib_of(pid);
+        if now <= limit || Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Issue 20, defect 4: 2 000 clients that request a 20 MiB file and never
+/// read pinned ~0.5 MiB each in the server (1 059 MiB), and kept it after
+/// they closed. Now a stalled connection holds at most ~64 KiB of user
+/// memory (plus the kernel's socket buffer), and the memory comes back
+/// after each wave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_reading_clients_pin_a_bounded_amount_and_it_is_returned() {
+    let _alone = MEASURED.lock().await;
+    const N: usize = 2000;
+    const WAVE: usize = 400;
+    // Per stalled connection: the one chunk the socket did not take, and
+    // slack for hyper's connection state, the task and the allocator.
+    const PER_CONNECTION_KIB: u64 = sage_stream::media::DEFAULT_CHUNK_SIZE as u64 / 1024 + 40;
+    const AFTER_CLOSE_SLACK_KIB: u64 = 24 * 1024;
+    raise_nofile(2 * N + 512);
+    let fx = Fixture::new();
+    let small = fx.file("small.mp4", 1000);
+    fx.file("big.mp4", 20 << 20);
+    let root = fx.root.to_str().unwrap();
+    let served = KillOnDrop(Some(common::served::Served::start(
+        &[
+            "--root",
+            root,
+            "--database",
+            "memory://",
+            "--max-connections",
+            "5000",
+            "--send-timeout",
+            "60s",
+            "--no-access-log",
+        ],
+        &[],
+    )));
+    let pid = served.child().id();
+    let base = served.base();
+    let addr: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let client = reqwest::Client::new();
+    let normal = || async {
+        let res = client
+            .get(format!("{base}/media/small.mp4"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), reqwest::StatusCode::OK);
+        assert_eq!(res.bytes().await.unwrap(), small);
+    };
+    // Warm up: whole reads of the big file, as a fast client does.
+    for _ in 0..2 {
+        let res = client
+            .get(format!("{base}/media/big.mp4"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.bytes().await.unwrap().len(), 20 << 20);
+    }
+    normal().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let baseline = rss_kib_of(pid);
+
+    let mut stalled = never_readers(addr, "big.mp4", N).await;
+    let peak = settled_peak(pid).await;
+    // They were served: a few of them read their status line.
+    for socket in stalled.iter_mut().take(5) {
+        let mut head = [0u8; 12];
+        tokio::io::AsyncReadExt::read_exact(socket, &mut head)
+            .await
+            .unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+    }
+    normal().await;
+    drop(stalled);
+    let after = rss_falls_to(pid, baseline + AFTER_CLOSE_SLACK_KIB).await;
+    // (RSS before, peak, after) of each wave, in KiB.
+    let mut waves = Vec::new();
+    let mut rest = after;
+    for _ in 0..3 {
+        let wave = never_readers(addr, "big.mp4", WAVE).await;
+        let wave_peak = settled_peak(pid).await;
+        drop(wave);
+        let wave_after = rss_falls_to(pid, baseline + AFTER_CLOSE_SLACK_KIB).await;
+        waves.push((rest, wave_peak, wave_after));
+        rest = wave_after;
+    }
+    let mib: Vec<_> = waves.iter().map(|w| (w.1 / 1024, w.2 / 1024)).collect();
+    normal().await;
+    eprintln!(
+        "{N} never-readers of a 20 MiB file: server RSS {} MiB at rest, {} MiB peak \
+         ({} KiB per connection), {} MiB after they closed; waves of {WAVE} (peak, after) MiB: {mib:?}",
+        baseline / 1024,
+        peak / 1024,
+        peak.saturating_sub(baseline) / N as u64,
+        after / 1024,
+    );
+    assert!(
+        peak <= baseline + N as u64 * PER_CONNECTION_KIB,
+        "peak RSS {peak} KiB > {baseline} KiB + {N} x {PER_CONNECTION_KIB} KiB"
+    );
+    assert!(
+        after <= baseline + AFTER_CLOSE_SLACK_KIB,
+        "RSS after close {after} KiB > {baseline} KiB + {AFTER_CLOSE_SLACK_KIB} KiB"
+    );
+    for &(before, wave_peak, wave_after) in &waves {
+        assert!(
+            wave_peak <= before + WAVE as u64 * PER_CONNECTION_KIB,
+            "a wave of {WAVE}: {before} -> {wave_peak} KiB"
+        );
+        assert!(
+            wave_after <= baseline + AFTER_CLOSE_SLACK_KIB,
+            "after a wave of {WAVE}: {wave_after} KiB"
+        );
+    }
+    let (ok, _) = served.stop();
+    assert!(ok, "the server stopped cleanly");
+}
+
+/// A served child that is killed if the test fails before stopping it.
+struct KillOnDrop(Option<common::served::Served>);
+
+impl KillOnDrop {
+    fn child(&self) -> &std::process::Child {
+        &self.0.as_ref().unwrap().child
+    }
+
+    fn base(&self) -> String {
+        self.0.as_ref().unwrap().base.clone()
+    }
+
+    fn stop(mut self) -> (bool, String) {
+        self.0.take().unwrap().stop()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut served) = self.0.take() {
+            let _ = served.child.kill();
+            let _ = served.child.wait();
+        }
+    }
 }

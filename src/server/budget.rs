@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 
+use super::drain::Drain;
+
 /// The clock of one connection and the streams it serves.
 #[derive(Debug)]
 pub(super) struct Activity {
@@ -29,6 +31,9 @@ pub(super) struct Activity {
     // Requests served so far: 0 means still waiting for the first head.
     requests: AtomicU64,
     streams: Mutex<Vec<Weak<AtomicU64>>>,
+    /// Notified when the server, at its connection limit, chose this
+    /// connection to make room for a new one.
+    pub(super) shed: tokio::sync::Notify,
 }
 
 /// What the watchdog decided.
@@ -51,7 +56,21 @@ impl Activity {
             idle_since: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             streams: Mutex::new(Vec::new()),
+            shed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Since when the connection has had no request in progress (its
+    /// opening if none came yet); `None` while a stream is open.
+    pub(super) fn idle_since(&self) -> Option<Instant> {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.retain(|s| s.strong_count() > 0);
+        if !streams.is_empty() {
+            return None;
+        }
+        drop(streams);
+        let ms = self.idle_since.load(Ordering::Relaxed);
+        Some(self.opened + Duration::from_millis(ms))
     }
 
     fn now(&self) -> u64 {
@@ -129,13 +148,16 @@ pub(super) struct TimedBody<B> {
     #[pin]
     inner: B,
     stream: Option<Stream>,
+    // HTTP/1: the next frame waits until the socket took the last one.
+    drain: Option<Arc<Drain>>,
 }
 
 impl<B> TimedBody<B> {
-    pub(super) fn new(inner: B, stream: Stream) -> Self {
+    pub(super) fn new(inner: B, stream: Stream, drain: Option<Arc<Drain>>) -> Self {
         Self {
             inner,
             stream: Some(stream),
+            drain,
         }
     }
 }
@@ -149,13 +171,27 @@ impl<B: Body> Body for TimedBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        // Being polled means the last frame went out: that is progress.
+        if let Some(drain) = this.drain.as_ref() {
+            std::task::ready!(drain.poll_drained(cx));
+        }
+        // The last frame went out (HTTP/1: all of it reached the socket;
+        // HTTP/2: the stream had window for it): that is progress.
         if let Some(stream) = this.stream.as_ref() {
             stream.progressed();
         }
         let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(None | Some(Err(_))) = &polled {
-            this.stream.take();
+        match &polled {
+            Poll::Ready(None | Some(Err(_))) => {
+                this.stream.take();
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(drain), Some(data)) = (this.drain.as_ref(), frame.data_ref()) {
+                    if bytes::Buf::has_remaining(data) {
+                        drain.queued();
+                    }
+                }
+            }
+            Poll::Pending => {}
         }
         polled
     }
@@ -199,6 +235,20 @@ mod tests {
             activity.verdict(S * 100, S, S),
             Verdict::Idle,
             "keep-alive over"
+        );
+    }
+
+    #[test]
+    fn only_connections_without_a_stream_are_idle() {
+        let activity = Activity::new();
+        let opened = activity.idle_since().unwrap();
+        let stream = activity.start();
+        assert_eq!(activity.idle_since(), None, "a request is in progress");
+        std::thread::sleep(Duration::from_millis(5));
+        drop(stream);
+        assert!(
+            activity.idle_since().unwrap() > opened,
+            "idle since the stream ended"
         );
     }
 }

@@ -8,7 +8,8 @@
 //! | idle between requests (HTTP/2: GOAWAY) | 60 s | `keepalive_timeout` |
 //! | a response that makes no write progress (aborted: file closed, stream slot freed, row logged incomplete) | 60 s | `send_timeout` |
 //! | HTTP/2 streams per connection / send buffer per stream | 32 / 256 KiB | `http2_max_concurrent_streams` |
-//! | open connections (at the limit the server stops accepting until one closes; the kernel queues the rest) | half the file-descriptor limit | `worker_connections` |
+//! | open connections (at the limit the connection idle the longest, with no request yet or between requests, is closed to make room; only when all are busy does a new one wait) | half the file-descriptor limit | `worker_connections` |
+//! | body bytes an HTTP/1 response hands hyper before the socket took the last frame | one frame (a file chunk) | `output_buffers` |
 //!
 //! When the shutdown grace period ends, the responses still open are ended
 //! (so the watch log records them as incomplete, with the bytes sent) before
@@ -40,7 +41,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 use tower_service::Service;
@@ -48,11 +49,13 @@ use tower_service::Service;
 use crate::extension::PeerAddr;
 
 mod budget;
+mod drain;
 #[cfg(target_os = "linux")]
 mod zero_copy;
 
 use budget::TimedBody;
 use budget::{Activity, Verdict};
+use drain::{Counted, Drain};
 
 /// Timeouts and limits of [`serve`]; see the [module docs](self).
 #[derive(Clone, Debug)]
@@ -90,6 +93,11 @@ pub struct ServerConfig {
     /// Longest wait for open connections to finish after shutdown starts
     /// (default 30 s); what is still open then is ended.
     pub shutdown_grace: Duration,
+    /// Files the service's open-file cache may hold (default
+    /// [`DEFAULT_OPEN_FILE_CACHE`](crate::media::DEFAULT_OPEN_FILE_CACHE)):
+    /// [`serve`] warns at start-up when the file-descriptor limit cannot hold
+    /// them beside two per connection.
+    pub open_file_cache: usize,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +111,7 @@ impl Default for ServerConfig {
             http2_max_concurrent_streams: 32,
             http2_max_send_buf_size: 256 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            open_file_cache: crate::media::DEFAULT_OPEN_FILE_CACHE,
         }
     }
 }
@@ -112,17 +121,9 @@ impl Default for ServerConfig {
 /// cached, a file), less a reserve for the log and the listener; the limit
 /// is taken as 1024 where it cannot be read.
 fn default_max_connections() -> usize {
-    let soft = std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|limits| {
-            limits
-                .lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
-        })
-        .unwrap_or(1024);
+    let soft = open_files_soft_limit().unwrap_or(1024);
     (soft.saturating_sub(crate::media::DEFAULT_OPEN_FILE_CACHE) / 2)
-        .saturating_sub(32)
+        .saturating_sub(DESCRIPTOR_RESERVE / 2)
         .max(16)
 }
 
@@ -150,37 +151,29 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
-    if config.zero_copy {
-        // Zero copy needs hyper to queue body buffers as they are (never
-        // copy them into its own buffer): that is its vectored strategy.
-        builder.http1().writev(true);
-    }
+    // hyper queues body buffers as they are, never copying them into a
+    // buffer of its own that would stay as large as the largest response
+    // burst for the connection's life (zero copy needs it too).
+    builder.http1().writev(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(config.http2_max_concurrent_streams)
         .max_send_buf_size(config.http2_max_send_buf_size);
+    warn_if_descriptors_are_short(&config);
     let config = Arc::new(config);
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let open = Open::default();
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        // A slot first: at the limit, new connections wait in the kernel's
-        // backlog instead of failing `accept` in a loop.
-        if slots.available_permits() == 0 {
-            tracing::warn!(
-                limit = config.max_connections,
-                "connection limit reached; waiting"
-            );
-        }
-        let slot = tokio::select! {
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
+        // Waiting for a slot before `accept` leaves a new client in the
+        // kernel's backlog; a silent client there waits its turn like any
+        // other. So a slot is taken after `accept`: at the limit, the
+        // connection idle the longest (no request yet, or between
+        // requests) makes room, and only when every connection is busy
+        // does the new one wait (holding one descriptor).
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -194,7 +187,20 @@ where
             () = &mut shutdown => break,
         };
         while connections.try_join_next().is_some() {}
-        let task = connection(
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                let waited = tokio::select! {
+                    slot = open.make_room(&slots, config.max_connections) => slot,
+                    () = &mut shutdown => None,
+                };
+                match waited {
+                    Some(slot) => slot,
+                    None => break,
+                }
+            }
+        };
+        let (task, activity) = connection(
             &builder,
             stream,
             peer,
@@ -202,6 +208,7 @@ where
             Arc::clone(&config),
             stopped.clone(),
         );
+        open.add(&activity);
         connections.spawn(async move {
             task.await;
             drop(slot);
@@ -226,7 +233,114 @@ where
     Ok(())
 }
 
-/// One connection, watched by its budgets.
+/// The open connections' clocks, to choose which one makes room at the
+/// connection limit.
+#[derive(Default)]
+struct Open(std::sync::Mutex<Vec<std::sync::Weak<Activity>>>);
+
+impl Open {
+    fn add(&self, activity: &Arc<Activity>) {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Pruned as it doubles, so the list stays within twice the open ones.
+        if open.len() == open.capacity() {
+            open.retain(|a| a.strong_count() > 0);
+        }
+        open.push(Arc::downgrade(activity));
+    }
+
+    /// Asks the connection idle the longest to close; false if every
+    /// connection has a request in progress.
+    fn shed_one(&self) -> bool {
+        let open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let oldest = open
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .filter_map(|a| Some((a.idle_since()?, a)))
+            .min_by_key(|(since, _)| *since);
+        match oldest {
+            Some((_, activity)) => {
+                activity.shed.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A slot, once a shed connection (or any other) has closed. While
+    /// every connection is busy it waits, looking again for an idle one
+    /// every 100 ms (and warning at most every 10 s).
+    async fn make_room(
+        &self,
+        slots: &Arc<Semaphore>,
+        limit: usize,
+    ) -> Option<OwnedSemaphorePermit> {
+        let mut warned: Option<std::time::Instant> = None;
+        loop {
+            if self.shed_one() {
+                tracing::debug!(
+                    limit,
+                    "connection limit reached; closed the connection idle the longest"
+                );
+            } else if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                warned = Some(std::time::Instant::now());
+                tracing::warn!(
+                    limit,
+                    "connection limit reached, every connection busy; a new one waits"
+                );
+            }
+            match tokio::time::timeout(
+                Duration::from_millis(100),
+                Arc::clone(slots).acquire_owned(),
+            )
+            .await
+            {
+                Ok(slot) => return slot.ok(),
+                Err(_) => continue,
+            }
+        }
+    }
+}
+
+/// Warns when the process's file-descriptor limit cannot hold the
+/// connection limit (a socket and perhaps a file each) beside the open-file
+/// cache: past it, `accept` and file opens fail with EMFILE.
+fn warn_if_descriptors_are_short(config: &ServerConfig) {
+    let Some(limit) = open_files_soft_limit() else {
+        return;
+    };
+    let needed = config
+        .max_connections
+        .saturating_mul(2)
+        .saturating_add(config.open_file_cache)
+        .saturating_add(DESCRIPTOR_RESERVE);
+    if needed > limit {
+        tracing::warn!(
+            limit,
+            needed,
+            max_connections = config.max_connections,
+            open_file_cache = config.open_file_cache,
+            "the file-descriptor limit is too low for the connection limit and the open-file cache; \
+             raise it (ulimit -n, systemd LimitNOFILE=) to at least `needed`"
+        );
+    }
+}
+
+/// Descriptors kept for the log, the listeners and the runtime.
+const DESCRIPTOR_RESERVE: usize = 64;
+
+/// The soft limit on open files, from /proc/self/limits (Linux).
+fn open_files_soft_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
+
+/// One connection, watched by its budgets; also its clock.
 fn connection<S, B>(
     builder: &auto::Builder<TokioExecutor>,
     stream: TcpStream,
@@ -234,7 +348,7 @@ fn connection<S, B>(
     service: S,
     config: Arc<ServerConfig>,
     mut stopped: watch::Receiver<bool>,
-) -> impl Future<Output = ()> + Send + 'static
+) -> (impl Future<Output = ()> + Send + 'static, Arc<Activity>)
 where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
@@ -249,10 +363,15 @@ where
         tracing::debug!(%err, "TCP_NODELAY not set");
     }
     let activity = Activity::new();
+    let drain = Drain::new();
     let per_request = {
         let activity = Arc::clone(&activity);
+        let drain = Arc::clone(&drain);
         let zero_copy = config.zero_copy;
         hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            // HTTP/2 streams share the socket; each is bounded by its send
+            // buffer instead.
+            let drain = (req.version() <= http::Version::HTTP_11).then(|| Arc::clone(&drain));
             req.extensions_mut().insert(PeerAddr(peer));
             #[cfg(target_os = "linux")]
             if zero_copy && req.version() <= http::Version::HTTP_11 {
@@ -262,17 +381,18 @@ where
             let response = service.clone().oneshot(req);
             async move {
                 let response = response.await?;
-                Ok::<_, Infallible>(response.map(|body| TimedBody::new(body, stream)))
+                Ok::<_, Infallible>(response.map(|body| TimedBody::new(body, stream, drain)))
             }
         })
     };
     let connection = builder
         .serve_connection_with_upgrades(
-            TokioIo::new(connection_stream(stream, &config)),
+            TokioIo::new(Counted::new(connection_stream(stream, &config), drain)),
             per_request,
         )
         .into_owned();
-    async move {
+    let clock = Arc::clone(&activity);
+    let task = async move {
         tokio::pin!(connection);
         let budgets = [
             config.header_read_timeout,
@@ -314,9 +434,18 @@ where
                     closing = true;
                     connection.as_mut().graceful_shutdown();
                 }
+                () = activity.shed.notified() => {
+                    // Only while still idle: a request that arrived since
+                    // is served (the acceptor then picks another).
+                    if activity.idle_since().is_some() {
+                        tracing::debug!(%peer, "idle at the connection limit; closing to make room");
+                        return;
+                    }
+                }
             }
         }
-    }
+    };
+    (task, clock)
 }
 
 #[cfg(target_os = "linux")]
