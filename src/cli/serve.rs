@@ -461,6 +461,8 @@ pub(crate) fn resolve(
                     }
                     on
                 },
+                // For the start-up check of the descriptor limit.
+                open_file_cache,
                 ..defaults
             }
         },
