@@ -360,6 +360,22 @@ async fn upstream() -> Upstream {
     Upstream { addr, calls, seen }
 }
 
+/// Serves `router` on a real socket at 127.0.0.1 (with the peer address,
+/// as `sage-stream serve` gives it).
+async fn serve_on_loopback(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
 fn auth_settings(url: String, cache_seconds: u64) -> impl FnOnce(&mut Settings) {
     move |s| {
         s.default_permission_classes = vec![PermissionClass::AuthRequest];
@@ -523,17 +539,7 @@ async fn links_signed_by_the_python_function_play() {
         s.media_url = Some("/media/".to_owned());
     });
     // Served on a real socket, fetched with a real client.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = app.router.clone();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let addr = serve_on_loopback(app.router.clone()).await;
     let base = format!("http://{addr}/api/stream");
     let client = reqwest::Client::new();
     for path in ["/media/clip.mp4", "clip.mp4", "/media/private/p.mp4"] {
@@ -671,16 +677,7 @@ async fn the_documented_django_view_judges_the_path_that_is_served() {
     config.media_route = Some("/media".to_owned());
     auth_settings(format!("http://127.0.0.1:{port}/stream-auth/"), 30)(&mut config.settings);
     let router = router(&config, store.clone(), sink).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let addr = serve_on_loopback(router).await;
     let client = reqwest::Client::new();
     let fetch = |target: String, session: &'static str| {
         let client = client.clone();

@@ -1006,6 +1006,25 @@ fn without_a_spool_an_outage_drops_the_oldest_rows_and_counts_them() {
 }
 
 /// Bytes in the spool and every file set aside from it.
+/// Every row stored at most once, and stored + counted as dropped = `n`;
+/// gives the distinct `bytes_sent` values stored, sorted.
+fn assert_stored_or_dropped(
+    store: &MemoryStore,
+    n: u64,
+    stats: &sage_stream::log::WriterStats,
+) -> Vec<i64> {
+    let mut sent: Vec<i64> = store.entries().iter().map(|e| e.bytes_sent).collect();
+    sent.sort_unstable();
+    sent.dedup();
+    assert_eq!(sent.len(), store.entries().len(), "each row once");
+    assert_eq!(
+        sent.len() as u64 + stats.rows_dropped,
+        n,
+        "stored or counted as dropped: {stats:?}"
+    );
+    sent
+}
+
 fn spool_bytes(spool: &std::path::Path) -> u64 {
     let name = spool.file_name().unwrap().to_string_lossy().into_owned();
     std::fs::read_dir(spool.parent().unwrap())
@@ -1058,15 +1077,7 @@ fn a_full_spool_drops_its_oldest_rows_and_keeps_the_newest() {
         writer.stats()
     );
     let stats = writer.shutdown();
-    let mut sent: Vec<i64> = store.entries().iter().map(|e| e.bytes_sent).collect();
-    sent.sort_unstable();
-    sent.dedup();
-    assert_eq!(sent.len(), store.entries().len(), "each row once");
-    assert_eq!(
-        sent.len() as u64 + stats.rows_dropped,
-        n as u64,
-        "stored or counted as dropped: {stats:?}"
-    );
+    let sent = assert_stored_or_dropped(&store, n as u64, &stats);
     let newest: Vec<i64> = (n as i64 - 200..n as i64).collect();
     assert_eq!(
         sent[sent.len() - 200..],
@@ -1155,11 +1166,7 @@ fn a_full_journal_drops_its_oldest_rows_and_keeps_the_newest() {
         writer.stats()
     );
     let stats = writer.shutdown();
-    let mut sent: Vec<i64> = store.entries().iter().map(|e| e.bytes_sent).collect();
-    sent.sort_unstable();
-    sent.dedup();
-    assert_eq!(sent.len(), store.entries().len(), "each row once");
-    assert_eq!(sent.len() as u64 + stats.rows_dropped, 2000, "{stats:?}");
+    let sent = assert_stored_or_dropped(&store, 2000, &stats);
     // A segment the writer was trying to replay when room was needed is
     // spared (its next one goes instead), so only the newest are certain.
     let newest: Vec<i64> = (1950..2000).collect();
@@ -1208,15 +1215,7 @@ fn a_durable_log_on_a_full_disk_counts_every_row() {
         writer.stats()
     );
     let stats = writer.shutdown();
-    let mut sent: Vec<i64> = store.entries().iter().map(|e| e.bytes_sent).collect();
-    sent.sort_unstable();
-    sent.dedup();
-    assert_eq!(sent.len(), store.entries().len(), "each row once");
-    assert_eq!(
-        sent.len() as u64 + stats.rows_dropped,
-        n as u64,
-        "stored or counted as dropped: {stats:?}"
-    );
+    let sent = assert_stored_or_dropped(&store, n as u64, &stats);
     assert_eq!(
         sent.last(),
         Some(&(n as i64 - 1)),

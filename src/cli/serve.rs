@@ -94,6 +94,16 @@ pub(crate) struct ServeArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub(crate) zero_copy: Option<bool>,
+    /// A client that stops reading pins one file chunk, not a whole write buffer, at a throughput cost [default: off]
+    #[arg(
+        long,
+        env = "STREAM_STRICT_BACKPRESSURE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub(crate) strict_backpressure: Option<bool>,
     /// Cap per ranged response in MiB [default: 8]
     // Text here: the settings parse it, with an error that names the variable.
     #[arg(long, env = "STREAM_MAX_LOAD_VOLUME", value_name = "MIB")]
@@ -170,6 +180,7 @@ pub(crate) struct ConfigFile {
     #[serde(default, deserialize_with = "duration_value")]
     open_file_cache_valid: Option<Duration>,
     zero_copy: Option<bool>,
+    strict_backpressure: Option<bool>,
     metrics_bind: Option<SocketAddr>,
     access_log: Option<bool>,
     #[serde(default)]
@@ -461,6 +472,10 @@ pub(crate) fn resolve(
                     }
                     on
                 },
+                strict_backpressure: args
+                    .strict_backpressure
+                    .or(file.strict_backpressure)
+                    .unwrap_or(false),
                 // For the start-up check of the descriptor limit.
                 open_file_cache,
                 ..defaults

@@ -150,7 +150,6 @@ where
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +161,4 @@ mod tests {
         assert_eq!(truncate("aé", 2), "a");
         assert_eq!(truncate(&"x".repeat(1 << 20), 1024).len(), 1024);
     }
-
 }

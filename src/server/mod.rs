@@ -85,6 +85,14 @@ pub struct ServerConfig {
     /// new content (zeros past a new end) for bytes already handed to the
     /// kernel; replace files by rename.
     pub zero_copy: bool,
+    /// HTTP/1 responses take the next body frame only once the socket has
+    /// taken everything queued before (default off): a client that stops
+    /// reading then pins one file chunk (~150 KiB with state) instead of
+    /// hyper's write buffer (~0.5 MiB). It costs throughput, since writes
+    /// are no longer batched (1 MiB ranges × 16: about 0.7× in
+    /// `bench/perf.sh`), so it is for servers with many slow clients and
+    /// little memory; see docs/operations.md.
+    pub strict_backpressure: bool,
     /// Most concurrent HTTP/2 streams per connection (default 32).
     pub http2_max_concurrent_streams: u32,
     /// Most bytes HTTP/2 buffers per stream for a client that does not take
@@ -108,6 +116,7 @@ impl Default for ServerConfig {
             send_timeout: Duration::from_secs(60),
             max_connections: default_max_connections(),
             zero_copy: false,
+            strict_backpressure: false,
             http2_max_concurrent_streams: 32,
             http2_max_send_buf_size: 256 * 1024,
             shutdown_grace: Duration::from_secs(30),
@@ -151,10 +160,12 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
-    // hyper queues body buffers as they are, never copying them into a
-    // buffer of its own that would stay as large as the largest response
-    // burst for the connection's life (zero copy needs it too).
-    builder.http1().writev(true);
+    // Zero copy needs body buffers queued as they are (never copied); so
+    // does strict backpressure, whose gate counts them. Otherwise hyper's
+    // own choice (a flat write buffer, batched writes) is the fastest.
+    if config.zero_copy || config.strict_backpressure {
+        builder.http1().writev(true);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -368,10 +379,12 @@ where
         let activity = Arc::clone(&activity);
         let drain = Arc::clone(&drain);
         let zero_copy = config.zero_copy;
+        let strict = config.strict_backpressure;
         hyper::service::service_fn(move |mut req: Request<Incoming>| {
             // HTTP/2 streams share the socket; each is bounded by its send
             // buffer instead.
-            let drain = (req.version() <= http::Version::HTTP_11).then(|| Arc::clone(&drain));
+            let drain =
+                (strict && req.version() <= http::Version::HTTP_11).then(|| Arc::clone(&drain));
             req.extensions_mut().insert(PeerAddr(peer));
             #[cfg(target_os = "linux")]
             if zero_copy && req.version() <= http::Version::HTTP_11 {

@@ -652,6 +652,18 @@ fn renamed_aside(path: &Path) -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
+    /// A queue for replays: room for every test's rows, nothing timed.
+    fn replay_queue() -> Queue {
+        Queue::new(
+            10,
+            100,
+            true,
+            true,
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(3600),
+        )
+    }
+
     fn batch_line(id: &str, bytes_sent: u64) -> String {
         let mut line = format!(
             r#"{{"id":"{id}","records":[{{"created_at":"2026-01-01T00:00:00Z","path":"a.mp4","user_id":null,"is_authenticated":false,"ip":null,"method":"GET","status":200,"range_header":null,"bytes_sent":{bytes_sent},"duration_ms":0,"user_agent":null,"completed":true}}]}}"#
@@ -672,14 +684,7 @@ mod tests {
         text.extend_from_slice(batch_line("c", 3).as_bytes());
         std::fs::write(&path, text).unwrap();
         let spool = Spool::new(path, 1 << 20);
-        let queue = Queue::new(
-            10,
-            100,
-            true,
-            true,
-            std::time::Duration::from_secs(1),
-            std::time::Duration::from_secs(3600),
-        );
+        let queue = replay_queue();
         let mut stored = Vec::new();
         let replayed = spool.replay(&queue, 10, |batch| {
             stored.push(batch.records[0].bytes_sent);
@@ -711,14 +716,7 @@ mod tests {
             text.ends_with(&format!("}}!\n{}", batch_line("b", 2))),
             "{text}"
         );
-        let queue = Queue::new(
-            10,
-            100,
-            true,
-            true,
-            std::time::Duration::from_secs(1),
-            std::time::Duration::from_secs(3600),
-        );
+        let queue = replay_queue();
         let mut stored = Vec::new();
         spool
             .replay(&queue, 10, |batch| {
