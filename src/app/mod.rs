@@ -135,6 +135,11 @@ pub struct AppConfig {
     /// checked on every request); see
     /// [`ServeMedia::open_file_cache_valid`](crate::media::ServeMedia::open_file_cache_valid).
     pub open_file_cache_valid: std::time::Duration,
+    /// Bytes per read from disk (default 128 KiB); see
+    /// [`ServeMedia::chunk_size`](crate::media::ServeMedia::chunk_size). A
+    /// client that stops reading pins about one chunk under strict
+    /// backpressure, so `serve --strict-backpressure` uses 32 KiB.
+    pub chunk_size: usize,
 }
 
 impl AppConfig {
@@ -154,6 +159,7 @@ impl AppConfig {
             media_route: Some(DEFAULT_MEDIA_ROUTE.to_owned()),
             open_file_cache: crate::media::DEFAULT_OPEN_FILE_CACHE,
             open_file_cache_valid: std::time::Duration::ZERO,
+            chunk_size: crate::media::DEFAULT_CHUNK_SIZE,
         }
     }
 
@@ -207,6 +213,7 @@ impl std::fmt::Debug for AppConfig {
             media_route,
             open_file_cache,
             open_file_cache_valid,
+            chunk_size,
         } = self;
         let tokens: Vec<(&str, &str)> = tokens
             .iter()
@@ -226,6 +233,7 @@ impl std::fmt::Debug for AppConfig {
             .field("media_route", media_route)
             .field("open_file_cache", open_file_cache)
             .field("open_file_cache_valid", open_file_cache_valid)
+            .field("chunk_size", chunk_size)
             .finish()
     }
 }
@@ -439,7 +447,8 @@ pub fn router(
         .retain(|c| *c != PermissionClass::AuthRequest);
     let endpoint = StreamEndpoint::from_settings(&root, &endpoint_settings)?
         .open_file_cache(config.open_file_cache)
-        .open_file_cache_valid(config.open_file_cache_valid);
+        .open_file_cache_valid(config.open_file_cache_valid)
+        .chunk_size(config.chunk_size);
     let mut streams = stream_routes(
         config,
         &endpoint,

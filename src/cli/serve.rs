@@ -402,6 +402,10 @@ pub(crate) fn resolve(
     if retention == Some(Duration::ZERO) {
         return Err("retention must be longer than 0 (it would delete every row); leave it unset to keep them all".into());
     }
+    let strict_backpressure = args
+        .strict_backpressure
+        .or(file.strict_backpressure)
+        .unwrap_or(false);
     Ok(Resolved {
         app: AppConfig {
             root,
@@ -428,6 +432,13 @@ pub(crate) fn resolve(
                 .open_file_cache_valid
                 .or(file.open_file_cache_valid)
                 .unwrap_or(Duration::ZERO),
+            // Under strict backpressure a stalled client pins about one
+            // chunk: 32 KiB keeps that within 64 KiB with its state.
+            chunk_size: if strict_backpressure {
+                STRICT_CHUNK_SIZE
+            } else {
+                sage_stream::media::DEFAULT_CHUNK_SIZE
+            },
         },
         metrics_bind: args.metrics_bind.or(file.metrics_bind),
         bind: args
@@ -472,10 +483,7 @@ pub(crate) fn resolve(
                     }
                     on
                 },
-                strict_backpressure: args
-                    .strict_backpressure
-                    .or(file.strict_backpressure)
-                    .unwrap_or(false),
+                strict_backpressure,
                 // For the start-up check of the descriptor limit.
                 open_file_cache,
                 ..defaults
@@ -483,6 +491,9 @@ pub(crate) fn resolve(
         },
     })
 }
+
+/// Bytes per disk read under `--strict-backpressure`.
+const STRICT_CHUNK_SIZE: usize = 32 * 1024;
 
 pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut resolved = resolve(args, |name| std::env::var(name).ok())?;
