@@ -79,12 +79,14 @@ impl MediaRoot {
         Ok((file, metadata))
     }
 
-    /// What a fresh [`open`](Self::open) of `relative` would find, under
-    /// the same rules, without opening the file for reading: the open-file
-    /// cache's check that a path still names its cached file. `None` when
-    /// nothing (allowed) is there.
-    pub(crate) fn stat(&self, relative: &str, follow_outside: bool) -> Option<std::fs::Metadata> {
-        self.stat_file(relative, follow_outside).ok()
+    /// What `relative` names now, symlinks followed wherever they lead: one
+    /// `stat`. Enough for the open-file cache's check, since it only
+    /// decides whether to trust a handle that [`open`](Self::open) opened
+    /// under the rules: a path that now leads elsewhere (a directory
+    /// swapped for a symlink out of the root) names another file, so the
+    /// check fails and the file is opened again, under the rules.
+    pub(crate) fn stat_followed(&self, relative: &str) -> Option<std::fs::Metadata> {
+        std::fs::metadata(self.path.join(relative)).ok()
     }
 
     #[cfg(target_os = "linux")]
@@ -95,16 +97,6 @@ impl MediaRoot {
         let fd =
             self.with_dir(|dir| linux::open_at(dir, &self.path, relative, flags, follow_outside))?;
         Ok(std::fs::File::from(fd))
-    }
-
-    #[cfg(target_os = "linux")]
-    fn stat_file(&self, relative: &str, follow_outside: bool) -> io::Result<std::fs::Metadata> {
-        // An `O_PATH` handle: resolved as `open` resolves, but the file
-        // itself is not opened (no permission check, no FIFO wait).
-        let flags = rustix::fs::OFlags::PATH;
-        let fd =
-            self.with_dir(|dir| linux::open_at(dir, &self.path, relative, flags, follow_outside))?;
-        std::fs::File::from(fd).metadata()
     }
 
     #[cfg(target_os = "linux")]
@@ -127,11 +119,6 @@ impl MediaRoot {
             return Err(io::ErrorKind::NotFound.into());
         }
         std::fs::File::open(&resolved)
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn stat_file(&self, relative: &str, follow_outside: bool) -> io::Result<std::fs::Metadata> {
-        std::fs::metadata(self.resolve(relative, follow_outside)?)
     }
 
     #[cfg(not(target_os = "linux"))]

@@ -74,7 +74,6 @@ impl ServeMedia {
                     DEFAULT_OPEN_FILE_CACHE,
                     Duration::ZERO,
                     root,
-                    false,
                 )),
             }),
         }
@@ -97,7 +96,6 @@ impl ServeMedia {
                 config.open_file_cache,
                 config.open_file_cache_valid,
                 Arc::clone(&config.root),
-                config.follow_symlinks,
             ));
         })
     }
