@@ -87,7 +87,8 @@ pub struct ServerConfig {
     pub zero_copy: bool,
     /// HTTP/1 responses take the next body frame only once the socket has
     /// taken everything queued before (default off): a client that stops
-    /// reading then pins one file chunk (~150 KiB with state) instead of
+    /// reading then pins about one file chunk plus ~24 KiB of state (56 KiB
+    /// with the 32 KiB chunks `serve` reads in this mode) instead of
     /// hyper's write buffer (~0.5 MiB). It costs throughput, since writes
     /// are no longer batched (1 MiB ranges × 16: about 0.7× in
     /// `bench/perf.sh`), so it is for servers with many slow clients and
