@@ -1,5 +1,6 @@
 //! [`MediaBody`]: streams byte ranges of a file without blocking the runtime.
 
+use super::chunk::ChunkPool;
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs::File;
@@ -42,6 +43,8 @@ enum Kind {
 
 struct FileStream {
     file: Arc<File>,
+    // Where this response's chunk buffers come from and return to.
+    chunks: Arc<ChunkPool>,
     chunk_size: usize,
     // Not yet scheduled.
     segments: VecDeque<Segment>,
@@ -101,6 +104,7 @@ impl MediaBody {
 
     pub(crate) fn file(
         file: Arc<File>,
+        chunks: Arc<ChunkPool>,
         chunk_size: usize,
         segments: VecDeque<Segment>,
         zero_copy: bool,
@@ -115,6 +119,7 @@ impl MediaBody {
         Self {
             kind: Kind::Stream(FileStream {
                 file,
+                chunks,
                 chunk_size: chunk_size.max(1),
                 segments,
                 ahead: VecDeque::with_capacity(2),
@@ -153,14 +158,16 @@ impl FileStream {
                     }
                     // `n` fits in usize: it is at most `chunk_size`.
                     let n = len.min(self.chunk_size as u64) as usize;
-                    let (n, ahead) = match super::resident::read_resident(&self.file, offset, n) {
+                    let read = super::resident::read_resident(&self.chunks, &self.file, offset, n);
+                    let (n, ahead) = match read {
                         // A partial hit sends what is resident; the rest
                         // is the next chunk's business.
                         Some(bytes) => (bytes.len(), Ahead::Resident(bytes)),
                         None => {
                             let file = Arc::clone(&self.file);
+                            let chunks = Arc::clone(&self.chunks);
                             let handle = tokio::task::spawn_blocking(move || {
-                                read_exact_at(&file, offset, n)
+                                read_exact_at(&chunks, &file, offset, n)
                             });
                             (n, Ahead::Read(handle, n))
                         }
@@ -234,8 +241,13 @@ impl FileStream {
 }
 
 /// Reads exactly `n` bytes at `offset`, or fewer only at end of file.
-pub(crate) fn read_exact_at(file: &File, offset: u64, n: usize) -> io::Result<Bytes> {
-    let mut chunk = super::chunk::ChunkBuf::new(n);
+pub(crate) fn read_exact_at(
+    chunks: &Arc<ChunkPool>,
+    file: &File,
+    offset: u64,
+    n: usize,
+) -> io::Result<Bytes> {
+    let mut chunk = super::chunk::ChunkBuf::new(chunks, n);
     let buf = chunk.as_mut(n);
     let mut filled = 0;
     while filled < n {

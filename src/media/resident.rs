@@ -14,7 +14,12 @@ use bytes::Bytes;
 /// none are resident (or the OS cannot tell without waiting). A shorter
 /// result holds the resident start of the range.
 #[cfg(target_os = "linux")]
-pub(crate) fn read_resident(file: &File, offset: u64, n: usize) -> Option<Bytes> {
+pub(crate) fn read_resident(
+    chunks: &std::sync::Arc<super::chunk::ChunkPool>,
+    file: &File,
+    offset: u64,
+    n: usize,
+) -> Option<Bytes> {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use rustix::io::{preadv2, Errno, ReadWriteFlags};
@@ -25,7 +30,7 @@ pub(crate) fn read_resident(file: &File, offset: u64, n: usize) -> Option<Bytes>
     if n == 0 || UNSUPPORTED.load(Ordering::Relaxed) {
         return None;
     }
-    let mut chunk = super::chunk::ChunkBuf::new(n);
+    let mut chunk = super::chunk::ChunkBuf::new(chunks, n);
     let read = preadv2(
         file,
         &mut [std::io::IoSliceMut::new(chunk.as_mut(n))],
@@ -46,7 +51,12 @@ pub(crate) fn read_resident(file: &File, offset: u64, n: usize) -> Option<Bytes>
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn read_resident(_file: &File, _offset: u64, _n: usize) -> Option<Bytes> {
+pub(crate) fn read_resident(
+    _chunks: &std::sync::Arc<super::chunk::ChunkPool>,
+    _file: &File,
+    _offset: u64,
+    _n: usize,
+) -> Option<Bytes> {
     None
 }
 
@@ -61,16 +71,17 @@ mod tests {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
         let file = File::open(&path).unwrap();
+        let chunks = std::sync::Arc::default();
         // Just written: in the page cache (unless the file system has no
         // RWF_NOWAIT, where nothing is returned and the pool reads).
-        if let Some(bytes) = read_resident(&file, 1000, 100_000) {
+        if let Some(bytes) = read_resident(&chunks, &file, 1000, 100_000) {
             assert!(!bytes.is_empty() && bytes.len() <= 100_000);
             assert_eq!(bytes, data[1000..1000 + bytes.len()]);
         }
         // Past the end: nothing.
-        assert!(read_resident(&file, 400_000, 10).is_none());
+        assert!(read_resident(&chunks, &file, 400_000, 10).is_none());
         // At the end: only what is there.
-        if let Some(bytes) = read_resident(&file, 299_990, 100) {
+        if let Some(bytes) = read_resident(&chunks, &file, 299_990, 100) {
             assert_eq!(bytes, data[299_990..]);
         }
     }

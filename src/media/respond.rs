@@ -15,6 +15,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use super::body::{read_exact_at, MediaBody, Segment};
 use super::cache::FileCache;
+use super::chunk::ChunkPool;
 use super::conditional::{evaluate, whole_seconds, Outcome, Validators};
 use super::path::{MediaRoot, OpenFailure};
 use super::ServedFile;
@@ -34,6 +35,8 @@ pub(crate) struct Job {
     pub(crate) content_type: HeaderValue,
     pub(crate) cache_control: Option<HeaderValue>,
     pub(crate) cache: Arc<FileCache>,
+    /// The service's chunk buffers.
+    pub(crate) chunks: Arc<ChunkPool>,
     /// The connection sends placeholders with `sendfile` (`region.rs`).
     pub(crate) zero_copy: bool,
 }
@@ -234,12 +237,13 @@ fn answer(job: Job, opened: &OpenedFile, read_first: ReadFirst) -> Response<Medi
         return finish(builder, MediaBody::empty());
     }
     if let ReadFirst::Now = read_first {
-        read_ahead(&opened.file, job.chunk_size, &mut segments);
+        read_ahead(&job.chunks, &opened.file, job.chunk_size, &mut segments);
     }
     finish(
         builder,
         MediaBody::file(
             Arc::clone(&opened.file),
+            Arc::clone(&job.chunks),
             job.chunk_size,
             segments,
             job.zero_copy,
@@ -386,7 +390,12 @@ pub(crate) fn multipart_segments(
 
 /// Reads the first chunk of the first file segment while still on the
 /// blocking thread, so short responses need no further hop.
-fn read_ahead(file: &std::fs::File, chunk_size: usize, segments: &mut VecDeque<Segment>) {
+fn read_ahead(
+    chunks: &Arc<ChunkPool>,
+    file: &std::fs::File,
+    chunk_size: usize,
+    segments: &mut VecDeque<Segment>,
+) {
     let Some(index) = segments
         .iter()
         .position(|s| matches!(s, Segment::File { .. }))
@@ -400,7 +409,7 @@ fn read_ahead(file: &std::fs::File, chunk_size: usize, segments: &mut VecDeque<S
     let n = len.min(chunk_size.max(1) as u64) as usize;
     // On error or a short read leave the segment alone: the body's own read
     // will report it.
-    if let Ok(bytes) = read_exact_at(file, offset, n) {
+    if let Ok(bytes) = read_exact_at(chunks, file, offset, n) {
         if bytes.len() == n {
             let rest = Segment::File {
                 offset: offset + n as u64,

@@ -14,6 +14,7 @@ use tower_service::Service;
 
 use super::body::MediaBody;
 use super::cache::{FileCache, DEFAULT_OPEN_FILE_CACHE};
+use super::chunk::ChunkPool;
 use super::mime::{parse_override, MimeTypes};
 use super::path::MediaRoot;
 use super::respond::{open_and_respond, respond, text, Job, ReadFirst};
@@ -37,6 +38,8 @@ struct Config {
     open_file_cache_valid: Duration,
     // Built from the fields above: any change to them starts a new one.
     cache: Arc<FileCache>,
+    // Chunk buffers reused across this service's responses (and clones').
+    chunks: Arc<ChunkPool>,
 }
 
 /// Terminal service that answers GET and HEAD with bytes of a file under one
@@ -75,6 +78,7 @@ impl ServeMedia {
                     Duration::ZERO,
                     root,
                 )),
+                chunks: Arc::default(),
             }),
         }
     }
@@ -280,6 +284,7 @@ impl<B> Service<Request<B>> for ServeMedia {
             method: parts.method,
             headers: parts.headers,
             cache: Arc::clone(&self.config.cache),
+            chunks: Arc::clone(&self.config.chunks),
             zero_copy,
         };
         if let Some(opened) = self.config.cache.get(&job.relative) {
@@ -309,6 +314,9 @@ pub struct ResponseFuture {
     state: State,
 }
 
+// A cache hit is the common case: its response stays inline rather than
+// costing an allocation per request to shrink the rarer variant's future.
+#[allow(clippy::large_enum_variant)]
 enum State {
     Ready(Option<Response<MediaBody>>),
     Blocking(JoinHandle<Response<MediaBody>>),
