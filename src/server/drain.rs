@@ -79,11 +79,12 @@ impl Drain {
 /// A connection's stream that tells its [`Drain`] what each write took.
 pub(super) struct Counted<S> {
     inner: S,
-    drain: Arc<Drain>,
+    // `None`: nothing to tell (strict backpressure off), writes pass as they are.
+    drain: Option<Arc<Drain>>,
 }
 
 impl<S> Counted<S> {
-    pub(super) fn new(inner: S, drain: Arc<Drain>) -> Self {
+    pub(super) fn new(inner: S, drain: Option<Arc<Drain>>) -> Self {
         Self { inner, drain }
     }
 }
@@ -106,8 +107,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = ready!(Pin::new(&mut this.inner).poll_write(cx, buf));
-        if let Ok(n) = &written {
-            this.drain.wrote(*n >= buf.len());
+        if let (Ok(n), Some(drain)) = (&written, &this.drain) {
+            drain.wrote(*n >= buf.len());
         }
         Poll::Ready(written)
     }
@@ -119,10 +120,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs));
-        if let Ok(n) = &written {
+        if let (Ok(n), Some(drain)) = (&written, &this.drain) {
             // hyper offers its whole queue (at most 16 buffers) at once.
             let offered: usize = bufs.iter().map(|b| b.len()).sum();
-            this.drain.wrote(*n >= offered);
+            drain.wrote(*n >= offered);
         }
         Poll::Ready(written)
     }

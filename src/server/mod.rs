@@ -375,17 +375,19 @@ where
         tracing::debug!(%err, "TCP_NODELAY not set");
     }
     let activity = Activity::new();
-    let drain = Drain::new();
+    // Only strict backpressure counts writes; otherwise no gate, no counting.
+    let drain = config.strict_backpressure.then(Drain::new);
     let per_request = {
         let activity = Arc::clone(&activity);
-        let drain = Arc::clone(&drain);
+        let drain = drain.clone();
         let zero_copy = config.zero_copy;
-        let strict = config.strict_backpressure;
         hyper::service::service_fn(move |mut req: Request<Incoming>| {
             // HTTP/2 streams share the socket; each is bounded by its send
             // buffer instead.
-            let drain =
-                (strict && req.version() <= http::Version::HTTP_11).then(|| Arc::clone(&drain));
+            let drain = drain
+                .as_ref()
+                .filter(|_| req.version() <= http::Version::HTTP_11)
+                .map(Arc::clone);
             req.extensions_mut().insert(PeerAddr(peer));
             #[cfg(target_os = "linux")]
             if zero_copy && req.version() <= http::Version::HTTP_11 {
