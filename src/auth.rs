@@ -179,3 +179,84 @@ where
         self.inner.call(req)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::{header, Request, Response};
+    use tower::{service_fn, ServiceExt};
+
+    use super::*;
+
+    /// Answers with the viewer the layer put on the request.
+    async fn whoami(req: Request<()>) -> Result<Response<String>, Infallible> {
+        let viewer = req.extensions().get::<Viewer>().cloned();
+        let text = match viewer {
+            Some(v) if v.authenticated => v.user_id.unwrap_or_default(),
+            Some(_) => "anonymous".to_owned(),
+            None => "none".to_owned(),
+        };
+        Ok(Response::new(text))
+    }
+
+    async fn who(layer: &BearerAuthLayer, req: Request<()>) -> String {
+        let res = layer.layer(service_fn(whoami)).oneshot(req).await.unwrap();
+        res.into_body()
+    }
+
+    fn tokens() -> BearerAuthLayer {
+        BearerAuthLayer::new([("s3cret", "alice"), ("other", "bob")])
+    }
+
+    #[tokio::test]
+    async fn a_bearer_token_names_its_user_and_anything_else_is_anonymous() {
+        let layer = tokens();
+        for (value, expected) in [
+            ("Bearer s3cret", "alice"),
+            ("bearer other", "bob"),
+            ("BEARER   s3cret  ", "alice"),
+            ("Bearer wrong", "anonymous"),
+            ("Basic s3cret", "anonymous"),
+            ("s3cret", "anonymous"),
+            ("Bearer ", "anonymous"),
+        ] {
+            let req = Request::get("/")
+                .header(header::AUTHORIZATION, value)
+                .body(())
+                .unwrap();
+            assert_eq!(who(&layer, req).await, expected, "{value:?}");
+        }
+        assert_eq!(who(&layer, Request::new(())).await, "anonymous");
+    }
+
+    #[tokio::test]
+    async fn a_query_token_counts_only_when_its_variable_is_configured() {
+        let req = || {
+            Request::get("/?path=a.mp4&access_token=s3cret")
+                .body(())
+                .unwrap()
+        };
+        assert_eq!(who(&tokens(), req()).await, "anonymous");
+        let layer = tokens().query_var("access_token");
+        assert_eq!(who(&layer, req()).await, "alice");
+        // The header wins over the query.
+        let both = Request::get("/?access_token=s3cret")
+            .header(header::AUTHORIZATION, "Bearer other")
+            .body(())
+            .unwrap();
+        assert_eq!(who(&layer, both).await, "bob");
+        // Percent-encoded like any query value.
+        let encoded = Request::get("/?access_token=s3cr%65t").body(()).unwrap();
+        assert_eq!(who(&layer, encoded).await, "alice");
+    }
+
+    #[test]
+    fn debug_shows_no_token() {
+        let text = format!("{:?}", tokens());
+        assert!(
+            !text.contains("s3cret") && !text.contains("alice"),
+            "{text}"
+        );
+    }
+}
