@@ -862,3 +862,52 @@ async fn media_responses_cannot_run_as_pages() {
         );
     }
 }
+
+/// Two nodes with copies of one file (same bytes, same modification time,
+/// different inodes and devices): the same `ETag` and `Last-Modified`, so a
+/// range resumed on the other node with `If-Range` gets `206`; a copy with
+/// another modification time gets the whole new file, never a splice.
+#[tokio::test]
+async fn copies_on_two_nodes_give_one_answer() {
+    let (a, b) = (Fixture::new(), Fixture::new());
+    let data = a.file("film.mp4", 200_000);
+    std::fs::write(b.path("film.mp4"), &data).unwrap();
+    let mtime = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+    for fx in [&a, &b] {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(fx.path("film.mp4"))
+            .unwrap();
+        file.set_modified(mtime).unwrap();
+    }
+    let (node_a, node_b) = (
+        StreamEndpoint::new(&a.root).into_service(),
+        StreamEndpoint::new(&b.root).into_service(),
+    );
+    let uri = "/api/stream?path=film.mp4";
+    let (_, ha, _) = get(&node_a, uri, &[("range", "bytes=0-999")]).await;
+    let (_, hb, _) = get(&node_b, uri, &[("range", "bytes=0-999")]).await;
+    assert_eq!(ha["etag"], hb["etag"]);
+    assert_eq!(ha["last-modified"], hb["last-modified"]);
+    let etag = ha["etag"].to_str().unwrap().to_owned();
+    let (status, h, body) = get(
+        &node_b,
+        uri,
+        &[("range", "bytes=1000-"), ("if-range", etag.as_str())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(h["content-range"], "bytes 1000-199999/200000");
+    assert_eq!(body, data[1000..]);
+    // The copy on node B is replaced (new bytes, new time): node A's tag no
+    // longer matches there, so B sends its whole file.
+    let newer = b.file("film.mp4", 150_000);
+    let (status, _, body) = get(
+        &node_b,
+        uri,
+        &[("range", "bytes=1000-"), ("if-range", etag.as_str())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, newer);
+}
