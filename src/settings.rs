@@ -146,7 +146,23 @@ impl FromStr for PermissionClass {
 ///
 /// Its `Debug` shows the signing key as `"***"` and the password of
 /// `auth_url` hidden, so the settings can be logged.
+///
+/// Built from [`Default`] with the setters, each named after its field
+/// (the struct is `#[non_exhaustive]`, so a new setting is not a breaking
+/// change):
+///
+/// ```
+/// use sage_stream::settings::{PermissionClass, Settings};
+///
+/// let settings = Settings::default()
+///     .default_permission_classes([PermissionClass::SignedUrl])
+///     .signing_key(Some("k3y".to_owned()))
+///     .max_load_volume(16 << 20);
+/// assert_eq!(settings.max_load_volume_mib(), 16);
+/// assert!(!format!("{settings:?}").contains("k3y"));
+/// ```
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct Settings {
@@ -211,6 +227,96 @@ impl Default for Settings {
             mime_types: BTreeMap::new(),
             anonymize_ip: false,
         }
+    }
+}
+
+/// Setters, builder style: each replaces one field and returns the settings.
+impl Settings {
+    /// Sets `default_permission_classes`: all must allow.
+    pub fn default_permission_classes(
+        mut self,
+        classes: impl IntoIterator<Item = PermissionClass>,
+    ) -> Self {
+        self.default_permission_classes = classes.into_iter().collect();
+        self
+    }
+
+    /// Sets `default_video_path_url_var`, the query variable of the media path.
+    pub fn default_video_path_url_var(mut self, name: impl Into<String>) -> Self {
+        self.default_video_path_url_var = name.into();
+        self
+    }
+
+    /// Sets `max_load_volume`, the cap per ranged response, in **bytes**.
+    pub fn max_load_volume(mut self, bytes: u64) -> Self {
+        self.max_load_volume = bytes;
+        self
+    }
+
+    /// Sets `watch_log_enabled`.
+    pub fn watch_log_enabled(mut self, on: bool) -> Self {
+        self.watch_log_enabled = on;
+        self
+    }
+
+    /// Sets `range_header_regex_pattern`; `None` selects the RFC 9110 grammar.
+    pub fn range_header_regex_pattern(mut self, pattern: Option<String>) -> Self {
+        self.range_header_regex_pattern = pattern;
+        self
+    }
+
+    /// Sets `signing_key`, the secret of the `SignedUrl` class.
+    pub fn signing_key(mut self, key: Option<String>) -> Self {
+        self.signing_key = key;
+        self
+    }
+
+    /// Sets `media_url`, Django's `MEDIA_URL`.
+    pub fn media_url(mut self, url: Option<String>) -> Self {
+        self.media_url = url;
+        self
+    }
+
+    /// Sets `auth_url`, the endpoint `AuthRequest` asks.
+    pub fn auth_url(mut self, url: Option<String>) -> Self {
+        self.auth_url = url;
+        self
+    }
+
+    /// Sets `auth_cache_seconds`.
+    pub fn auth_cache_seconds(mut self, seconds: u64) -> Self {
+        self.auth_cache_seconds = seconds;
+        self
+    }
+
+    /// Sets `auth_timeout_seconds`.
+    pub fn auth_timeout_seconds(mut self, seconds: u64) -> Self {
+        self.auth_timeout_seconds = seconds;
+        self
+    }
+
+    /// Sets `cors_origins`; empty turns CORS off.
+    pub fn cors_origins(mut self, origins: impl IntoIterator<Item = String>) -> Self {
+        self.cors_origins = origins.into_iter().collect();
+        self
+    }
+
+    /// Sets `cache_control`.
+    pub fn cache_control(mut self, value: Option<String>) -> Self {
+        self.cache_control = value;
+        self
+    }
+
+    /// Sets `mime_types`, content types by extension.
+    pub fn mime_types(mut self, types: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.mime_types = types.into_iter().collect();
+        self
+    }
+
+    /// Sets `anonymize_ip`.
+    pub fn anonymize_ip(mut self, on: bool) -> Self {
+        self.anonymize_ip = on;
+        self
     }
 }
 

@@ -1278,11 +1278,11 @@ fn debug_and_display_never_show_secrets() {
             assert!(!text.contains(secret), "{what} shows {secret}: {text}");
         }
     };
-    let mut settings = sage_stream::settings::Settings {
-        signing_key: Some("sk-SECRET-1".to_owned()),
-        auth_url: Some("https://django:authpw-SECRET-2@auth.example/check".to_owned()),
-        ..Default::default()
-    };
+    let mut settings = sage_stream::settings::Settings::default()
+        .signing_key(Some("sk-SECRET-1".to_owned()))
+        .auth_url(Some(
+            "https://django:authpw-SECRET-2@auth.example/check".to_owned(),
+        ));
     settings.media_url = Some("/media/".to_owned());
     let text = format!("{settings:?}");
     check("Settings", text.clone());

@@ -103,13 +103,11 @@ impl Server {
 }
 
 fn quick_budgets() -> ServerConfig {
-    ServerConfig {
-        header_read_timeout: Duration::from_millis(500),
-        keep_alive_timeout: Duration::from_millis(500),
-        send_timeout: Duration::from_millis(800),
-        shutdown_grace: Duration::from_millis(500),
-        ..ServerConfig::default()
-    }
+    ServerConfig::default()
+        .header_read_timeout(Duration::from_millis(500))
+        .keep_alive_timeout(Duration::from_millis(500))
+        .send_timeout(Duration::from_millis(800))
+        .shutdown_grace(Duration::from_millis(500))
 }
 
 /// Tests that count this process's descriptors or memory, and those that
@@ -263,11 +261,9 @@ async fn an_idle_http2_connection_is_closed_with_goaway() {
 async fn streams_open_at_the_end_of_the_grace_period_are_logged() {
     let fx = Fixture::new();
     fx.file("big.mp4", 32 << 20);
-    let config = ServerConfig {
-        send_timeout: Duration::from_secs(60),
-        shutdown_grace: Duration::from_millis(300),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default()
+        .send_timeout(Duration::from_secs(60))
+        .shutdown_grace(Duration::from_millis(300));
     let server = Server::start(&fx, config).await;
     let mut stalled = Vec::new();
     for i in 0..3 {
@@ -382,10 +378,7 @@ async fn past_the_connection_limit_clients_wait_and_are_then_served() {
     let fx = Fixture::new();
     fx.file("small.mp4", 1000);
     fx.file("big.mp4", 32 << 20);
-    let config = ServerConfig {
-        max_connections: 2,
-        ..quick_budgets()
-    };
+    let config = quick_budgets().max_connections(2);
     let server = Server::start_with(&fx, config, ViewerStreamLimitLayer::unlimited()).await;
     // Two clients that ask for a large file and never read hold both slots
     // (busy, so neither is shed) until the send timeout (800 ms) ends them.

@@ -312,7 +312,21 @@ type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
 fn bad_configuration_stops_start_up_with_a_clear_message() {
     let fx = Fixture::new();
     let root = fx.root.to_str().unwrap();
+    let bad_file = fx.dir.path().join("bad.toml");
+    std::fs::write(&bad_file, "[stream]\nmax_load_volume = \"lots\"\n").unwrap();
+    let bad_file = bad_file.to_str().unwrap();
     let cases: &[Case<'_>] = &[
+        // Each source is named: the variable, or the file and its key.
+        (
+            &["serve", "--root", root, "--bind", "127.0.0.1:0"],
+            &[("STREAM_ZERO_COPY", "maybe")],
+            "STREAM_ZERO_COPY",
+        ),
+        (
+            &["serve", "--bind", "127.0.0.1:0", "--config", bad_file],
+            &[],
+            "key `stream.max_load_volume`",
+        ),
         (
             &["serve", "--root", root, "--bind", "127.0.0.1:0"],
             &[("STREAM_MAX_LOAD_VOLUME", "lots")],

@@ -480,21 +480,12 @@ async fn with_the_cache_off_every_request_asks() {
 }
 
 fn auth_request_needs_its_url_and_the_url_needs_the_class() {
-    let listed = Settings {
-        default_permission_classes: vec![PermissionClass::AuthRequest],
-        ..Settings::default()
-    };
+    let listed = Settings::default().default_permission_classes([PermissionClass::AuthRequest]);
     assert!(listed.auth_request().is_err(), "no URL");
     assert!(listed.permission().is_err(), "never silently skipped");
-    let url_only = Settings {
-        auth_url: Some("http://127.0.0.1:1/".to_owned()),
-        ..Settings::default()
-    };
+    let url_only = Settings::default().auth_url(Some("http://127.0.0.1:1/".to_owned()));
     assert!(url_only.auth_request().is_err(), "URL without the class");
-    let https = Settings {
-        auth_url: Some("https://example.com/".to_owned()),
-        ..listed
-    };
+    let https = listed.auth_url(Some("https://example.com/".to_owned()));
     assert!(https.auth_request().is_err());
 }
 

@@ -237,10 +237,7 @@ async fn slow_and_idle_clients_are_cut_off() {
     fx.file("a.mp4", 100);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = ServerConfig {
-        header_read_timeout: Duration::from_millis(400),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().header_read_timeout(Duration::from_millis(400));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(
         listener,

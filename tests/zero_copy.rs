@@ -30,10 +30,7 @@ async fn start(fx: &Fixture) -> Running {
     let svc = StreamEndpoint::new(&fx.root)
         .unlimited_volume()
         .into_service();
-    let config = ServerConfig {
-        zero_copy: true,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().zero_copy(true);
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(serve(listener, svc, config, async {
         let _ = stopped.await;

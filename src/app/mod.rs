@@ -95,7 +95,11 @@ use crate::StreamEndpoint;
 ///
 /// Its `Debug` shows no token: each bearer token as `"***"` beside its
 /// user id, the admin token as `Some("***")`.
+///
+/// Built with [`AppConfig::new`] and the setters, each named after its
+/// field (`#[non_exhaustive]`: a new field is not a breaking change).
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct AppConfig {
     /// The media root.
     pub root: PathBuf,
@@ -161,6 +165,92 @@ impl AppConfig {
             open_file_cache_valid: std::time::Duration::ZERO,
             chunk_size: crate::media::DEFAULT_CHUNK_SIZE,
         }
+    }
+
+    // Setters, builder style: each replaces one field.
+
+    /// Sets the media root.
+    pub fn root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.root = root.into();
+        self
+    }
+
+    /// Sets the `STREAM_*` settings.
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Sets the bearer tokens and the user ids they stand for.
+    pub fn tokens(mut self, tokens: Vec<(String, String)>) -> Self {
+        self.tokens = tokens;
+        self
+    }
+
+    /// Sets the proxies whose forwarded headers are believed.
+    pub fn trusted_proxies(mut self, trusted_proxies: impl IntoIterator<Item = IpNet>) -> Self {
+        self.trusted_proxies = trusted_proxies.into_iter().collect();
+        self
+    }
+
+    /// Sets the admin token; `None` leaves the admin off.
+    pub fn admin_token(mut self, admin_token: Option<String>) -> Self {
+        self.admin_token = admin_token;
+        self
+    }
+
+    /// Sets the most concurrent streams per viewer.
+    pub fn max_streams_per_viewer(mut self, max_streams_per_viewer: Option<usize>) -> Self {
+        self.max_streams_per_viewer = max_streams_per_viewer;
+        self
+    }
+
+    /// Sets the pause, in minutes, that starts a new viewing session.
+    pub fn session_gap_minutes(mut self, session_gap_minutes: u32) -> Self {
+        self.session_gap_minutes = session_gap_minutes;
+        self
+    }
+
+    /// Sets where the player page is.
+    pub fn player_path(mut self, player_path: Option<String>) -> Self {
+        self.player_path = player_path;
+        self
+    }
+
+    /// Sets the metrics the app counts into.
+    pub fn metrics(mut self, metrics: Option<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Sets whether each response writes an access-log event.
+    pub fn access_log(mut self, access_log: bool) -> Self {
+        self.access_log = access_log;
+        self
+    }
+
+    /// Sets where the path-style stream route is mounted.
+    pub fn media_route(mut self, media_route: Option<String>) -> Self {
+        self.media_route = media_route;
+        self
+    }
+
+    /// Sets the files kept open between requests.
+    pub fn open_file_cache(mut self, open_file_cache: usize) -> Self {
+        self.open_file_cache = open_file_cache;
+        self
+    }
+
+    /// Sets how long a cached file is trusted without a `stat`.
+    pub fn open_file_cache_valid(mut self, open_file_cache_valid: std::time::Duration) -> Self {
+        self.open_file_cache_valid = open_file_cache_valid;
+        self
+    }
+
+    /// Sets the bytes per read from disk.
+    pub fn chunk_size(mut self, chunk_size: usize) -> Self {
+        self.chunk_size = chunk_size;
+        self
     }
 
     fn observe(&self, route: Route, sink: &WatchLogSink) -> ObserveLayer {

@@ -3,6 +3,7 @@
 mod duration;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod import_django;
+mod layers;
 pub(crate) mod logs;
 pub(crate) mod prune;
 pub(crate) mod serve;
@@ -42,7 +43,7 @@ pub(crate) enum LogFormat {
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Serve the media root at /api/stream?path=FILE and log who watched.
-    Serve(serve::ServeArgs),
+    Serve(serve::ServeFlags),
     /// Create or update the watch-log tables, then exit.
     Migrate(DatabaseArgs),
     /// Print watch-log rows or per-path totals.

@@ -60,9 +60,21 @@ impl VolumeCap {
 ///
 /// Outer layers (the watch log) read it instead of parsing the request again.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServedFile {
     /// Path relative to the media root, `/`-separated.
     pub path: String,
     /// Length of the file in bytes.
     pub len: u64,
+}
+
+impl ServedFile {
+    /// The file at `path` (relative to the root, `/`-separated), `len` bytes
+    /// long.
+    pub fn new(path: impl Into<String>, len: u64) -> Self {
+        Self {
+            path: path.into(),
+            len,
+        }
+    }
 }

@@ -58,7 +58,21 @@ use budget::{Activity, Verdict};
 use drain::{Counted, Drain};
 
 /// Timeouts and limits of [`serve`]; see the [module docs](self).
+///
+/// Built from [`Default`] with the setters, each named after its field
+/// (`#[non_exhaustive]`: a new field is not a breaking change):
+///
+/// ```
+/// use std::time::Duration;
+/// use sage_stream::server::ServerConfig;
+///
+/// let config = ServerConfig::default()
+///     .send_timeout(Duration::from_secs(10))
+///     .max_connections(512);
+/// assert_eq!(config.max_connections, 512);
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Longest wait for a request's head: on a new connection (whatever
     /// the protocol, from the first byte or none), and for HTTP/1 headers
@@ -123,6 +137,69 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             open_file_cache: crate::media::DEFAULT_OPEN_FILE_CACHE,
         }
+    }
+}
+
+/// Setters, builder style: each replaces one field.
+impl ServerConfig {
+    /// Sets the longest wait for a request's head.
+    pub fn header_read_timeout(mut self, header_read_timeout: Duration) -> Self {
+        self.header_read_timeout = header_read_timeout;
+        self
+    }
+
+    /// Sets the longest a connection stays open without a request in progress.
+    pub fn keep_alive_timeout(mut self, keep_alive_timeout: Duration) -> Self {
+        self.keep_alive_timeout = keep_alive_timeout;
+        self
+    }
+
+    /// Sets the longest a response may go without the client taking more of it.
+    pub fn send_timeout(mut self, send_timeout: Duration) -> Self {
+        self.send_timeout = send_timeout;
+        self
+    }
+
+    /// Sets the most connections open at once.
+    pub fn max_connections(mut self, max_connections: usize) -> Self {
+        self.max_connections = max_connections;
+        self
+    }
+
+    /// Sets whether HTTP/1.x responses send file bytes with `sendfile(2)` (experimental).
+    pub fn zero_copy(mut self, zero_copy: bool) -> Self {
+        self.zero_copy = zero_copy;
+        self
+    }
+
+    /// Sets whether HTTP/1 responses take a frame only once the socket took the last.
+    pub fn strict_backpressure(mut self, strict_backpressure: bool) -> Self {
+        self.strict_backpressure = strict_backpressure;
+        self
+    }
+
+    /// Sets the most concurrent HTTP/2 streams per connection.
+    pub fn http2_max_concurrent_streams(mut self, http2_max_concurrent_streams: u32) -> Self {
+        self.http2_max_concurrent_streams = http2_max_concurrent_streams;
+        self
+    }
+
+    /// Sets the most bytes HTTP/2 buffers per stream.
+    pub fn http2_max_send_buf_size(mut self, http2_max_send_buf_size: usize) -> Self {
+        self.http2_max_send_buf_size = http2_max_send_buf_size;
+        self
+    }
+
+    /// Sets the longest wait for open connections after shutdown starts.
+    pub fn shutdown_grace(mut self, shutdown_grace: Duration) -> Self {
+        self.shutdown_grace = shutdown_grace;
+        self
+    }
+
+    /// Sets the open-file cache size checked against the descriptor limit.
+    pub fn open_file_cache(mut self, open_file_cache: usize) -> Self {
+        self.open_file_cache = open_file_cache;
+        self
     }
 }
 
