@@ -1,17 +1,5 @@
 //! [`ZeroCopy`]: the server's per-request offer to send file chunks with
 //! `sendfile(2)`, and [`NoZeroCopyLayer`], which withdraws it.
-//!
-//! The offer is the whole contract of the experimental zero-copy path:
-//! `ServeMedia` makes a zero-copy body only for a request that carries
-//! [`ZeroCopy`], and only this crate's server (`server::serve` with
-//! `ServerConfig::zero_copy`, Linux, HTTP/1.x) puts it there. Such a body's
-//! file chunks are *placeholders*: `Bytes` of the right length whose memory
-//! is not the file's (it reads as zeros); the server's connection writes
-//! the file region each one stands for with `sendfile`. Layers that pass
-//! chunks on unchanged, or slice them (the volume cap), keep working; a
-//! layer that reads or transforms body bytes (compression, a checksum, a
-//! rewriting filter) must sit *outside* a [`NoZeroCopyLayer`], so the
-//! response it sees is made of the file's real bytes.
 
 use std::task::{Context, Poll};
 
@@ -20,11 +8,20 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 /// Request extension: this request's connection writes placeholder file
-/// chunks with `sendfile`, so `ServeMedia` may answer with them (see the
-/// [module docs](self)).
+/// chunks with `sendfile`, so `ServeMedia` may answer with them.
 ///
-/// Only this crate's server can make the offer; a layer withdraws it with
-/// [`ZeroCopy::withdraw`] or [`NoZeroCopyLayer`].
+/// The offer is the whole contract of the experimental zero-copy path:
+/// `ServeMedia` makes a zero-copy body only for a request that carries it,
+/// and only this crate's server (`server::serve` with
+/// `ServerConfig::zero_copy`, Linux, HTTP/1.x) puts it there. Such a body's
+/// file chunks are *placeholders*: `Bytes` of the right length whose memory
+/// is not the file's (it reads as zeros); the server's connection writes
+/// the file region each one stands for with `sendfile`. Layers that pass
+/// chunks on unchanged, or slice them (the volume cap), keep working; a
+/// layer that reads or transforms body bytes (compression, a checksum, a
+/// rewriting filter) must sit *outside* a [`NoZeroCopyLayer`] (or call
+/// [`ZeroCopy::withdraw`]), so the response it sees is the file's real
+/// bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ZeroCopy {
     // No public constructor: an offer that no connection honours would
@@ -59,12 +56,12 @@ impl ZeroCopy {
 ///
 /// ```
 /// use sage_stream::extension::NoZeroCopyLayer;
-/// use sage_stream::media::ServeMedia;
+/// use sage_stream::media::{MediaBody, ServeMedia};
 /// use tower::ServiceBuilder;
 ///
 /// let svc = ServiceBuilder::new()
 ///     // Say, compression: it reads every byte, so it must see real ones.
-///     .map_response(|res: http::Response<_>| res)
+///     .map_response(|res: http::Response<MediaBody>| res)
 ///     .layer(NoZeroCopyLayer::new())
 ///     .service(ServeMedia::new("media"));
 /// # drop(svc);
