@@ -158,6 +158,13 @@ impl<B: Body, E: OnBodyEnd> Guarded<B, E> {
         guarded
     }
 
+    /// The hook, until the response ends (a body that acts on every frame
+    /// reads its state here).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn hook(&self) -> Option<&E> {
+        self.on_end.as_ref()
+    }
+
     fn end(&mut self, completed: bool) {
         if let Some(hook) = self.on_end.take() {
             hook.on_end(BodyEnd {

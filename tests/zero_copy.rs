@@ -2,17 +2,24 @@
 //! real server on 127.0.0.1 sends file regions with `sendfile`, and every
 //! byte a client receives is still the file's — whole files, ranges at odd
 //! offsets, multipart, HEAD, more concurrent responses than placeholders,
-//! HTTP/2 (which never gets placeholders), and a file truncated mid-stream.
+//! HTTP/2 (which never gets placeholders), a file truncated mid-stream, a
+//! body-transforming layer (which withdraws the offer and sees the file's
+//! bytes) and the volume cap cutting placeholders.
 #![cfg(target_os = "linux")]
 
 mod common;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{check_multipart_against, Fixture};
 use http_body_util::BodyExt;
 use reqwest::{header, StatusCode};
+use sage_stream::cap::CapVolumeLayer;
+use sage_stream::extension::{NoZeroCopyLayer, VolumeCap};
+use sage_stream::media::ServeMedia;
+use sage_stream::range::ParseRangeLayer;
 use sage_stream::server::{serve, ServerConfig};
 use sage_stream::StreamEndpoint;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,11 +32,31 @@ struct Running {
 }
 
 async fn start(fx: &Fixture) -> Running {
+    start_service(
+        StreamEndpoint::new(&fx.root)
+            .unlimited_volume()
+            .into_service(),
+    )
+    .await
+}
+
+/// A zero-copy server for `svc`.
+async fn start_service<S, B>(svc: S) -> Running
+where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let svc = StreamEndpoint::new(&fx.root)
-        .unlimited_volume()
-        .into_service();
     let config = ServerConfig::default().zero_copy(true);
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(serve(listener, svc, config, async {
@@ -191,4 +218,133 @@ async fn a_file_truncated_mid_stream_ends_the_response_short() {
             "bytes at {at} are neither the old file's nor zeros"
         );
     }
+}
+
+const KEY: u8 = 0x5a;
+
+/// A body transform that reads every byte, as compression would.
+fn xor(data: &[u8]) -> Vec<u8> {
+    data.iter().map(|b| b ^ KEY).collect()
+}
+
+/// `inner` with every response body XORed with [`KEY`] by a layer above it.
+fn xored<S, B>(
+    inner: S,
+) -> impl tower::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<
+        impl http_body::Body<Data = bytes::Bytes, Error = B::Error> + Send + 'static,
+    >,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static
+where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+{
+    tower::ServiceBuilder::new()
+        .map_response(|res: http::Response<B>| {
+            res.map(|body| {
+                body.map_frame(|frame| {
+                    frame.map_data(|data: bytes::Bytes| bytes::Bytes::from(xor(&data)))
+                })
+            })
+        })
+        .service(inner)
+}
+
+async fn get(server: &Running, path: &str, range: Option<&str>) -> (StatusCode, bytes::Bytes) {
+    let mut req = reqwest::Client::new().get(url(server, path));
+    if let Some(range) = range {
+        req = req.header(header::RANGE, range);
+    }
+    let res = req.send().await.unwrap();
+    (res.status(), res.bytes().await.unwrap())
+}
+
+/// A layer that transforms body bytes, stacked over `NoZeroCopyLayer` on a
+/// zero-copy connection, transforms the file's real bytes: whole file,
+/// a range over several placeholders' worth, and multipart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transforming_layer_above_the_withdrawal_sees_the_files_bytes() {
+    let fx = Fixture::new();
+    let data = fx.file("x.mp4", (3 << 20) + 4321);
+    let endpoint = StreamEndpoint::new(&fx.root)
+        .unlimited_volume()
+        .into_service();
+    let server = start_service(xored(
+        tower::ServiceBuilder::new()
+            .layer(NoZeroCopyLayer::new())
+            .service(endpoint),
+    ))
+    .await;
+
+    let (status, body) = get(&server, "x.mp4", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, xor(&data));
+
+    let (status, body) = get(&server, "x.mp4", Some("bytes=4095-2500000")).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, xor(&data[4095..2_500_001]));
+
+    let (status, body) = get(&server, "x.mp4", Some("bytes=-10")).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, xor(&data[data.len() - 10..]));
+}
+
+/// Without the withdrawal the same stack gets placeholders (whose memory
+/// reads as zeros): this is the hazard the offer exists for, and proof that
+/// the connection above really was zero-copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_withdrawal_a_transforming_layer_reads_placeholders() {
+    let fx = Fixture::new();
+    let data = fx.file("p.mp4", 2 << 20);
+    let server = start_service(xored(
+        StreamEndpoint::new(&fx.root)
+            .unlimited_volume()
+            .into_service(),
+    ))
+    .await;
+    let (status, body) = get(&server, "p.mp4", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.len(), data.len());
+    assert_ne!(body, xor(&data));
+    // The first chunk may be read with the open; the last MiB is a
+    // placeholder whatever the chunk size.
+    assert!(
+        body[body.len() - (1 << 20)..].iter().all(|&b| b == KEY),
+        "zeros, XORed"
+    );
+}
+
+/// The volume cap cuts a body it finds too long by slicing its chunks; a
+/// slice of a placeholder sends the matching part of the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_volume_cap_cuts_placeholders_at_the_right_byte() {
+    let fx = Fixture::new();
+    let data = fx.file("c.mp4", 3 << 20);
+    let cap = 1_500_000;
+    // The file service does not see the cap, so `CappedBody` does the cut.
+    let svc = tower::ServiceBuilder::new()
+        .layer(CapVolumeLayer::new(cap))
+        .layer(ParseRangeLayer::new())
+        .map_request(|mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().remove::<VolumeCap>();
+            req
+        })
+        .service(ServeMedia::new(&fx.root));
+    let server = start_service(svc).await;
+    let (status, body) = get(&server, "c.mp4", Some("bytes=1000-")).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body.len(), cap as usize);
+    assert_eq!(body, data[1000..1000 + cap as usize]);
 }

@@ -12,6 +12,7 @@
 //! | [`RangeRequest`] | request | `ParseRangeLayer` | `ServeMedia` |
 //! | [`VolumeCap`] | request | `CapVolumeLayer` | `ServeMedia` |
 //! | [`ServedFile`] | response | `ServeMedia` | the watch log, analytics |
+//! | [`ZeroCopy`] | request | `server::serve` (zero-copy HTTP/1.x connections); withdrawn by [`NoZeroCopyLayer`] | `ServeMedia` (placeholder chunks only when offered) |
 //!
 //! Two rules live here once: [`MediaPathSource`] (which media path a
 //! request names) and [`ViewerKey`] (whom a request counts as).
@@ -21,6 +22,7 @@ mod media_path;
 mod peer;
 mod range;
 mod viewer;
+mod zero_copy;
 
 pub use client_ip::{anonymize_ip, ClientIp, InvalidIpNet, IpNet};
 pub(crate) use media_path::normalise;
@@ -32,6 +34,7 @@ pub use peer::PeerAddr;
 pub use range::{resolve as resolve_ranges, ByteRangeSpec, RangeRequest, Resolved};
 pub(crate) use viewer::ANONYMOUS;
 pub use viewer::{Viewer, ViewerKey};
+pub use zero_copy::{NoZeroCopy, NoZeroCopyLayer, ZeroCopy};
 
 /// Request extension: the most bytes the response to this request may carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

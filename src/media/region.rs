@@ -5,19 +5,23 @@
 //! memory, sends that region of the file with `sendfile(2)` instead. The
 //! file's bytes are never copied into user space.
 //!
-//! Everything above the socket sees an ordinary body of the right length:
-//! the volume cap and the watch log's byte counts work unchanged. The send
-//! timeout counts a body poll as progress, and a placeholder stands for up
-//! to 1 MiB, so it ends only clients slower than about 10 KiB/s over the
-//! default 60 s (about 2 KiB/s when copying 128 KiB chunks). The price is a contract: the placeholder
-//! bytes must reach the connection's writer unchanged (no compression or
-//! other body transform in between), which is why only the server loop in
-//! [`crate::server`] turns it on, per HTTP/1.x request, through the
-//! [`ZeroCopy`] request extension. HTTP/2 requests never get placeholders.
+//! Everything above the socket sees a body of the right length: the volume
+//! cap (which keeps a prefix: a slice of a placeholder names the matching
+//! part of its region) and the watch log's byte counts work unchanged. The
+//! send timeout counts a body poll as progress, and a placeholder stands
+//! for up to 1 MiB, so it ends only clients slower than about 10 KiB/s over
+//! the default 60 s (about 2 KiB/s when copying 128 KiB chunks).
+//!
+//! A placeholder's memory is not the file's, so a body made of them is
+//! made only on request: the server offers it per HTTP/1.x request with the
+//! [`ZeroCopy`](crate::extension::ZeroCopy) extension, and a layer that
+//! reads or transforms body bytes withdraws the offer
+//! ([`NoZeroCopyLayer`](crate::extension::NoZeroCopyLayer)) and gets the
+//! file's real bytes. HTTP/2 requests never get placeholders.
 //!
 //! [`MediaBody`]: super::MediaBody
 
-// Without the server, nothing sets `ZeroCopy` or reads regions back.
+// Without the server, nothing offers `ZeroCopy` or reads regions back.
 #![cfg_attr(not(feature = "server"), allow(dead_code))]
 
 use std::fs::File;
@@ -30,11 +34,6 @@ pub(crate) const SLOT: usize = 1024 * 1024;
 /// Placeholders in flight at once, across the process; beyond, chunks are
 /// read as usual.
 const SLOTS: usize = 64;
-
-/// Request extension: the connection writes placeholders with `sendfile`.
-/// Set by [`crate::server`] only.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ZeroCopy;
 
 /// A region of a file a placeholder stands for.
 #[derive(Clone)]

@@ -297,11 +297,15 @@ impl<B> Service<Request<B>> for ServeMedia {
 }
 
 /// Whether this request's connection sends file regions with `sendfile`:
-/// only this crate's server sets the extension, on HTTP/1.x.
+/// only this crate's server makes the offer, on HTTP/1.x, and a layer that
+/// reads the body withdraws it (`NoZeroCopyLayer`).
 #[cfg(target_os = "linux")]
 fn zero_copy(parts: &http::request::Parts) -> bool {
     parts.version <= http::Version::HTTP_11
-        && parts.extensions.get::<super::region::ZeroCopy>().is_some()
+        && parts
+            .extensions
+            .get::<crate::extension::ZeroCopy>()
+            .is_some()
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -21,6 +21,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 
 use super::drain::Drain;
+use crate::body::{BodyEnd, Guarded, OnBodyEnd};
 
 /// The clock of one connection and the streams it serves.
 #[derive(Debug)]
@@ -140,23 +141,28 @@ impl Drop for Stream {
     }
 }
 
+impl OnBodyEnd for Stream {
+    /// Ends the stream: the connection is idle from now if no other is open.
+    fn on_end(self, _: BodyEnd) {}
+}
+
 /// A response body that stamps its stream whenever the connection takes a
-/// frame, and ends the stream when it ends or is dropped.
+/// frame, and ends the stream by the crate's one rule for the end of a
+/// response ([`Guarded`]): at the end of the stream, after a frame that
+/// ends it, on an error, or when the body is dropped.
 #[pin_project]
 #[derive(Debug)]
 pub(super) struct TimedBody<B> {
     #[pin]
-    inner: B,
-    stream: Option<Stream>,
+    inner: Guarded<B, Stream>,
     // HTTP/1: the next frame waits until the socket took the last one.
     drain: Option<Arc<Drain>>,
 }
 
-impl<B> TimedBody<B> {
+impl<B: Body> TimedBody<B> {
     pub(super) fn new(inner: B, stream: Stream, drain: Option<Arc<Drain>>) -> Self {
         Self {
-            inner,
-            stream: Some(stream),
+            inner: Guarded::new(inner, Some(stream)),
             drain,
         }
     }
@@ -176,22 +182,14 @@ impl<B: Body> Body for TimedBody<B> {
         }
         // The last frame went out (HTTP/1: all of it reached the socket;
         // HTTP/2: the stream had window for it): that is progress.
-        if let Some(stream) = this.stream.as_ref() {
+        if let Some(stream) = this.inner.as_ref().get_ref().hook() {
             stream.progressed();
         }
         let polled = this.inner.poll_frame(cx);
-        match &polled {
-            Poll::Ready(None | Some(Err(_))) => {
-                this.stream.take();
+        if let (Some(drain), Poll::Ready(Some(Ok(frame)))) = (this.drain.as_ref(), &polled) {
+            if frame.data_ref().is_some_and(bytes::Buf::has_remaining) {
+                drain.queued();
             }
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(drain), Some(data)) = (this.drain.as_ref(), frame.data_ref()) {
-                    if bytes::Buf::has_remaining(data) {
-                        drain.queued();
-                    }
-                }
-            }
-            Poll::Pending => {}
         }
         polled
     }
@@ -250,5 +248,102 @@ mod tests {
             activity.idle_since().unwrap() > opened,
             "idle since the stream ended"
         );
+    }
+
+    /// A body that plays a script of polls (no known length), then pends.
+    struct Script(std::collections::VecDeque<Option<Result<&'static [u8], ()>>>);
+
+    impl Body for Script {
+        type Data = bytes::Bytes;
+        type Error = &'static str;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<bytes::Bytes>, Self::Error>>> {
+            match self.0.pop_front() {
+                Some(Some(Ok(data))) => {
+                    Poll::Ready(Some(Ok(Frame::data(bytes::Bytes::from_static(data)))))
+                }
+                Some(Some(Err(()))) => Poll::Ready(Some(Err("disk error"))),
+                Some(None) => Poll::Ready(None),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    fn timed<B: Body + Unpin>(body: B) -> (Arc<Activity>, TimedBody<B>) {
+        let activity = Activity::new();
+        let stream = activity.start();
+        (Arc::clone(&activity), TimedBody::new(body, stream, None))
+    }
+
+    type Polled<B> = Poll<Option<Result<Frame<<B as Body>::Data>, <B as Body>::Error>>>;
+
+    fn poll<B: Body + Unpin>(body: &mut TimedBody<B>) -> Polled<B> {
+        let waker = std::task::Waker::noop();
+        Pin::new(body).poll_frame(&mut Context::from_waker(waker))
+    }
+
+    fn open(activity: &Activity) -> bool {
+        activity.idle_since().is_none()
+    }
+
+    #[test]
+    fn the_stream_ends_when_the_body_ends() {
+        let (activity, mut body) = timed(Script(vec![Some(Ok(&b"ab"[..])), None].into()));
+        assert!(open(&activity));
+        assert!(matches!(poll(&mut body), Poll::Ready(Some(Ok(_)))));
+        assert!(open(&activity), "more may come");
+        assert!(matches!(poll(&mut body), Poll::Ready(None)));
+        assert!(!open(&activity), "ended before the body is dropped");
+    }
+
+    #[test]
+    fn the_stream_ends_after_a_frame_that_ends_the_body() {
+        // Servers stop polling once `is_end_stream` says so.
+        let (activity, mut body) =
+            timed(http_body_util::Full::new(bytes::Bytes::from_static(b"xy")));
+        assert!(open(&activity));
+        assert!(matches!(poll(&mut body), Poll::Ready(Some(Ok(_)))));
+        assert!(!open(&activity));
+        drop(body);
+        assert!(!open(&activity));
+    }
+
+    #[test]
+    fn the_stream_ends_on_an_error() {
+        let (activity, mut body) = timed(Script(vec![Some(Ok(&b"ab"[..])), Some(Err(()))].into()));
+        assert!(matches!(poll(&mut body), Poll::Ready(Some(Ok(_)))));
+        assert!(open(&activity));
+        assert!(matches!(poll(&mut body), Poll::Ready(Some(Err(_)))));
+        assert!(!open(&activity));
+    }
+
+    #[test]
+    fn the_stream_ends_when_the_body_is_dropped() {
+        let (activity, mut body) = timed(Script(vec![Some(Ok(&b"ab"[..]))].into()));
+        assert!(matches!(poll(&mut body), Poll::Ready(Some(Ok(_)))));
+        assert!(poll(&mut body).is_pending());
+        assert!(open(&activity), "waiting for the next frame");
+        drop(body);
+        assert!(!open(&activity));
+    }
+
+    #[test]
+    fn an_empty_body_ends_the_stream_at_once() {
+        // HEAD, 304: nothing to send, nothing to time.
+        let (activity, body) = timed(http_body_util::Empty::<bytes::Bytes>::new());
+        assert!(!open(&activity));
+        drop(body);
+    }
+
+    #[test]
+    fn each_poll_is_progress() {
+        let (activity, mut body) = timed(Script(vec![Some(Ok(&b"ab"[..]))].into()));
+        std::thread::sleep(S + Duration::from_millis(5));
+        assert_eq!(activity.verdict(S, S, S), Verdict::Stalled);
+        assert!(matches!(poll(&mut body), Poll::Ready(Some(Ok(_)))));
+        assert_eq!(activity.verdict(S, S, S), Verdict::Fine);
     }
 }

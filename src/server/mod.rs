@@ -90,9 +90,11 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// **Experimental** (Linux; default off): HTTP/1.x responses of
     /// [`ServeMedia`](crate::media::ServeMedia) send file bytes with
-    /// `sendfile(2)`, never copying them into user space. Only for a
-    /// service whose media bodies reach the connection unchanged (no
-    /// compression or other body transform); see bench/README.md, "Zero
+    /// `sendfile(2)`, never copying them into user space. The server
+    /// offers it per request ([`ZeroCopy`](crate::extension::ZeroCopy)); a
+    /// layer of yours that reads or transforms response bodies (compression)
+    /// goes outside a [`NoZeroCopyLayer`](crate::extension::NoZeroCopyLayer),
+    /// which withdraws the offer. See bench/README.md, "Zero
     /// copy", for what it saves and what it does not yet handle: a
     /// `sendfile` of pages not in the page cache waits on the worker, and
     /// a file truncated or rewritten in place mid-response can send the
@@ -468,7 +470,8 @@ where
             req.extensions_mut().insert(PeerAddr(peer));
             #[cfg(target_os = "linux")]
             if zero_copy && req.version() <= http::Version::HTTP_11 {
-                req.extensions_mut().insert(crate::media::region::ZeroCopy);
+                req.extensions_mut()
+                    .insert(crate::extension::ZeroCopy::offer());
             }
             let stream = activity.start();
             let response = service.clone().oneshot(req);
