@@ -484,18 +484,27 @@ fn auth_request_needs_its_url_and_the_url_needs_the_class() {
         default_permission_classes: vec![PermissionClass::AuthRequest],
         ..Settings::default()
     };
-    assert!(listed.auth_request().is_err(), "no URL");
-    assert!(listed.permission().is_err(), "never silently skipped");
+    assert!(
+        listed.permission().is_err(),
+        "no URL: never silently skipped"
+    );
     let url_only = Settings {
         auth_url: Some("http://127.0.0.1:1/".to_owned()),
         ..Settings::default()
     };
-    assert!(url_only.auth_request().is_err(), "URL without the class");
+    assert!(url_only.permission().is_err(), "URL without the class");
     let https = Settings {
         auth_url: Some("https://example.com/".to_owned()),
+        ..listed.clone()
+    };
+    assert!(https.permission().is_err());
+    // Both set: one permission, which asks.
+    let both = Settings {
+        auth_url: Some("http://127.0.0.1:1/".to_owned()),
         ..listed
     };
-    assert!(https.auth_request().is_err());
+    assert!(both.permission().unwrap().is_async());
+    assert!(!Settings::default().permission().unwrap().is_async());
 }
 
 /// The Python function of `docs/django.md`, exactly as the page shows it.

@@ -56,17 +56,23 @@
 #[cfg(feature = "auth-request")]
 mod auth_request;
 mod check;
+mod combine;
 mod future;
 mod layer;
+mod route;
 mod service;
 mod signed_url;
+#[cfg(test)]
+mod tests;
 
 pub use check::{
-    AllOf, AllowAny, And, AsyncPermission, Decision, Denial, IsAuthenticated, Not, Or, Permission,
-    PermissionExt, RequestHead, SyncPermission,
+    permission_fn, AllOf, AllowAny, AsyncCheck, AsyncPermission, Checked, Decision, Denial,
+    IsAuthenticated, Permission, PermissionFn, RequestHead, SyncPermission,
 };
-pub use future::ResponseFuture;
+pub use combine::{And, AndFuture, Not, NotFuture, Or, OrFuture, PermissionExt};
+pub use future::{ResponseFuture, SyncResponseFuture};
 pub use layer::RequirePermissionLayer;
+pub use route::{RouteFuture, RoutePermission};
 pub use service::RequirePermission;
 pub use signed_url::{SignedUrl, EXPIRES_VAR, SIGNATURE_VAR};
 
