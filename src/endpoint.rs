@@ -226,7 +226,7 @@ impl<P> StreamEndpoint<P> {
     }
 
     /// Where requests name the media path.
-    pub(crate) fn source(&self) -> &MediaPathSource {
+    pub fn source(&self) -> &MediaPathSource {
         &self.source
     }
 
@@ -399,14 +399,17 @@ pub trait SageStreamExt<L>: sealed::Sealed {
         trusted: impl IntoIterator<Item = IpNet>,
     ) -> ServiceBuilder<Stack<ResolveClientIpLayer, L>>;
 
-    /// Adds [`RequirePermissionLayer`] with a synchronous permission.
+    /// Adds [`RequirePermissionLayer`] with a synchronous permission,
+    /// wrapped in [`SyncPermission`] (decided in `call`; any inner service).
     fn require_permission<P: Permission>(
         self,
         permission: P,
     ) -> ServiceBuilder<Stack<RequirePermissionLayer<SyncPermission<P>>, L>>;
 
     /// Adds [`RequirePermissionLayer`] with an
-    /// [`AsyncPermission`](crate::permission::AsyncPermission).
+    /// [`AsyncPermission`](crate::permission::AsyncPermission) (or a
+    /// combination with one), wrapped in [`AsyncCheck`]; the inner service
+    /// must be `Clone`.
     fn require_permission_async<P>(
         self,
         permission: P,

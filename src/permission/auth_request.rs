@@ -66,9 +66,14 @@ const MAX_ANSWER_BODY: usize = 64 * 1024;
 /// Only `http://` URLs are accepted: the endpoint is meant to sit on the
 /// same host or a private network (HTTPS to it would be the job of a proxy).
 ///
-/// Run it with
+/// An [`AsyncPermission`]: run it, alone or combined with other checks by
+/// [`and`, `or` and `not`](super::PermissionExt) (`IsAuthenticated.or(auth)`:
+/// bearer-token viewers pass without asking), with
 /// [`RequirePermissionLayer::new_async`](super::RequirePermissionLayer::new_async)
 /// or [`SageStreamExt::require_permission_async`](crate::SageStreamExt::require_permission_async).
+/// In `or`, its `401` is preferred to the other branch's `403`. An allowed
+/// request carries the viewer the endpoint named, for the checks after it
+/// in an `and` and for the layers inside.
 ///
 /// ```
 /// use std::time::Duration;

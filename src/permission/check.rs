@@ -127,7 +127,7 @@ where
 
 /// What an [`AsyncPermission`] check gives back: the request, in every
 /// case, and the decision. The request comes back on a refusal too, so that
-/// [`or`](PermissionExt::or) can hand it to its second check.
+/// [`or`](super::PermissionExt::or) can hand it to its second check.
 #[derive(Debug)]
 pub struct Checked<B> {
     /// The request, as the check left it (a check that learns the viewer
@@ -153,7 +153,7 @@ impl<B> Checked<B> {
 }
 
 /// A check that may wait (a database, a remote policy service such as
-/// [`AuthRequest`](super::AuthRequest)). It takes the request and gives it
+/// `AuthRequest`, feature `auth-request`). It takes the request and gives it
 /// back with the decision ([`Checked`]), so checks chain.
 ///
 /// Closures `Fn(&RequestHead) -> Decision`, [`AllowAny`],

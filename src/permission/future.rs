@@ -124,21 +124,29 @@ where
 /// Response future of [`RequirePermission`](super::RequirePermission) with
 /// a synchronous check ([`SyncPermission`](super::SyncPermission)): the
 /// check was decided in `call`.
-#[pin_project(project = SyncProj)]
-pub enum SyncResponseFuture<F> {
-    /// Refused in `call`.
+#[pin_project]
+pub struct SyncResponseFuture<F> {
+    #[pin]
+    state: Decided<F>,
+}
+
+#[pin_project(project = DecidedProj)]
+enum Decided<F> {
     Refused(Option<Denial>),
-    /// Allowed: the inner service's future.
     Calling(#[pin] F),
 }
 
 impl<F> SyncResponseFuture<F> {
     pub(super) fn refused(denial: Denial) -> Self {
-        Self::Refused(Some(denial))
+        Self {
+            state: Decided::Refused(Some(denial)),
+        }
     }
 
     pub(super) fn calling(future: F) -> Self {
-        Self::Calling(future)
+        Self {
+            state: Decided::Calling(future),
+        }
     }
 }
 
@@ -155,15 +163,15 @@ where
     type Output = Result<Response<ResponseBody<ResBody>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            SyncProj::Refused(denial) => Poll::Ready(Ok(match denial.take() {
+        match self.project().state.project() {
+            DecidedProj::Refused(denial) => Poll::Ready(Ok(match denial.take() {
                 Some(denial) => refuse(denial),
                 None => ResponseBody::refusal(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "polled after completion",
                 ),
             })),
-            SyncProj::Calling(future) => {
+            DecidedProj::Calling(future) => {
                 Poll::Ready(Ok(ready!(future.poll(cx))?.map(ResponseBody::inner)))
             }
         }
