@@ -94,28 +94,33 @@ use crate::log::WatchLogLayer;
 use crate::media::{MediaBody, ServeMedia};
 use crate::media_path::{ResolveMediaPath, ResolveMediaPathLayer};
 use crate::permission::{
-    AllOf, AllowAny, Permission, RequirePermission, RequirePermissionLayer, SyncPermission,
+    AllowAny, AsyncCheck, Permission, RequirePermission, RequirePermissionLayer, RoutePermission,
+    SyncPermission,
 };
 use crate::range::{ParseRange, ParseRangeLayer};
 use crate::settings::Settings;
 
-type Stacked<P> =
-    ResolveMediaPath<RequirePermission<ParseRange<CapVolume<ServeMedia>>, SyncPermission<P>>>;
+type Stacked<P> = ResolveMediaPath<RequirePermission<ParseRange<CapVolume<ServeMedia>>, P>>;
 
 /// The body of [`StreamService`]'s responses.
 pub type StreamBody = ResponseBody<CappedBody<MediaBody>>;
 
 /// The service [`StreamEndpoint::into_service`] builds: permission, range,
-/// cap and file, outermost first. Its layers are an implementation detail;
-/// stack them yourself with [`SageStreamExt`] to reach one.
+/// cap and file, outermost first. `P` is the permission as
+/// [`RequirePermission`] runs it: [`SyncPermission`] for a synchronous one
+/// ([`StreamEndpoint::permission`]), else the
+/// [`AsyncPermission`](crate::permission::AsyncPermission) itself
+/// ([`StreamEndpoint::permission_async`]). Its layers are an implementation
+/// detail; stack them yourself with [`SageStreamExt`] to reach one.
 #[derive(Clone, Debug)]
-pub struct StreamService<P = AllowAny> {
+pub struct StreamService<P = SyncPermission<AllowAny>> {
     inner: Stacked<P>,
 }
 
 impl<P, B> Service<Request<B>> for StreamService<P>
 where
-    P: Permission,
+    Stacked<P>:
+        Service<Request<B>, Response = Response<StreamBody>, Error = std::convert::Infallible>,
 {
     type Response = Response<StreamBody>;
     type Error = std::convert::Infallible;
@@ -135,18 +140,28 @@ where
 
 /// Response future of [`StreamService`].
 #[pin_project]
-pub struct StreamFuture<P: Permission, B> {
+pub struct StreamFuture<P, B>
+where
+    Stacked<P>: Service<Request<B>>,
+{
     #[pin]
     inner: <Stacked<P> as Service<Request<B>>>::Future,
 }
 
-impl<P: Permission, B> std::fmt::Debug for StreamFuture<P, B> {
+impl<P, B> std::fmt::Debug for StreamFuture<P, B>
+where
+    Stacked<P>: Service<Request<B>>,
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamFuture").finish_non_exhaustive()
     }
 }
 
-impl<P: Permission, B> Future for StreamFuture<P, B> {
+impl<P, B> Future for StreamFuture<P, B>
+where
+    Stacked<P>:
+        Service<Request<B>, Response = Response<StreamBody>, Error = std::convert::Infallible>,
+{
     type Output = Result<Response<StreamBody>, std::convert::Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -157,7 +172,7 @@ impl<P: Permission, B> Future for StreamFuture<P, B> {
 /// Builder for the stream endpoint with django-sage-streaming's defaults:
 /// query variable `path`, 8 MiB cap, RFC 9110 ranges, [`AllowAny`].
 #[derive(Clone, Debug)]
-pub struct StreamEndpoint<P = AllowAny> {
+pub struct StreamEndpoint<P = SyncPermission<AllowAny>> {
     source: MediaPathSource,
     media: ServeMedia,
     range: ParseRangeLayer,
@@ -165,7 +180,7 @@ pub struct StreamEndpoint<P = AllowAny> {
     permission: P,
 }
 
-impl StreamEndpoint<AllowAny> {
+impl StreamEndpoint {
     /// An endpoint serving files below `root`.
     pub fn new(root: impl AsRef<Path>) -> Self {
         Self {
@@ -173,20 +188,21 @@ impl StreamEndpoint<AllowAny> {
             media: ServeMedia::new(root),
             range: ParseRangeLayer::new(),
             cap: CapVolumeLayer::default(),
-            permission: AllowAny,
+            permission: SyncPermission::new(AllowAny),
         }
     }
 }
 
-impl StreamEndpoint<AllOf> {
+impl StreamEndpoint<AsyncCheck<RoutePermission>> {
     /// An endpoint configured by `settings` (media-path source, cap, range
-    /// grammar and permission classes).
+    /// grammar and permission classes, `AuthRequest` included:
+    /// [`Settings::permission`]).
     pub fn from_settings(root: impl AsRef<Path>, settings: &Settings) -> Result<Self, ConfigError> {
         settings.validate()?;
         let mut endpoint = StreamEndpoint::new(root)
             .media_path(settings.media_path_source())
             .max_load_volume(settings.max_load_volume)
-            .permission(settings.permission()?);
+            .permission_async(settings.permission()?);
         if let Some(regex) = settings.range_regex()? {
             endpoint = endpoint.range_regex(regex);
         }
@@ -207,6 +223,11 @@ impl<P> StreamEndpoint<P> {
         self.media = self.media.media_path(source.clone());
         self.source = source;
         self
+    }
+
+    /// Where requests name the media path.
+    pub fn source(&self) -> &MediaPathSource {
+        &self.source
     }
 
     /// Names the media path with this query variable (default `path`).
@@ -283,8 +304,20 @@ impl<P> StreamEndpoint<P> {
         self
     }
 
-    /// Replaces the permission (default [`AllowAny`]).
-    pub fn permission<Q: Permission>(self, permission: Q) -> StreamEndpoint<Q> {
+    /// Replaces the permission (default [`AllowAny`]) with a synchronous
+    /// one, decided without awaiting.
+    pub fn permission<Q: Permission>(self, permission: Q) -> StreamEndpoint<SyncPermission<Q>> {
+        self.with_permission(SyncPermission::new(permission))
+    }
+
+    /// Replaces the permission with an
+    /// [`AsyncPermission`](crate::permission::AsyncPermission), such as a
+    /// combination with `AuthRequest` or [`Settings::permission`]'s.
+    pub fn permission_async<Q>(self, permission: Q) -> StreamEndpoint<AsyncCheck<Q>> {
+        self.with_permission(AsyncCheck::new(permission))
+    }
+
+    fn with_permission<Q>(self, permission: Q) -> StreamEndpoint<Q> {
         StreamEndpoint {
             source: self.source,
             media: self.media,
@@ -295,18 +328,31 @@ impl<P> StreamEndpoint<P> {
     }
 
     /// Builds the stacked service.
-    pub fn into_service(self) -> StreamService<P>
-    where
-        P: Permission,
-    {
+    pub fn into_service(self) -> StreamService<P> {
         StreamService {
-            inner: ServiceBuilder::new()
-                .layer(ResolveMediaPathLayer::new(self.source))
-                .require_permission(self.permission)
-                .layer(self.range)
-                .layer(self.cap)
-                .service(self.media),
+            inner: self.into_service_with(tower::layer::util::Identity::new()),
         }
+    }
+
+    /// The stack with `layer` between the permission and the range (the
+    /// app puts the stream limit there: a refused request takes no slot,
+    /// and the limit counts the viewer a forward-auth check named).
+    pub(crate) fn into_service_with<L>(
+        self,
+        layer: L,
+    ) -> ResolveMediaPath<RequirePermission<L::Service, P>>
+    where
+        L: tower::Layer<ParseRange<CapVolume<ServeMedia>>>,
+    {
+        let inner = ServiceBuilder::new()
+            .layer(layer)
+            .layer(self.range)
+            .layer(self.cap)
+            .service(self.media);
+        ResolveMediaPath::new(
+            RequirePermission::from_mode(inner, self.permission),
+            self.source,
+        )
     }
 }
 
@@ -353,18 +399,21 @@ pub trait SageStreamExt<L>: sealed::Sealed {
         trusted: impl IntoIterator<Item = IpNet>,
     ) -> ServiceBuilder<Stack<ResolveClientIpLayer, L>>;
 
-    /// Adds [`RequirePermissionLayer`] with a synchronous permission.
+    /// Adds [`RequirePermissionLayer`] with a synchronous permission,
+    /// wrapped in [`SyncPermission`] (decided in `call`; any inner service).
     fn require_permission<P: Permission>(
         self,
         permission: P,
     ) -> ServiceBuilder<Stack<RequirePermissionLayer<SyncPermission<P>>, L>>;
 
     /// Adds [`RequirePermissionLayer`] with an
-    /// [`AsyncPermission`](crate::permission::AsyncPermission).
+    /// [`AsyncPermission`](crate::permission::AsyncPermission) (or a
+    /// combination with one), wrapped in [`AsyncCheck`]; the inner service
+    /// must be `Clone`.
     fn require_permission_async<P>(
         self,
         permission: P,
-    ) -> ServiceBuilder<Stack<RequirePermissionLayer<P>, L>>;
+    ) -> ServiceBuilder<Stack<RequirePermissionLayer<AsyncCheck<P>>, L>>;
 
     /// Adds [`ParseRangeLayer`] with the RFC 9110 grammar.
     fn parse_range(self) -> ServiceBuilder<Stack<ParseRangeLayer, L>>;
@@ -423,7 +472,7 @@ impl<L> SageStreamExt<L> for ServiceBuilder<L> {
     fn require_permission_async<P>(
         self,
         permission: P,
-    ) -> ServiceBuilder<Stack<RequirePermissionLayer<P>, L>> {
+    ) -> ServiceBuilder<Stack<RequirePermissionLayer<AsyncCheck<P>>, L>> {
         self.layer(RequirePermissionLayer::new_async(permission))
     }
 

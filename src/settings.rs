@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 use crate::extension::{MediaPathSource, DEFAULT_PATH_VAR};
-use crate::permission::{AllOf, AllowAny, IsAuthenticated, Permission, SignedUrl};
+use crate::permission::{AllOf, AllowAny, IsAuthenticated, Permission, RoutePermission, SignedUrl};
 
 /// One mebibyte, the unit of `STREAM_MAX_LOAD_VOLUME`.
 pub const MIB: u64 = 1024 * 1024;
@@ -107,8 +107,8 @@ pub enum PermissionClass {
     /// [`SignedUrl`], keyed by `STREAM_SIGNING_KEY`.
     SignedUrl,
     /// `AuthRequest` (feature `auth-request`): asks `STREAM_AUTH_URL`, e.g.
-    /// a Django view that sees the session. Asynchronous, so it is built by
-    /// `Settings::auth_request`, not [`Settings::permission`].
+    /// a Django view that sees the session. Asynchronous; in
+    /// [`Settings::permission`] it asks before the other classes decide.
     AuthRequest,
 }
 
@@ -484,7 +484,9 @@ impl Settings {
             ));
         }
         self.range_regex()?;
-        self.permission_except_auth_request()?;
+        // The classes that need no other setting; AuthRequest's URL may
+        // still come from a later source (checked by `permission`).
+        self.sync_classes(&self.media_path_source())?;
         check_origins(&self.cors_origins)?;
         self.cache_control_value()?;
         for (ext, ty) in &self.mime_types {
@@ -517,7 +519,7 @@ impl Settings {
 
     /// `AuthRequest` listed needs a URL; a URL needs `AuthRequest` listed
     /// (so that a forgotten class cannot leave the stream open). Checked by
-    /// [`Settings::auth_request`], once every source has been applied.
+    /// [`Settings::permission`], once every source has been applied.
     #[cfg(feature = "auth-request")]
     fn check_auth_request(&self) -> Result<(), ConfigError> {
         match (self.uses_auth_request(), &self.auth_url) {
@@ -572,36 +574,40 @@ impl Settings {
         Ok(Some(regex))
     }
 
-    /// The permission classes as one permission.
-    ///
-    /// Refuses a list with `AuthRequest`, which is asynchronous: build that
-    /// one with `Settings::auth_request` (feature `auth-request`) and the rest with
-    /// [`Settings::permission_except_auth_request`], and stack both (the
-    /// server does). Refusing keeps a forgotten `AuthRequest` from leaving
-    /// the stream open.
-    pub fn permission(&self) -> Result<AllOf, ConfigError> {
+    /// The permission classes as the one check a stream route runs, reading
+    /// media paths as [`Settings::media_path_source`] does: all must
+    /// allow; `AuthRequest`, when listed, asks first (see
+    /// [`RoutePermission`]). Refuses `SignedUrl` without a signing key,
+    /// `AuthRequest` without `STREAM_AUTH_URL` (or without the
+    /// `auth-request` feature) and a URL without `AuthRequest` (so that a
+    /// forgotten class cannot leave the stream open).
+    pub fn permission(&self) -> Result<RoutePermission, ConfigError> {
+        self.permission_for(&self.media_path_source())
+    }
+
+    /// [`Settings::permission`] for a route that reads media paths through
+    /// `source` (such as the app's path-style `/media/`): `SignedUrl` reads
+    /// path signatures and `AuthRequest` decodes paths (when no edge layer
+    /// did) by the route's rule.
+    pub fn permission_for(&self, source: &MediaPathSource) -> Result<RoutePermission, ConfigError> {
+        let route = RoutePermission::new(self.sync_classes(source)?);
+        #[cfg(feature = "auth-request")]
+        if let Some(auth) = self.auth_request(source)? {
+            return Ok(route.asking_first(auth));
+        }
+        #[cfg(not(feature = "auth-request"))]
         if self.uses_auth_request() {
             return Err(invalid(
                 vars::PERMISSION_CLASSES,
                 "AuthRequest",
-                "AuthRequest is asynchronous: stack Settings::auth_request() with require_permission_async, and permission_except_auth_request() for the rest",
+                "needs the auth-request feature",
             ));
         }
-        self.permission_except_auth_request()
+        Ok(route)
     }
 
-    /// The permission classes but `AuthRequest`, as one permission.
-    pub fn permission_except_auth_request(&self) -> Result<AllOf, ConfigError> {
-        self.permission_except_auth_request_for(&self.media_path_source())
-    }
-
-    /// The permission classes but `AuthRequest`, reading media paths
-    /// through `source` rather than [`Settings::media_path_source`] (for a
-    /// route that names them in the URI path, such as the app's `/media/`).
-    pub fn permission_except_auth_request_for(
-        &self,
-        source: &MediaPathSource,
-    ) -> Result<AllOf, ConfigError> {
+    /// The classes but `AuthRequest`, all of which must allow.
+    fn sync_classes(&self, source: &MediaPathSource) -> Result<AllOf, ConfigError> {
         let mut all: Vec<Arc<dyn Permission>> = Vec::new();
         for class in &self.default_permission_classes {
             all.push(match class {
@@ -624,18 +630,10 @@ impl Settings {
         Ok(AllOf(all))
     }
 
-    /// The `AuthRequest` permission, when the classes list it: asks
-    /// `STREAM_AUTH_URL`, caching for `STREAM_AUTH_CACHE_SECONDS`.
+    /// The `AuthRequest` class, when listed: asks `STREAM_AUTH_URL`,
+    /// caching for `STREAM_AUTH_CACHE_SECONDS`.
     #[cfg(feature = "auth-request")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "auth-request")))]
-    pub fn auth_request(&self) -> Result<Option<crate::permission::AuthRequest>, ConfigError> {
-        self.auth_request_for(&self.media_path_source())
-    }
-
-    /// [`Settings::auth_request`], reading media paths through `source`.
-    #[cfg(feature = "auth-request")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "auth-request")))]
-    pub fn auth_request_for(
+    fn auth_request(
         &self,
         source: &MediaPathSource,
     ) -> Result<Option<crate::permission::AuthRequest>, ConfigError> {

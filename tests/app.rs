@@ -1294,7 +1294,7 @@ fn debug_and_display_never_show_secrets() {
     assert!(text.contains("/media/"), "the rest stays visible: {text}");
 
     // The settings' errors and the forward-auth permission built from them.
-    let err = settings.auth_request().unwrap_err();
+    let err = settings.permission().unwrap_err();
     check(
         "ConfigError (a URL without its class)",
         format!("{err} {err:?}"),
@@ -1302,12 +1302,12 @@ fn debug_and_display_never_show_secrets() {
     let mut with_class = settings.clone();
     with_class.default_permission_classes =
         vec![sage_stream::settings::PermissionClass::AuthRequest];
-    match with_class.auth_request() {
-        Ok(auth) => check("AuthRequest", format!("{auth:?}")),
+    match with_class.permission() {
+        Ok(auth) => check("RoutePermission (AuthRequest)", format!("{auth:?}")),
         Err(err) => check("ConfigError (AuthRequest)", format!("{err} {err:?}")),
     }
     with_class.auth_url = Some("ftp://django:authpw-SECRET-2@auth.example/".to_owned());
-    let err = with_class.auth_request().unwrap_err();
+    let err = with_class.permission().unwrap_err();
     check("ConfigError (a bad auth URL)", format!("{err} {err:?}"));
 
     let mut app = AppConfig::new("/srv/media");

@@ -481,12 +481,20 @@ async fn with_the_cache_off_every_request_asks() {
 
 fn auth_request_needs_its_url_and_the_url_needs_the_class() {
     let listed = Settings::default().default_permission_classes([PermissionClass::AuthRequest]);
-    assert!(listed.auth_request().is_err(), "no URL");
-    assert!(listed.permission().is_err(), "never silently skipped");
+    assert!(
+        listed.permission().is_err(),
+        "no URL: never silently skipped"
+    );
     let url_only = Settings::default().auth_url(Some("http://127.0.0.1:1/".to_owned()));
-    assert!(url_only.auth_request().is_err(), "URL without the class");
-    let https = listed.auth_url(Some("https://example.com/".to_owned()));
-    assert!(https.auth_request().is_err());
+    assert!(url_only.permission().is_err(), "URL without the class");
+    let https = listed
+        .clone()
+        .auth_url(Some("https://example.com/".to_owned()));
+    assert!(https.permission().is_err());
+    // Both set: one permission, which asks.
+    let both = listed.auth_url(Some("http://127.0.0.1:1/".to_owned()));
+    assert!(both.permission().unwrap().is_async());
+    assert!(!Settings::default().permission().unwrap().is_async());
 }
 
 /// The Python function of `docs/django.md`, exactly as the page shows it.

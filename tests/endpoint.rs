@@ -11,8 +11,8 @@ use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use sage_stream::extension::Viewer;
 use sage_stream::permission::{
-    AllowAny, Denial, IsAuthenticated, PermissionExt, RequestHead, RequirePermissionLayer,
-    SignedUrl,
+    permission_fn, AllowAny, Checked, Denial, IsAuthenticated, PermissionExt, RequestHead,
+    RequirePermissionLayer, SignedUrl,
 };
 use sage_stream::{media::ServeMedia, StreamEndpoint};
 use tower::{ServiceBuilder, ServiceExt};
@@ -633,14 +633,15 @@ async fn permissions_refuse_with_reasons() {
 async fn async_permission() {
     let fx = Fixture::new();
     fx.file("v.mp4", 10);
-    let check = |req: Request<()>| async move {
+    let check = permission_fn(|req: Request<()>| async move {
         tokio::task::yield_now().await;
-        if req.headers().contains_key("x-allowed") {
-            Ok(req)
+        let decision = if req.headers().contains_key("x-allowed") {
+            Ok(())
         } else {
             Err(Denial::forbidden("policy says no"))
-        }
-    };
+        };
+        Checked::new(req, decision)
+    });
     let svc = ServiceBuilder::new()
         .layer(RequirePermissionLayer::new_async(check))
         .service(ServeMedia::new(&fx.root));

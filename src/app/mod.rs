@@ -76,7 +76,6 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use http::Request;
 use tower::ServiceBuilder;
 
 use crate::auth::BearerAuthLayer;
@@ -87,7 +86,7 @@ use crate::limit::ViewerStreamLimitLayer;
 use crate::log::{WatchLogLayer, WatchLogSink, WatchLogStore};
 use crate::media_path::ResolveMediaPathLayer;
 use crate::observe::{Metrics, ObserveLayer, Route, WatchLogCounters, METRICS_CONTENT_TYPE};
-use crate::permission::{AsyncPermission, AuthRequest, Denial, RequirePermissionLayer, SignedUrl};
+use crate::permission::{AsyncCheck, RoutePermission, SignedUrl};
 use crate::settings::{PermissionClass, Settings};
 use crate::StreamEndpoint;
 
@@ -445,53 +444,44 @@ fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-/// The stream stack, reading media paths through `source`, at `paths`.
+/// The stream stack of `endpoint` at `paths`.
 ///
 /// Stack, outermost first: the media path decided once
-/// ([`ResolveMediaPathLayer`]), bearer authentication (also from an
-/// `access_token` query variable, for `<video>` tags), the watch log, the
-/// forward-auth check, the per-viewer stream limit, then the endpoint
-/// (permission, range, cap, file). The log sits outside the limit and the
-/// permission so refused attempts are logged too.
+/// ([`ResolveMediaPathLayer`], by the endpoint's source), bearer
+/// authentication (also from an `access_token` query variable, for
+/// `<video>` tags), metrics and the access log, the watch log, then the
+/// endpoint: the route's permission (every class, `AuthRequest` first),
+/// the per-viewer stream limit, range, cap, file. The log sits outside the
+/// permission and the limit so refused attempts are logged too; the limit
+/// sits inside the permission, so a refused request takes no slot and the
+/// limit counts the viewer `AuthRequest` named.
 ///
 /// Every route shares `limit` (one count of streams per viewer), `sink`
-/// and `endpoint`'s open-file cache.
+/// and the endpoint's open-file cache.
 fn stream_routes(
     config: &AppConfig,
-    endpoint: &StreamEndpoint<crate::permission::AllOf>,
-    source: &MediaPathSource,
+    endpoint: StreamEndpoint<AsyncCheck<RoutePermission>>,
     (sink, limit): (&WatchLogSink, &ViewerStreamLimitLayer),
     paths: &[&str],
-) -> Result<Router<Arc<AppState>>, ConfigError> {
+) -> Router<Arc<AppState>> {
     let settings = &config.settings;
-    // AuthRequest is asynchronous: it runs as a layer of its own, before the
-    // stream limit (which then counts the viewer it names); the endpoint
-    // checks the other classes.
-    let auth = ForwardAuth(settings.auth_request_for(source)?);
-    let endpoint = endpoint
-        .clone()
-        .media_path(source.clone())
-        .permission(settings.permission_except_auth_request_for(source)?)
-        .into_service();
     // The watch log reads the media path the edge layer decided.
     let watch_log = WatchLogLayer::new(sink.clone())
         .enabled(settings.watch_log_enabled)
         .anonymize_ip(settings.anonymize_ip);
     let stream = ServiceBuilder::new()
-        // First: every layer inside, the forward-auth check included, judges
-        // and logs the one normalised path the file service serves.
-        .layer(ResolveMediaPathLayer::new(source.clone()))
+        // First: every layer inside, the permission included, judges and
+        // logs the one normalised path the file service serves.
+        .layer(ResolveMediaPathLayer::new(endpoint.source().clone()))
         .layer(BearerAuthLayer::new(config.tokens.clone()).query_var("access_token"))
         .layer(config.observe(Route::Stream, sink))
         .layer(watch_log)
-        .layer(RequirePermissionLayer::new_async(auth))
-        .layer(limit.clone())
-        .service(endpoint);
+        .service(endpoint.into_service_with(limit.clone()));
     let mut routes = Router::new();
     for path in paths {
         routes = routes.route_service(path, stream.clone());
     }
-    Ok(routes)
+    routes
 }
 
 /// Builds the app. Rows go to `sink`; the admin reads `store`.
@@ -503,9 +493,10 @@ fn stream_routes(
 /// Stream stack, outermost first: CORS (when origins are configured),
 /// bearer authentication (also from an `access_token` query variable, for
 /// `<video>` tags), metrics and the access log (when configured), the watch
-/// log, the per-viewer stream limit, then the
-/// endpoint (permission, range, cap, file). The log sits outside the limit
-/// and the permission so refused attempts are logged too. The path-style
+/// log, then the endpoint: the permission ([`Settings::permission`]: every
+/// class, `AuthRequest` first), the per-viewer stream limit, range, cap,
+/// file. The log sits outside the permission and the limit so refused
+/// attempts are logged too; a refused request takes no stream slot. The path-style
 /// route has the same stack; only where it reads the media path differs.
 pub fn router(
     config: &AppConfig,
@@ -529,33 +520,27 @@ pub fn router(
         ViewerStreamLimitLayer::new,
     );
     let shared = (&sink, &limit);
-    // The endpoint checks every class but AuthRequest, which runs as a
-    // layer of its own; each route then sets its own permission.
-    let mut endpoint_settings = settings.clone();
-    endpoint_settings
-        .default_permission_classes
-        .retain(|c| *c != PermissionClass::AuthRequest);
-    let endpoint = StreamEndpoint::from_settings(&root, &endpoint_settings)?
+    // The endpoint from the settings, with the permission the query route
+    // runs (AuthRequest included).
+    let endpoint = StreamEndpoint::from_settings(&root, settings)?
         .open_file_cache(config.open_file_cache)
         .open_file_cache_valid(config.open_file_cache_valid)
         .chunk_size(config.chunk_size);
     let mut streams = stream_routes(
         config,
-        &endpoint,
-        &settings.media_path_source(),
+        endpoint.clone(),
         shared,
         &["/api/stream", "/api/stream/"],
-    )?;
+    );
     if let Some(route) = &config.media_route {
+        // The same endpoint (and open-file cache) reading paths from the
+        // URI: its permission reads path signatures by that rule.
         let source = MediaPathSource::uri_prefix(route.clone()).path_signatures(true);
         let pattern = format!("{route}/{{*path}}");
-        streams = streams.merge(stream_routes(
-            config,
-            &endpoint,
-            &source,
-            shared,
-            &[&pattern],
-        )?);
+        let endpoint = endpoint
+            .media_path(source.clone())
+            .permission_async(settings.permission_for(&source)?);
+        streams = streams.merge(stream_routes(config, endpoint, shared, &[&pattern]));
     }
     if let Some(cors) = cors_layer(&settings.cors_origins) {
         streams = streams.layer(cors);
@@ -620,53 +605,6 @@ pub fn metrics_router(metrics: Metrics) -> Router {
             }
         }),
     )
-}
-
-/// The `AuthRequest` class when configured, else a check that allows (one
-/// stack type either way).
-#[derive(Clone, Debug)]
-struct ForwardAuth(Option<AuthRequest>);
-
-impl<B: Send + Unpin + 'static> AsyncPermission<B> for ForwardAuth {
-    type Future = ForwardAuthFuture<B>;
-
-    fn check(&self, request: Request<B>) -> Self::Future {
-        match &self.0 {
-            Some(auth) => ForwardAuthFuture::Asking(auth.check(request)),
-            None => ForwardAuthFuture::Open(Some(request)),
-        }
-    }
-}
-
-type AuthCheck<B> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Request<B>, Denial>> + Send>>;
-
-/// Future of [`ForwardAuth`]: ready at once when there is nothing to ask.
-// The request only passes through; boxing it would cost an allocation per
-// request on the path that asks nothing.
-#[allow(clippy::large_enum_variant)]
-enum ForwardAuthFuture<B> {
-    Open(Option<Request<B>>),
-    Asking(AuthCheck<B>),
-}
-
-impl<B: Unpin> std::future::Future for ForwardAuthFuture<B> {
-    type Output = Result<Request<B>, Denial>;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        // Both variants are Unpin (a request, a boxed future).
-        match self.get_mut() {
-            Self::Open(request) => std::task::Poll::Ready(
-                request
-                    .take()
-                    .ok_or_else(|| Denial::unavailable("polled after completion")),
-            ),
-            Self::Asking(future) => future.as_mut().poll(cx),
-        }
-    }
 }
 
 /// Headers of every page: a strict CSP, no type sniffing, no framing, and no

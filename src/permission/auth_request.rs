@@ -16,7 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 
-use super::check::{AsyncPermission, Denial, LearnedViewer};
+use super::check::{AsyncPermission, Checked, Decision, Denial, LearnedViewer};
 use crate::extension::{ClientIp, MediaPathSource, Viewer};
 
 /// The header the authentication endpoint names the user in.
@@ -66,9 +66,14 @@ const MAX_ANSWER_BODY: usize = 64 * 1024;
 /// Only `http://` URLs are accepted: the endpoint is meant to sit on the
 /// same host or a private network (HTTPS to it would be the job of a proxy).
 ///
-/// Run it with
+/// An [`AsyncPermission`]: run it, alone or combined with other checks by
+/// [`and`, `or` and `not`](super::PermissionExt) (`IsAuthenticated.or(auth)`:
+/// bearer-token viewers pass without asking), with
 /// [`RequirePermissionLayer::new_async`](super::RequirePermissionLayer::new_async)
 /// or [`SageStreamExt::require_permission_async`](crate::SageStreamExt::require_permission_async).
+/// In `or`, its `401` is preferred to the other branch's `403`. An allowed
+/// request carries the viewer the endpoint named, for the checks after it
+/// in an `and` and for the layers inside.
 ///
 /// ```
 /// use std::time::Duration;
@@ -314,56 +319,65 @@ fn viewer_of(headers: &HeaderMap) -> Option<Viewer> {
 }
 
 impl<B: Send + 'static> AsyncPermission<B> for AuthRequest {
-    type Future = Pin<Box<dyn Future<Output = Result<Request<B>, Denial>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Checked<B>> + Send>>;
 
-    fn check(&self, mut request: Request<B>) -> Self::Future {
+    fn check_async(&self, mut request: Request<B>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            // The normalised path the file service will serve: the
-            // endpoint must judge that file, not another spelling of it.
-            let path = this
-                .source
-                .resolve(request.extensions(), request.uri())
-                .map_err(Denial::InvalidPath)?
-                .into_owned();
-            let caching = !this.cache_ttl.is_zero();
-            let key = cache_key(request.headers(), &path);
-            let cached = caching
-                .then(|| this.lock().get(&key, this.cache_ttl))
-                .flatten();
-            let verdict = match cached {
-                Some(verdict) => verdict,
-                None => {
-                    let client_ip = request.extensions().get::<ClientIp>().map(|ip| ip.0);
-                    let verdict = this
-                        .ask(
-                            request.headers(),
-                            request.uri(),
-                            request.method(),
-                            &path,
-                            client_ip,
-                        )
-                        .await?;
-                    if caching {
-                        this.lock().insert(key, verdict.clone(), this.cache_ttl);
-                    }
-                    verdict
-                }
-            };
-            match verdict {
-                Verdict::Allow(viewer) => {
-                    if let Some(viewer) = viewer {
-                        request.extensions_mut().insert(viewer.clone());
-                        request.extensions_mut().insert(LearnedViewer(viewer));
-                    }
-                    Ok(request)
-                }
-                Verdict::Deny(StatusCode::UNAUTHORIZED) => {
-                    Err(Denial::unauthenticated("not signed in"))
-                }
-                Verdict::Deny(_) => Err(Denial::forbidden("not allowed to watch this")),
-            }
+            let decision = this.decide(&mut request).await;
+            Checked::new(request, decision)
         })
+    }
+}
+
+impl AuthRequest {
+    /// Asks (or reads the cache) about `request`; an allowed request gets
+    /// the viewer the endpoint named.
+    async fn decide<B>(&self, request: &mut Request<B>) -> Decision {
+        // The normalised path the file service will serve: the endpoint
+        // must judge that file, not another spelling of it.
+        let path = self
+            .source
+            .resolve(request.extensions(), request.uri())
+            .map_err(Denial::InvalidPath)?
+            .into_owned();
+        let caching = !self.cache_ttl.is_zero();
+        let key = cache_key(request.headers(), &path);
+        let cached = caching
+            .then(|| self.lock().get(&key, self.cache_ttl))
+            .flatten();
+        let verdict = match cached {
+            Some(verdict) => verdict,
+            None => {
+                let client_ip = request.extensions().get::<ClientIp>().map(|ip| ip.0);
+                let verdict = self
+                    .ask(
+                        request.headers(),
+                        request.uri(),
+                        request.method(),
+                        &path,
+                        client_ip,
+                    )
+                    .await?;
+                if caching {
+                    self.lock().insert(key, verdict.clone(), self.cache_ttl);
+                }
+                verdict
+            }
+        };
+        match verdict {
+            Verdict::Allow(viewer) => {
+                if let Some(viewer) = viewer {
+                    request.extensions_mut().insert(viewer.clone());
+                    request.extensions_mut().insert(LearnedViewer(viewer));
+                }
+                Ok(())
+            }
+            Verdict::Deny(StatusCode::UNAUTHORIZED) => {
+                Err(Denial::unauthenticated("not signed in"))
+            }
+            Verdict::Deny(_) => Err(Denial::forbidden("not allowed to watch this")),
+        }
     }
 }
 

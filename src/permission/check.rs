@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::future::{ready, Future, Ready};
+
 use std::sync::Arc;
 
 use http::{Extensions, HeaderMap, Method, Request, Uri};
@@ -124,32 +125,123 @@ where
     }
 }
 
-/// A check that needs I/O (a database, a remote policy service). It takes
-/// the request and gives it back when allowed. Closures
-/// `Fn(Request<B>) -> impl Future<Output = Result<Request<B>, Denial>>`
-/// implement it.
-pub trait AsyncPermission<B> {
-    /// The future of one check.
-    type Future: Future<Output = Result<Request<B>, Denial>>;
-
-    /// Checks `request`.
-    fn check(&self, request: Request<B>) -> Self::Future;
+/// What an [`AsyncPermission`] check gives back: the request, in every
+/// case, and the decision. The request comes back on a refusal too, so that
+/// [`or`](super::PermissionExt::or) can hand it to its second check.
+#[derive(Debug)]
+pub struct Checked<B> {
+    /// The request, as the check left it (a check that learns the viewer
+    /// puts it into the extensions).
+    pub request: Request<B>,
+    /// Allowed, or why not.
+    pub decision: Decision,
 }
 
-impl<B, F, Fut> AsyncPermission<B> for F
-where
-    F: Fn(Request<B>) -> Fut,
-    Fut: Future<Output = Result<Request<B>, Denial>>,
-{
-    type Future = Fut;
+impl<B> Checked<B> {
+    /// `request` with `decision`.
+    pub fn new(request: Request<B>, decision: Decision) -> Self {
+        Self { request, decision }
+    }
 
-    fn check(&self, request: Request<B>) -> Self::Future {
-        self(request)
+    /// Runs the synchronous `permission` on `request`, ready at once: the
+    /// body of an [`AsyncPermission`] impl for a [`Permission`] type of
+    /// your own (closures and the built-in checks have one already).
+    pub fn now<P: Permission + ?Sized>(permission: &P, request: Request<B>) -> Ready<Self> {
+        let decision = permission.check(&RequestHead::of(&request));
+        ready(Self::new(request, decision))
     }
 }
 
-/// Runs a [`Permission`] where an [`AsyncPermission`] is expected; cheap to
-/// clone.
+/// A check that may wait (a database, a remote policy service such as
+/// `AuthRequest`, feature `auth-request`). It takes the request and gives it
+/// back with the decision ([`Checked`]), so checks chain.
+///
+/// Closures `Fn(&RequestHead) -> Decision`, [`AllowAny`],
+/// [`IsAuthenticated`], [`SignedUrl`](super::SignedUrl), [`AllOf`] and the
+/// combinators of synchronous checks are asynchronous checks too (ready at
+/// once), so they mix with asynchronous ones under the same `and`, `or` and
+/// `not`. A [`Permission`] type of your own joins them with a three-line
+/// impl ([`Checked::now`]); an async closure with [`permission_fn`].
+pub trait AsyncPermission<B> {
+    /// The future of one check.
+    type Future: Future<Output = Checked<B>>;
+
+    /// Checks `request`.
+    fn check_async(&self, request: Request<B>) -> Self::Future;
+}
+
+impl<B, F> AsyncPermission<B> for F
+where
+    F: Fn(&RequestHead<'_>) -> Decision + Send + Sync + 'static,
+{
+    type Future = Ready<Checked<B>>;
+
+    fn check_async(&self, request: Request<B>) -> Self::Future {
+        Checked::now(self, request)
+    }
+}
+
+/// `AsyncPermission` for sync types of this crate: ready at once.
+macro_rules! async_by_sync {
+    ($($ty:ty),*) => {$(
+        impl<B> AsyncPermission<B> for $ty {
+            type Future = std::future::Ready<Checked<B>>;
+
+            fn check_async(&self, request: http::Request<B>) -> Self::Future {
+                Checked::now(self, request)
+            }
+        }
+    )*};
+}
+
+pub(super) use async_by_sync;
+
+async_by_sync!(AllowAny, IsAuthenticated, AllOf);
+
+/// An asynchronous check written as a closure
+/// `Fn(Request<B>) -> impl Future<Output = Checked<B>>`; see
+/// [`permission_fn`].
+#[derive(Clone, Copy, Debug)]
+pub struct PermissionFn<F>(F);
+
+/// Makes an [`AsyncPermission`] of an async closure, as tower's
+/// `service_fn` makes a service.
+///
+/// ```
+/// use http::Request;
+/// use sage_stream::permission::{permission_fn, Checked, Denial};
+///
+/// let policy = permission_fn(|request: Request<()>| async move {
+///     let decision = if request.headers().contains_key("x-allowed") {
+///         Ok(())
+///     } else {
+///         Err(Denial::forbidden("policy says no"))
+///     };
+///     Checked::new(request, decision)
+/// });
+/// # let _ = policy;
+/// ```
+pub fn permission_fn<F>(f: F) -> PermissionFn<F> {
+    PermissionFn(f)
+}
+
+impl<B, F, Fut> AsyncPermission<B> for PermissionFn<F>
+where
+    F: Fn(Request<B>) -> Fut,
+    Fut: Future<Output = Checked<B>>,
+{
+    type Future = Fut;
+
+    fn check_async(&self, request: Request<B>) -> Self::Future {
+        (self.0)(request)
+    }
+}
+
+/// A synchronous [`Permission`] run by
+/// [`RequirePermission`](super::RequirePermission) without awaiting (so
+/// the inner service need not be `Clone`); cheap to clone. What
+/// [`RequirePermissionLayer::new`](super::RequirePermissionLayer::new)
+/// builds.
 #[derive(Debug)]
 pub struct SyncPermission<P>(Arc<P>);
 
@@ -171,11 +263,29 @@ impl<P> Clone for SyncPermission<P> {
     }
 }
 
-impl<B, P: Permission> AsyncPermission<B> for SyncPermission<P> {
-    type Future = Ready<Result<Request<B>, Denial>>;
+/// An [`AsyncPermission`] as
+/// [`RequirePermission`](super::RequirePermission) runs it: awaited, then
+/// the inner service called (which must so be `Clone`); cheap to clone.
+/// What [`RequirePermissionLayer::new_async`](super::RequirePermissionLayer::new_async)
+/// builds.
+#[derive(Debug)]
+pub struct AsyncCheck<P>(Arc<P>);
 
-    fn check(&self, request: Request<B>) -> Self::Future {
-        ready(self.0.check(&RequestHead::of(&request)).map(|()| request))
+impl<P> AsyncCheck<P> {
+    /// Wraps `permission`.
+    pub fn new(permission: P) -> Self {
+        Self(Arc::new(permission))
+    }
+
+    /// The wrapped permission.
+    pub fn get_ref(&self) -> &P {
+        &self.0
+    }
+}
+
+impl<P> Clone for AsyncCheck<P> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
     }
 }
 
@@ -199,74 +309,6 @@ impl Permission for IsAuthenticated {
             Ok(())
         } else {
             Err(Denial::unauthenticated("authentication required"))
-        }
-    }
-}
-
-/// Combinators for [`Permission`]s.
-pub trait PermissionExt: Permission + Sized {
-    /// Allows when both allow; the first refusal wins.
-    fn and<Q: Permission>(self, other: Q) -> And<Self, Q> {
-        And(self, other)
-    }
-
-    /// Allows when either allows. When both refuse, a `401` is preferred over
-    /// a `403` (credentials might help), else the first refusal is given. So
-    /// `IsAuthenticated.or(SignedUrl::new(key))` answers an anonymous
-    /// request with a tampered or expired link `401` (from
-    /// `IsAuthenticated`), not `SignedUrl`'s `403`, in either order.
-    fn or<Q: Permission>(self, other: Q) -> Or<Self, Q> {
-        Or(self, other)
-    }
-
-    /// Allows what `self` refuses and refuses (`403`) what it allows.
-    fn not(self) -> Not<Self> {
-        Not(self)
-    }
-}
-
-impl<P: Permission> PermissionExt for P {}
-
-/// Both must allow; see [`PermissionExt::and`].
-#[derive(Clone, Copy, Debug)]
-pub struct And<A, B>(A, B);
-
-/// Either must allow; see [`PermissionExt::or`].
-#[derive(Clone, Copy, Debug)]
-pub struct Or<A, B>(A, B);
-
-/// The inverse; see [`PermissionExt::not`].
-#[derive(Clone, Copy, Debug)]
-pub struct Not<A>(A);
-
-impl<A: Permission, B: Permission> Permission for And<A, B> {
-    fn check(&self, request: &RequestHead<'_>) -> Decision {
-        self.0.check(request)?;
-        self.1.check(request)
-    }
-}
-
-impl<A: Permission, B: Permission> Permission for Or<A, B> {
-    fn check(&self, request: &RequestHead<'_>) -> Decision {
-        let first = match self.0.check(request) {
-            Ok(()) => return Ok(()),
-            Err(denial) => denial,
-        };
-        match self.1.check(request) {
-            Ok(()) => Ok(()),
-            Err(second @ Denial::Unauthenticated(_)) if matches!(first, Denial::Forbidden(_)) => {
-                Err(second)
-            }
-            Err(_) => Err(first),
-        }
-    }
-}
-
-impl<A: Permission> Permission for Not<A> {
-    fn check(&self, request: &RequestHead<'_>) -> Decision {
-        match self.0.check(request) {
-            Ok(()) => Err(Denial::forbidden("forbidden")),
-            Err(_) => Ok(()),
         }
     }
 }

@@ -6,7 +6,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use pin_project::pin_project;
 use tower_service::Service;
 
-use super::check::{Denial, LearnedViewer};
+use super::check::{Checked, Denial, LearnedViewer};
 use crate::body::ResponseBody;
 use crate::extension::Viewer;
 
@@ -68,7 +68,7 @@ where
 
 impl<C, S, B, ResBody> Future for ResponseFuture<C, S, B>
 where
-    C: Future<Output = Result<Request<B>, Denial>>,
+    C: Future<Output = Checked<B>>,
     S: Service<Request<B>, Response = Response<ResBody>>,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
@@ -86,23 +86,27 @@ where
                         ),
                     }))
                 }
-                StateProj::Checking { check, inner } => match ready!(check.poll(cx)) {
-                    Ok(mut request) => {
-                        let learned = request
-                            .extensions_mut()
-                            .remove::<LearnedViewer>()
-                            .map(|l| l.0);
-                        let Some(mut inner) = inner.take() else {
-                            return Poll::Ready(Ok(ResponseBody::refusal(
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                "polled after completion",
-                            )));
-                        };
-                        let future = inner.call(request);
-                        this.state.set(State::Calling { future, learned });
+                StateProj::Checking { check, inner } => {
+                    let Checked {
+                        mut request,
+                        decision,
+                    } = ready!(check.poll(cx));
+                    if let Err(denial) = decision {
+                        return Poll::Ready(Ok(refuse(denial)));
                     }
-                    Err(denial) => return Poll::Ready(Ok(refuse(denial))),
-                },
+                    let learned = request
+                        .extensions_mut()
+                        .remove::<LearnedViewer>()
+                        .map(|l| l.0);
+                    let Some(mut inner) = inner.take() else {
+                        return Poll::Ready(Ok(ResponseBody::refusal(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "polled after completion",
+                        )));
+                    };
+                    let future = inner.call(request);
+                    this.state.set(State::Calling { future, learned });
+                }
                 StateProj::Calling { future, learned } => {
                     let mut response = ready!(future.poll(cx))?;
                     if let Some(viewer) = learned.take() {
@@ -112,6 +116,63 @@ where
                     }
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
+            }
+        }
+    }
+}
+
+/// Response future of [`RequirePermission`](super::RequirePermission) with
+/// a synchronous check ([`SyncPermission`](super::SyncPermission)): the
+/// check was decided in `call`.
+#[pin_project]
+pub struct SyncResponseFuture<F> {
+    #[pin]
+    state: Decided<F>,
+}
+
+#[pin_project(project = DecidedProj)]
+enum Decided<F> {
+    Refused(Option<Denial>),
+    Calling(#[pin] F),
+}
+
+impl<F> SyncResponseFuture<F> {
+    pub(super) fn refused(denial: Denial) -> Self {
+        Self {
+            state: Decided::Refused(Some(denial)),
+        }
+    }
+
+    pub(super) fn calling(future: F) -> Self {
+        Self {
+            state: Decided::Calling(future),
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for SyncResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, ResBody, E> Future for SyncResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            DecidedProj::Refused(denial) => Poll::Ready(Ok(match denial.take() {
+                Some(denial) => refuse(denial),
+                None => ResponseBody::refusal(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "polled after completion",
+                ),
+            })),
+            DecidedProj::Calling(future) => {
+                Poll::Ready(Ok(ready!(future.poll(cx))?.map(ResponseBody::inner)))
             }
         }
     }

@@ -1,6 +1,6 @@
 use tower_layer::Layer;
 
-use super::check::{Permission, SyncPermission};
+use super::check::{AsyncCheck, Permission, SyncPermission};
 use super::RequirePermission;
 
 /// Layer that refuses requests a permission does not allow; see the
@@ -19,10 +19,13 @@ impl<P: Permission> RequirePermissionLayer<SyncPermission<P>> {
     }
 }
 
-impl<P> RequirePermissionLayer<P> {
-    /// Checks each request with an [`AsyncPermission`](super::AsyncPermission).
+impl<P> RequirePermissionLayer<AsyncCheck<P>> {
+    /// Checks each request with an [`AsyncPermission`](super::AsyncPermission)
+    /// (or a combination with one): the inner service must be `Clone`.
     pub fn new_async(permission: P) -> Self {
-        Self { permission }
+        Self {
+            permission: AsyncCheck::new(permission),
+        }
     }
 }
 
@@ -30,6 +33,9 @@ impl<S, P: Clone> Layer<S> for RequirePermissionLayer<P> {
     type Service = RequirePermission<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequirePermission::new_async(inner, self.permission.clone())
+        RequirePermission {
+            inner,
+            permission: self.permission.clone(),
+        }
     }
 }

@@ -3,7 +3,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::check::{AsyncPermission, Denial, Permission, SyncPermission};
+use super::check::{AsyncCheck, AsyncPermission, Denial, Permission, RequestHead, SyncPermission};
+use super::future::SyncResponseFuture;
 use super::{RequirePermissionLayer, ResponseFuture};
 use crate::body::ResponseBody;
 use crate::extension::MediaPathError;
@@ -12,8 +13,8 @@ use crate::extension::MediaPathError;
 /// [`RequirePermissionLayer`](super::RequirePermissionLayer).
 #[derive(Clone, Debug)]
 pub struct RequirePermission<S, P> {
-    inner: S,
-    permission: P,
+    pub(super) inner: S,
+    pub(super) permission: P,
 }
 
 impl<S, P: Permission> RequirePermission<S, SyncPermission<P>> {
@@ -31,9 +32,21 @@ impl<S, P: Permission> RequirePermission<S, SyncPermission<P>> {
     }
 }
 
-impl<S, P> RequirePermission<S, P> {
-    /// Checks each request to `inner` with an [`AsyncPermission`].
+impl<S, P> RequirePermission<S, AsyncCheck<P>> {
+    /// Checks each request to `inner` with an [`AsyncPermission`] (or a
+    /// combination with one); `inner` must then be `Clone`.
     pub fn new_async(inner: S, permission: P) -> Self {
+        Self {
+            inner,
+            permission: AsyncCheck::new(permission),
+        }
+    }
+}
+
+impl<S, P> RequirePermission<S, P> {
+    /// Runs `permission` as it is wrapped (in [`SyncPermission`] or
+    /// [`AsyncCheck`]).
+    pub(crate) fn from_mode(inner: S, permission: P) -> Self {
         Self { inner, permission }
     }
 
@@ -53,7 +66,36 @@ impl<S, P> RequirePermission<S, P> {
     }
 }
 
-impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for RequirePermission<S, P>
+/// A synchronous check: decided in `call`, so the inner service is called
+/// at once and need not be `Clone`.
+impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for RequirePermission<S, SyncPermission<P>>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    P: Permission,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = SyncResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        if let Some(refusal) = req.extensions().get::<MediaPathError>() {
+            return SyncResponseFuture::refused(Denial::InvalidPath(*refusal));
+        }
+        match self.permission.get_ref().check(&RequestHead::of(&req)) {
+            Ok(()) => SyncResponseFuture::calling(self.inner.call(req)),
+            Err(denial) => SyncResponseFuture::refused(denial),
+        }
+    }
+}
+
+/// An asynchronous check: the inner service is called when it is done, so
+/// the future owns the service (a clone stays behind).
+impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for RequirePermission<S, AsyncCheck<P>>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     P: AsyncPermission<ReqBody>,
@@ -77,6 +119,6 @@ where
         // stays behind for the next request (the check may await first).
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(self.permission.check(req), inner)
+        ResponseFuture::new(self.permission.get_ref().check_async(req), inner)
     }
 }

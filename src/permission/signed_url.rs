@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::check::{Decision, Denial, Permission, RequestHead};
+use super::check::{
+    async_by_sync, AsyncPermission, Checked, Decision, Denial, Permission, RequestHead,
+};
 use crate::error::ConfigError;
 use crate::extension::{normalise, MediaPathError, MediaPathSource, PathSignature};
 
@@ -281,6 +283,8 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+async_by_sync!(SignedUrl);
 
 impl Permission for SignedUrl {
     fn check(&self, request: &RequestHead<'_>) -> Decision {
