@@ -115,7 +115,7 @@ impl Shared {
 /// keeps the queue under its memory bound by appending the excess to a local
 /// append-only spool file (JSON lines), which the writer replays once the
 /// store answers again — also after a restart. Each batch is stored under an
-/// id it keeps through retries and the spool ([`WatchBatch`]), so a replay or
+/// id it keeps through retries and the spool ([`WatchBatch`](super::WatchBatch)), so a replay or
 /// a retry after an ambiguous commit never duplicates a row.
 /// [`WriterHandle::shutdown`] drains everything.
 #[derive(Debug)]
