@@ -15,13 +15,8 @@ use tower_http::services::ServeDir;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/media");
     let store = SqliteStore::open("log_only.db")?;
-    let (sink, writer) = WatchLogWriter::spawn(
-        store,
-        WriterConfig {
-            spool_path: Some("log_only.spool".into()),
-            ..WriterConfig::default()
-        },
-    )?;
+    let (sink, writer) =
+        WatchLogWriter::spawn(store, WriterConfig::default().spool_path("log_only.spool"))?;
 
     // The path logged is the part of the URI below /videos.
     let videos = Router::new()

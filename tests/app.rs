@@ -146,10 +146,7 @@ fn app_with(
 ) -> App {
     let (sink, writer) = WatchLogWriter::spawn(
         store.clone(),
-        WriterConfig {
-            flush_interval: Duration::from_millis(10),
-            ..WriterConfig::default()
-        },
+        WriterConfig::default().flush_interval(Duration::from_millis(10)),
     )
     .unwrap();
     let mut config = AppConfig::new(&fx.root);
@@ -1321,10 +1318,7 @@ fn debug_and_display_never_show_secrets() {
         "{text}"
     );
 
-    let writer = WriterConfig {
-        spool_path: Some("/var/spool/sage".into()),
-        ..WriterConfig::default()
-    };
+    let writer = WriterConfig::default().spool_path("/var/spool/sage");
     check("WriterConfig", format!("{writer:?}"));
     check("ServerConfig", format!("{:?}", ServerConfig::default()));
 

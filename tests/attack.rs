@@ -42,10 +42,7 @@ impl Server {
         let store = Arc::new(MemoryStore::new());
         let (sink, writer) = WatchLogWriter::spawn(
             store.clone(),
-            WriterConfig {
-                flush_interval: Duration::from_millis(20),
-                ..WriterConfig::default()
-            },
+            WriterConfig::default().flush_interval(Duration::from_millis(20)),
         )
         .unwrap();
         let svc = ServiceBuilder::new()

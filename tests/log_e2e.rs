@@ -108,11 +108,9 @@ impl Node {
 }
 
 fn quick() -> WriterConfig {
-    WriterConfig {
-        flush_interval: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(200),
-        ..WriterConfig::default()
-    }
+    WriterConfig::default()
+        .flush_interval(Duration::from_millis(20))
+        .max_backoff(Duration::from_millis(200))
 }
 
 /// `n` ranged GETs of `size`-byte slices, `parallel` at a time; checks the
@@ -305,11 +303,9 @@ mod postgres {
         let fx = Fixture::new();
         let data = fx.file("clip.mp4", 1 << 20);
         let store: Arc<dyn WatchLogStore> = Arc::new(PgStore::connect(&pg.url()).unwrap());
-        let config = WriterConfig {
-            memory_limit: 20,
-            spool_path: Some(fx.dir.path().join("log.spool")),
-            ..quick()
-        };
+        let config = quick()
+            .memory_limit(20)
+            .spool_path(fx.dir.path().join("log.spool"));
         let node = Node::start(&fx, store.clone(), config).await;
 
         ranged_requests(&node, "before", "clip.mp4", &data, 30, 4096).await;
@@ -361,13 +357,11 @@ mod postgres {
         let errors = error_log();
         let pg = OwnPostgres::start();
         let store: Arc<dyn WatchLogStore> = Arc::new(PgStore::connect(&pg.url()).unwrap());
-        let config = WriterConfig {
-            memory_limit: 2_000,
-            batch_size: 200,
-            spool_path: Some(disk.path().join("log.spool")),
-            shutdown_timeout: Duration::from_secs(5),
-            ..quick()
-        };
+        let config = quick()
+            .memory_limit(2_000)
+            .batch_size(200)
+            .spool_path(disk.path().join("log.spool"))
+            .shutdown_timeout(Duration::from_secs(5));
         let before = log_threads();
         let (sink, writer) = WatchLogWriter::spawn(store.clone(), config).unwrap();
         // A thread names itself as it starts: wait for the writer's two

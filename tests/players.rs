@@ -102,10 +102,7 @@ fn app(configure: impl FnOnce(&mut AppConfig)) -> App {
         Arc::new(SqliteStore::open(fx.dir.path().join("log.db")).unwrap());
     let (sink, writer) = WatchLogWriter::spawn(
         store.clone(),
-        WriterConfig {
-            flush_interval: Duration::from_millis(10),
-            ..WriterConfig::default()
-        },
+        WriterConfig::default().flush_interval(Duration::from_millis(10)),
     )
     .unwrap();
     let mut config = AppConfig::new(&fx.root);

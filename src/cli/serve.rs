@@ -492,16 +492,14 @@ pub(crate) fn run(flags: ServeFlags) -> Result<(), Box<dyn std::error::Error>> {
         .map(|_| sage_stream::observe::Metrics::new());
     resolved.app.metrics.clone_from(&metrics);
     let store = sage_stream::log::open_store(&resolved.database)?;
-    let (sink, writer) = WatchLogWriter::spawn(
-        store.clone(),
-        WriterConfig {
-            spool_path: Some(resolved.spool.clone()),
-            spool_max_bytes: resolved.spool_max,
-            durable: resolved.durable_log,
-            retention: resolved.retention,
-            ..WriterConfig::default()
-        },
-    )?;
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), {
+        let mut config = WriterConfig::default()
+            .spool_path(resolved.spool.clone())
+            .spool_max_bytes(resolved.spool_max)
+            .durable(resolved.durable_log);
+        config.retention = resolved.retention;
+        config
+    })?;
     let app = app::router(&resolved.app, store, sink)?;
     let server_config = resolved.server.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -7,20 +7,22 @@ use http_body::Body;
 use pin_project::{pin_project, pinned_drop};
 
 use super::body::{Active, LoggedBody, Pending};
+use super::sink::RecordSink;
+use super::writer::WatchLogSink;
 use crate::extension::ServedFile;
 use crate::extension::Viewer;
 
 /// Response future of [`WatchLog`](super::WatchLog).
 #[pin_project(PinnedDrop)]
 #[derive(Debug)]
-pub struct ResponseFuture<F> {
+pub struct ResponseFuture<F, K: RecordSink = WatchLogSink> {
     #[pin]
     inner: F,
-    pending: Option<Pending>,
+    pending: Option<Pending<K>>,
 }
 
-impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, pending: Option<Pending>) -> Self {
+impl<F, K: RecordSink> ResponseFuture<F, K> {
+    pub(super) fn new(inner: F, pending: Option<Pending<K>>) -> Self {
         Self { inner, pending }
     }
 }
@@ -28,12 +30,13 @@ impl<F> ResponseFuture<F> {
 /// nginx's code for "client closed the request before the response".
 const CLIENT_CLOSED: u16 = 499;
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, B, E, K> Future for ResponseFuture<F, K>
 where
     F: Future<Output = Result<Response<B>, E>>,
     B: Body,
+    K: RecordSink,
 {
-    type Output = Result<Response<LoggedBody<B>>, E>;
+    type Output = Result<Response<LoggedBody<B, K>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -44,7 +47,13 @@ where
         let response = match result {
             Ok(response) => response,
             Err(err) => {
-                pending.finish(None, StatusCode::INTERNAL_SERVER_ERROR.as_u16(), 0, false);
+                pending.finish(
+                    None,
+                    StatusCode::INTERNAL_SERVER_ERROR.as_u16(),
+                    0,
+                    false,
+                    None,
+                );
                 return Poll::Ready(Err(err));
             }
         };
@@ -85,16 +94,17 @@ where
             path,
             status: status.as_u16(),
             expected,
+            ack: None,
         };
         Poll::Ready(Ok(response.map(|b| LoggedBody::new(b, Some(active)))))
     }
 }
 
 #[pinned_drop]
-impl<F> PinnedDrop for ResponseFuture<F> {
+impl<F, K: RecordSink> PinnedDrop for ResponseFuture<F, K> {
     fn drop(self: Pin<&mut Self>) {
         if let Some(pending) = self.project().pending.take() {
-            pending.finish(None, CLIENT_CLOSED, 0, false);
+            pending.finish(None, CLIENT_CLOSED, 0, false, None);
         }
     }
 }

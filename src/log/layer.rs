@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use super::sink::RecordSink;
 use super::writer::WatchLogSink;
 use super::WatchLog;
 use crate::extension::MediaPathSource;
@@ -17,19 +18,20 @@ pub(super) struct LogConfig {
     pub(super) anonymize_ip: bool,
 }
 
-/// Layer that writes one watch-log row per response; see the
-/// [module docs](crate::log).
+/// Layer that writes one watch-log row per response into a
+/// [`RecordSink`] (the writer's [`WatchLogSink`] unless you bring your
+/// own); see the [module docs](crate::log).
 #[derive(Clone, Debug)]
-pub struct WatchLogLayer {
-    sink: WatchLogSink,
+pub struct WatchLogLayer<K = WatchLogSink> {
+    sink: K,
     config: Arc<LogConfig>,
 }
 
-impl WatchLogLayer {
+impl<K: RecordSink> WatchLogLayer<K> {
     /// Logs into `sink` with the defaults: GET logged whatever the status,
     /// HEAD not logged, `304` and refusals (4xx) logged, path from the `path`
     /// query variable, no trusted proxies.
-    pub fn new(sink: WatchLogSink) -> Self {
+    pub fn new(sink: K) -> Self {
         Self {
             sink,
             config: Arc::new(LogConfig {
@@ -117,8 +119,8 @@ impl WatchLogLayer {
     }
 }
 
-impl<S> Layer<S> for WatchLogLayer {
-    type Service = WatchLog<S>;
+impl<S, K: RecordSink> Layer<S> for WatchLogLayer<K> {
+    type Service = WatchLog<S, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
         WatchLog {

@@ -56,6 +56,7 @@
 //! # }
 //! ```
 
+mod ack;
 pub mod analytics;
 mod body;
 pub mod export;
@@ -64,16 +65,19 @@ mod layer;
 mod query;
 mod record;
 mod service;
+mod sink;
 mod store;
 mod text;
 mod writer;
 
+pub use ack::RowAck;
 pub use body::LoggedBody;
 pub use future::ResponseFuture;
 pub use layer::WatchLogLayer;
 pub use query::{Cursor, DayCount, LogFilter, Page, PathStats, WatchLogEntry};
 pub use record::{WatchBatch, WatchRecord};
 pub use service::WatchLog;
+pub use sink::RecordSink;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use store::PgStore;

@@ -10,6 +10,7 @@ use tower_service::Service;
 
 use super::body::Pending;
 use super::layer::LogConfig;
+use super::sink::RecordSink;
 use super::text::ip_text;
 use super::writer::WatchLogSink;
 use super::{ResponseFuture, WatchLogLayer};
@@ -18,21 +19,21 @@ use crate::extension::{anonymize_ip, ClientIp, MediaPath, Viewer};
 /// Service that logs each response; built by
 /// [`WatchLogLayer`](super::WatchLogLayer).
 #[derive(Clone, Debug)]
-pub struct WatchLog<S> {
+pub struct WatchLog<S, K = WatchLogSink> {
     pub(super) inner: S,
-    pub(super) sink: WatchLogSink,
+    pub(super) sink: K,
     pub(super) config: Arc<LogConfig>,
 }
 
-impl<S> WatchLog<S> {
+impl<S, K: RecordSink> WatchLog<S, K> {
     /// Logs the responses of `inner` into `sink` with
     /// [`WatchLogLayer::new`]'s defaults.
-    pub fn new(inner: S, sink: WatchLogSink) -> Self {
+    pub fn new(inner: S, sink: K) -> Self {
         tower_layer::Layer::layer(&WatchLogLayer::new(sink), inner)
     }
 
     /// A [`WatchLogLayer`] logging into `sink`, to configure and stack.
-    pub fn layer(sink: WatchLogSink) -> WatchLogLayer {
+    pub fn layer(sink: K) -> WatchLogLayer<K> {
         WatchLogLayer::new(sink)
     }
 
@@ -54,7 +55,7 @@ impl<S> WatchLog<S> {
     /// What the row will say about `req`. Also sets the [`MediaPath`]
     /// extension when no edge layer did, so the layers inside read this
     /// answer.
-    fn pending<B>(&self, req: &mut Request<B>) -> Option<Pending> {
+    fn pending<B>(&self, req: &mut Request<B>) -> Option<Pending<K>> {
         let config = &self.config;
         let method = req.method();
         if !config.enabled
@@ -130,14 +131,15 @@ pub(super) fn truncate(text: &str, max: usize) -> CompactString {
     text.into()
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for WatchLog<S>
+impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for WatchLog<S, K>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: http_body::Body,
+    K: RecordSink,
 {
-    type Response = Response<super::LoggedBody<ResBody>>;
+    type Response = Response<super::LoggedBody<ResBody, K>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, K>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

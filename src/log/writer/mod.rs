@@ -1,172 +1,60 @@
 //! [`WatchLogWriter`]: takes rows off the request path and into the store.
 //!
-//! Requests hand rows to a [`WatchLogSink`] (a short, non-blocking push onto
-//! an in-memory queue). A writer thread takes batches (size- and
-//! time-bounded) and inserts each in one transaction; when the store fails it
-//! keeps the rows and retries with exponential backoff. A spool thread keeps
-//! the queue under its memory bound by appending the excess to a local
-//! append-only spool file (JSON lines, one batch per line), and appends the
-//! rows the writer has not taken a quarter of a flush interval late (it is
-//! in a long transaction, backing off, or starved of CPU), so that what a
-//! `kill -9` loses stays bounded; the writer replays the spool once the
-//! store answers again. Every batch carries an id the store
-//! commits with its rows, and a batch keeps its id through retries and the
-//! spool, so a replay or a retry after an ambiguous commit never duplicates a
-//! row.
+//! Requests hand rows to a [`WatchLogSink`]: a short push onto an in-memory
+//! queue (or, with [`WriterConfig::durable`], onto the journal thread's
+//! inbox) and nothing more — no I/O on the request's thread. A writer thread
+//! takes batches (size- and time-bounded) and inserts each in one
+//! transaction; when the store fails it keeps the rows and retries with
+//! exponential backoff. A spool thread keeps the queue under its memory
+//! bound by appending the excess to a local append-only spool file (JSON
+//! lines, one batch per line), and appends the rows the writer has not
+//! taken a quarter of a flush interval late (it is in a long transaction,
+//! backing off, or starved of CPU), so that what a `kill -9` loses stays
+//! bounded; the writer replays the spool once the store answers again.
+//! With `durable`, a journal thread appends each row to the spool as its
+//! response ends, before the response completes. Every batch carries an id
+//! the store commits with its rows, and a batch keeps its id through
+//! retries and the spool, so a replay or a retry after an ambiguous commit
+//! never duplicates a row.
 //!
-//! Both are bounded: over `memory_limit` rows that no spool takes, and over
+//! All are bounded: over `memory_limit` rows in memory (the spool thread
+//! fell behind, or there is no spool, or it cannot be written), and over
 //! `spool_max_bytes` in the spool, the oldest rows are dropped and counted
-//! ([`WriterStats::rows_dropped`]). With [`WriterConfig::retention`] a third
+//! ([`WriterStats::rows_dropped`]). With [`WriterConfig::retention`] another
 //! thread deletes rows older than it.
 //!
-//! The parts: `queue.rs` (the rows in memory, the count of rows in flight
-//! and the memory bound), `spool.rs` (the spool file and its bound),
-//! `retention.rs` (the pruning thread), `backoff.rs` (the pause between
-//! failing rounds); this file holds the public types and the writer's and
-//! spooler's loops.
+//! The parts: `config.rs` (the public tuning and counters), `sink.rs` (the
+//! request's side), `loops.rs` (the writer's, spooler's and journal's
+//! threads), `queue.rs` (the rows in memory, the count of rows in flight
+//! and the memory bound), `journal.rs` (the durable journal's bounded
+//! hand-off), `spool.rs` (the spool file and its bound), `retention.rs`
+//! (the pruning thread), `backoff.rs` (the pause between failing rounds);
+//! this file holds the shared state, the spawn and the handle.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::record::{WatchBatch, WatchRecord};
-use super::store::{StoreError, WatchLogStore};
+use super::store::WatchLogStore;
 
 mod backoff;
+mod config;
+mod journal;
+mod loops;
 mod queue;
 mod retention;
+mod sink;
 mod spool;
 
-use backoff::Backoff;
-use queue::{InFlight, Queue};
+pub use config::{WriterConfig, WriterStats};
+pub use sink::WatchLogSink;
+
+use journal::Journal;
+use loops::{run_journal, run_spooler, run_writer};
+use queue::Queue;
 use retention::{run_retention, Stop};
-use spool::{Journaled, ReplayError, Spool};
-
-/// Tuning of a [`WatchLogWriter`].
-#[derive(Clone, Debug)]
-pub struct WriterConfig {
-    /// Most rows per transaction (default 5 000). The writer also flushes
-    /// every `flush_interval`, so under load a transaction carries what
-    /// arrived in that time: fewer, larger transactions write each index
-    /// page once for many rows.
-    pub batch_size: usize,
-    /// Longest a row waits before its batch is taken for a transaction
-    /// (default 200 ms), counted from when the writer last emptied the
-    /// queue, so a long transaction does not add to it. With a spool, rows
-    /// the writer has not taken a quarter of an interval after that go to
-    /// the spool file instead (a `write`: they survive a `kill -9`).
-    pub flush_interval: Duration,
-    /// Most rows kept in memory while the store is slow or down (default
-    /// 50 000), besides the one batch being written. Past half of it the
-    /// spool thread moves the newest rows to the spool; should it fall
-    /// behind, the request that finds the queue full moves them itself.
-    /// Rows no spool takes — there is none, or it cannot be written — are
-    /// dropped over the bound, oldest first, counted in
-    /// [`WriterStats::rows_dropped`] and reported in the error log: memory
-    /// stays bounded whatever happens to the store.
-    pub memory_limit: usize,
-    /// Spool file (default `None`: no spool, so an outage longer than
-    /// `memory_limit` rows drops the oldest rows; `sage-stream serve` always
-    /// sets one).
-    pub spool_path: Option<PathBuf>,
-    /// Most bytes the spool holds, the files set aside for replay included
-    /// (default 256 MiB). The spool is kept as segments of a sixteenth of
-    /// this; an append that would pass it deletes the oldest segments first
-    /// (their rows counted in [`WriterStats::rows_dropped`] and named in the
-    /// error log), so a long outage keeps the newest rows, never an
-    /// unbounded disk.
-    pub spool_max_bytes: u64,
-    /// Journals every row to the spool file as its response ends, before it
-    /// is queued anywhere (default false; needs `spool_path`). A row then
-    /// survives the process being killed (`kill -9`, an OOM kill, an abort)
-    /// at the cost of one `write` per request on the request's thread; the
-    /// writer fsyncs the journal every `flush_interval`, which bounds what a
-    /// power loss can take. Without it, a killed process loses the rows
-    /// not yet committed nor in the spool file: with a spool, those of the
-    /// last `flush_interval` and a quarter (the spool thread hands rows the
-    /// writer has not taken by then to the spool file) plus the one batch in
-    /// a transaction; without a spool, every row queued (up to
-    /// `memory_limit` while the store is down). docs/watch-log.md has the
-    /// measured figures.
-    pub durable: bool,
-    /// Where rows the database refuses for their data go, one JSON line
-    /// each (default `None`: beside the spool as `<spool>.quarantine`, or
-    /// only the error log when there is no spool). Such a row can never be
-    /// stored as it is; quarantining it lets every other row through.
-    pub quarantine_path: Option<PathBuf>,
-    /// Longest pause between retries while the store fails (default 5 s).
-    pub max_backoff: Duration,
-    /// How long [`WriterHandle::shutdown`] keeps trying the store before it
-    /// spools what is left (default 10 s).
-    pub shutdown_timeout: Duration,
-    /// Runs the writer thread at the lowest CPU priority (default true): when
-    /// the CPU is saturated, streams come first and rows wait in the queue
-    /// instead. The spool thread keeps the normal priority, since it is what
-    /// bounds that queue.
-    pub low_priority: bool,
-    /// Deletes rows older than this, with the batch ids stored before the
-    /// same cutoff ([`WatchLogStore::prune`]), when the writer starts and
-    /// then every `retention_interval` (default `None`: rows are kept for
-    /// ever). It runs on a thread of its own at the writer's priority, a
-    /// chunk of rows per statement, and is logged at info with the count.
-    pub retention: Option<Duration>,
-    /// How often retention runs (default 24 h).
-    pub retention_interval: Duration,
-}
-
-impl Default for WriterConfig {
-    fn default() -> Self {
-        Self {
-            batch_size: 5_000,
-            flush_interval: Duration::from_millis(200),
-            memory_limit: 50_000,
-            spool_path: None,
-            spool_max_bytes: 256 * 1024 * 1024,
-            durable: false,
-            quarantine_path: None,
-            max_backoff: Duration::from_secs(5),
-            shutdown_timeout: Duration::from_secs(10),
-            low_priority: true,
-            retention: None,
-            retention_interval: Duration::from_secs(24 * 3600),
-        }
-    }
-}
-
-/// Counters of a writer, for monitoring and tests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WriterStats {
-    /// Rows handed to the sink.
-    pub recorded: u64,
-    /// Rows the store confirmed (new rows only).
-    pub written: u64,
-    /// Rows appended to the spool file so far because the store was slow or
-    /// down.
-    pub spooled: u64,
-    /// Rows journaled to the spool file as they were recorded
-    /// ([`WriterConfig::durable`]).
-    pub journaled: u64,
-    /// Rows replayed from the spool into the store.
-    pub replayed: u64,
-    /// Failed store calls.
-    pub failures: u64,
-    /// Rows the database refused for their data, set aside in the
-    /// quarantine instead of blocking the log.
-    pub quarantined: u64,
-    /// Rows waiting in memory now.
-    pub queued: u64,
-    /// The most rows that ever waited in memory at once.
-    pub queued_peak: u64,
-    /// Rows deleted by retention ([`WriterConfig::retention`]).
-    pub pruned: u64,
-    /// Rows lost to the bounds: dropped from memory over
-    /// [`WriterConfig::memory_limit`] when no spool took them, and from the
-    /// spool over [`WriterConfig::spool_max_bytes`]. Each drop is also in
-    /// the error log.
-    pub rows_dropped: u64,
-}
+use spool::Spool;
 
 #[derive(Default)]
 struct Counters {
@@ -181,7 +69,7 @@ struct Counters {
 }
 
 impl Counters {
-    fn add(counter: &AtomicU64, n: usize) {
+    pub(super) fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
@@ -189,6 +77,8 @@ impl Counters {
 struct Shared {
     queue: Queue,
     spool: Option<Spool>,
+    // With `durable` and a spool: the journal thread's inbox.
+    journal: Option<Journal>,
     counters: Counters,
     config: WriterConfig,
     retention: Stop,
@@ -208,66 +98,10 @@ impl Shared {
             failures: c.failures.load(Ordering::Relaxed),
             quarantined: c.quarantined.load(Ordering::Relaxed),
             queued: self.queue.queued() as u64,
+            journal_pending: self.journal.as_ref().map_or(0, Journal::pending) as u64,
             queued_peak: self.queue.peak() as u64,
             pruned: c.pruned.load(Ordering::Relaxed),
             rows_dropped: self.queue.dropped() + self.spool.as_ref().map_or(0, Spool::dropped),
-        }
-    }
-}
-
-/// Where the logging layer puts rows; cheap to clone, never blocks on I/O.
-#[derive(Clone)]
-pub struct WatchLogSink {
-    shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for WatchLogSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatchLogSink").finish_non_exhaustive()
-    }
-}
-
-impl WatchLogSink {
-    /// The writer's counters now (as [`WriterHandle::stats`]), for metrics
-    /// read where only the sink is at hand.
-    pub fn stats(&self) -> WriterStats {
-        self.shared.stats()
-    }
-
-    /// Whether the writer's last store call failed and it is waiting to
-    /// retry (rows are kept meanwhile, in memory or the spool).
-    pub fn store_failing(&self) -> bool {
-        self.shared.backing_off.load(Ordering::Relaxed)
-    }
-
-    /// Bytes in the spool file and in spool files set aside for replay.
-    pub fn spool_bytes(&self) -> u64 {
-        self.shared.spool.as_ref().map_or(0, Spool::bytes)
-    }
-
-    /// Queues one row (or, with [`WriterConfig::durable`], journals it).
-    /// Rows recorded after shutdown began are still queued and written by
-    /// the final drain.
-    pub fn record(&self, record: WatchRecord) {
-        let shared = &self.shared;
-        Counters::add(&shared.counters.recorded, 1);
-        // A journal that just failed is left alone for a backoff: the row
-        // is queued in memory meanwhile, without a failing write per request.
-        if let (true, Some(spool)) = (shared.config.durable, &shared.spool) {
-            if shared.queue.spool_usable() {
-                match spool.journal(&shared.queue, &record) {
-                    Journaled::Written => return Counters::add(&shared.counters.journaled, 1),
-                    // Dropped to keep the spool within its bound (counted there).
-                    Journaled::Dropped => return,
-                    // Logged there (rate-limited); kept in memory here.
-                    Journaled::Failed => {}
-                }
-            }
-        }
-        if let Some(excess) = shared.queue.push(record) {
-            // The spool thread fell behind: this request spills the excess
-            // itself (one file append), so that memory stays bounded.
-            spill(shared, excess.into_unnamed(shared.config.batch_size));
         }
     }
 }
@@ -281,7 +115,7 @@ impl WatchLogSink {
 /// keeps the queue under its memory bound by appending the excess to a local
 /// append-only spool file (JSON lines), which the writer replays once the
 /// store answers again — also after a restart. Each batch is stored under an
-/// id it keeps through retries and the spool ([`WatchBatch`]), so a replay or
+/// id it keeps through retries and the spool ([`WatchBatch`](super::WatchBatch)), so a replay or
 /// a retry after an ambiguous commit never duplicates a row.
 /// [`WriterHandle::shutdown`] drains everything.
 #[derive(Debug)]
@@ -307,6 +141,8 @@ impl WatchLogWriter {
                 .spool_path
                 .clone()
                 .map(|path| Spool::new(path, config.spool_max_bytes)),
+            journal: (config.durable && config.spool_path.is_some())
+                .then(|| Journal::new(config.memory_limit)),
             counters: Counters::default(),
             config,
             retention: Stop::default(),
@@ -338,6 +174,16 @@ impl WatchLogWriter {
             )?),
             None => None,
         };
+        // Responses wait for it: normal priority, as the spooler.
+        let journal = match shared.journal {
+            Some(_) => Some(spawn_named(
+                "sage-stream-log-journal",
+                false,
+                &shared,
+                run_journal,
+            )?),
+            None => None,
+        };
         Ok((
             WatchLogSink {
                 shared: Arc::clone(&shared),
@@ -346,6 +192,7 @@ impl WatchLogWriter {
                 shared,
                 writer: Some(writer),
                 spooler,
+                journal,
                 retention,
             },
         ))
@@ -357,6 +204,7 @@ pub struct WriterHandle {
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
     spooler: Option<JoinHandle<()>>,
+    journal: Option<JoinHandle<()>>,
     retention: Option<JoinHandle<()>>,
 }
 
@@ -380,7 +228,9 @@ impl WriterHandle {
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
         loop {
-            if self.shared.queue.is_idle() {
+            let journal_idle = self.shared.journal.as_ref().is_none_or(Journal::is_idle);
+            // The journal first: its rows move on to the spool.
+            if journal_idle && self.shared.queue.is_idle() {
                 return true;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -396,6 +246,17 @@ impl WriterHandle {
     /// not take, stops retention (after the chunk it may be deleting), and
     /// returns the final counters. Blocking.
     pub fn shutdown(mut self) -> WriterStats {
+        // The journal thread writes what waits for it first, so that the
+        // writer's last rounds see it in the spool; rows recorded from now
+        // on are queued in memory for the final drain.
+        if let Some(journal) = &self.shared.journal {
+            journal.close();
+        }
+        if let Some(thread) = self.journal.take() {
+            if thread.join().is_err() {
+                tracing::error!("watch-log journal thread panicked");
+            }
+        }
         self.shared.queue.close();
         self.shared.retention.stop();
         for thread in [
@@ -442,213 +303,4 @@ fn spawn_named(
             }
             run(&shared)
         })
-}
-
-/// The writer thread: a round every flush interval (or full batch), a
-/// backoff while the store fails; at shutdown, rounds until everything is
-/// stored or the shutdown timeout passes, then the rest goes to the spool.
-fn run_writer<S: WatchLogStore>(shared: &Shared, store: &S) {
-    let config = &shared.config;
-    let mut backoff = Backoff::new(config.max_backoff);
-    let mut closing_since: Option<Instant> = None;
-    loop {
-        let round = shared.queue.take_batch(
-            backoff.pause(config.flush_interval),
-            backoff.is_backing_off(),
-        );
-        if round.closing {
-            closing_since.get_or_insert_with(Instant::now);
-        }
-        if closing_since.is_some_and(|t| t.elapsed() >= config.shutdown_timeout) {
-            // Out of time: everything left goes to the spool (or back into
-            // memory, loudly, when there is none).
-            // The process is about to stop: rows the spool cannot take now
-            // are dropped and counted, not kept in a memory about to go.
-            let rest = shared.queue.take_all(round.batch);
-            if rest.rows() > 0 {
-                spill_or_drop(shared, rest, false);
-            } else {
-                shared.queue.complete(rest);
-            }
-            return;
-        }
-        let stored = write_round(shared, store, round.spool_dirty, round.batch);
-        shared.backing_off.store(!stored, Ordering::Relaxed);
-        if stored {
-            backoff.succeeded();
-            if round.closing && shared.queue.is_drained() {
-                return;
-            }
-        } else {
-            backoff.failed();
-        }
-    }
-}
-
-/// Stores the batch, then replays the spool if it holds rows; a batch that
-/// fails goes back to the front of the queue (and the spool waits for the
-/// next round). The batch goes first because it is only in memory, while
-/// the spool's rows are already safe in a file: a long replay must not
-/// hold rows that a `kill -9` would lose. (Rows are not stored in the order
-/// they came, which nothing needs: each has its time.) Returns whether
-/// everything succeeded.
-fn write_round<S: WatchLogStore>(
-    shared: &Shared,
-    store: &S,
-    spool_dirty: bool,
-    batch: Option<InFlight<WatchBatch>>,
-) -> bool {
-    if let Some(batch) = batch {
-        match store_batch(shared, store, &batch) {
-            Ok(()) => shared.queue.complete(batch),
-            Err(err) => {
-                tracing::warn!(%err, rows = batch.rows(), "watch log write failed; will retry");
-                requeue(shared, batch);
-                return false;
-            }
-        }
-    }
-    match (&shared.spool, spool_dirty) {
-        (Some(spool), true) => {
-            // What the journal, hand-offs and spills wrote since the last
-            // round reaches the disk (at most a round's worth, in a power
-            // loss).
-            spool.sync();
-            match replay(shared, spool, store) {
-                Ok(()) => true,
-                Err(ReplayError::Store) => false,
-                // A spool that cannot be read must not hold back the rows in
-                // memory: they are stored meanwhile, the spool when it can be.
-                Err(ReplayError::Io) => true,
-            }
-        }
-        _ => true,
-    }
-}
-
-/// Puts a failed batch back to retry, spilling what that takes over the
-/// memory bound.
-fn requeue(shared: &Shared, batch: InFlight<WatchBatch>) {
-    if let Some(excess) = shared.queue.requeue(batch) {
-        spill(shared, excess.into_unnamed(shared.config.batch_size));
-    }
-}
-
-/// Stores every spooled batch and empties the spool; an error if the store
-/// or the spool failed (the spool is kept and replayed later).
-fn replay<S: WatchLogStore>(shared: &Shared, spool: &Spool, store: &S) -> Result<(), ReplayError> {
-    let replayed = spool.replay(
-        &shared.queue,
-        shared.config.batch_size,
-        |batch| match store_batch(shared, store, batch) {
-            Ok(()) => true,
-            Err(err) => {
-                tracing::warn!(%err, "watch-log spool replay failed; will retry");
-                false
-            }
-        },
-    );
-    let rows = replayed?;
-    shared.counters.replayed.fetch_add(rows, Ordering::Relaxed);
-    Ok(())
-}
-
-/// One store call, counted: rows written, or a failure.
-///
-/// A batch the database refuses for its data (not for being unreachable)
-/// is halved until each refused row stands alone; those go to the
-/// quarantine and every other row is stored. The halves' ids derive from
-/// the batch's, so a retry or a spool replay splits the same way and skips
-/// the halves already stored.
-fn store_batch<S: WatchLogStore>(
-    shared: &Shared,
-    store: &S,
-    batch: &WatchBatch,
-) -> Result<(), StoreError> {
-    match store.insert_batch(batch) {
-        Ok(n) => {
-            Counters::add(&shared.counters.written, n);
-            Ok(())
-        }
-        Err(err) => {
-            Counters::add(&shared.counters.failures, 1);
-            if err.is_unavailable() {
-                return Err(err);
-            }
-            if let [record] = batch.records.as_slice() {
-                quarantine(shared, record, &err);
-                return Ok(());
-            }
-            let (first, second) = batch.records.split_at(batch.records.len() / 2);
-            for (i, half) in [first, second].into_iter().enumerate() {
-                let half = WatchBatch {
-                    id: format!("{}.{i}", batch.id),
-                    records: half.to_vec(),
-                };
-                store_batch(shared, store, &half)?;
-            }
-            Ok(())
-        }
-    }
-}
-
-/// Sets aside a row the database will never take, loudly.
-fn quarantine(shared: &Shared, record: &WatchRecord, err: &StoreError) {
-    Counters::add(&shared.counters.quarantined, 1);
-    let line = serde_json::to_string(record).unwrap_or_default();
-    let path = shared.config.quarantine_path.clone().or_else(|| {
-        shared
-            .config
-            .spool_path
-            .as_ref()
-            .map(|spool| spool.with_extension("quarantine"))
-    });
-    let Some(path) = path else {
-        tracing::error!(%err, row = %line, "watch-log row refused by the database; not stored");
-        return;
-    };
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut file| std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()));
-    match written {
-        Ok(()) => tracing::error!(
-            %err,
-            quarantine = %path.display(),
-            "watch-log row refused by the database; set aside in the quarantine"
-        ),
-        Err(io) => {
-            tracing::error!(%err, %io, row = %line, "watch-log row refused by the database; quarantine not writable")
-        }
-    }
-}
-
-/// The spool thread: keeps the queue under its memory bound. After a spool
-/// write failed it waits the queue's backoff out (`take_excess`) instead of
-/// trying again at once.
-fn run_spooler(shared: &Shared) {
-    while let Some(excess) = shared.queue.take_excess() {
-        spill(shared, excess.into_unnamed(shared.config.batch_size));
-    }
-}
-
-/// Appends new rows over the memory bound to the spool; what it cannot
-/// write comes back into memory, within the bound.
-fn spill(shared: &Shared, batches: InFlight<Vec<WatchBatch>>) {
-    spill_or_drop(shared, batches, true);
-}
-
-/// Appends batches to the spool: what it cannot write comes back into
-/// memory (`keep`) or is dropped and counted. Without a spool, which
-/// happens only at the end of shutdown, the rows can go nowhere: dropped,
-/// counted.
-fn spill_or_drop(shared: &Shared, batches: InFlight<Vec<WatchBatch>>, keep: bool) {
-    match &shared.spool {
-        Some(spool) => {
-            let spooled = spool.append(&shared.queue, batches, keep);
-            Counters::add(&shared.counters.spooled, spooled);
-        }
-        None => shared.queue.drop_all(batches),
-    }
 }

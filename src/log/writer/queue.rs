@@ -10,8 +10,8 @@
 //! as dropped). Nothing else touches the count.
 //!
 //! The queue also owns its memory bound: rows over `memory_limit` that no
-//! spool takes (there is none, or a write to it failed a moment ago) are
-//! dropped — batches waiting for a retry first, then the oldest new rows —
+//! spool has taken (there is none, a write to it failed a moment ago, or
+//! the spool thread has fallen behind) are dropped — batches waiting for a retry first, then the oldest new rows —
 //! counted, and reported in the error log. So a row may also end up
 //! *dropped*, and memory is never unbounded.
 //!
@@ -287,7 +287,7 @@ impl Queue {
                 rows,
                 total,
                 memory_limit = self.memory_limit,
-                "watch-log queue over its memory bound and no spool takes the excess (none, or it failed a moment ago): the oldest rows were dropped"
+                "watch-log queue over its memory bound and no spool took the excess (none, it failed a moment ago, or the spool thread fell behind): the oldest rows were dropped"
             );
         }
     }
@@ -298,18 +298,13 @@ impl Queue {
     }
 
     /// Queues one row; also after shutdown began (the final drain takes it).
-    /// If the queue is at its memory bound (the spooler has fallen behind),
-    /// first takes the newest rows out and returns them, for the caller to
-    /// spill itself: the bound then holds however fast rows come.
-    ///
-    /// Without a spool, or while a failed spool is left alone, the oldest
-    /// rows make room instead (dropped, counted): no I/O then.
-    pub(super) fn push(&self, record: WatchRecord) -> Option<InFlight<Vec<WatchRecord>>> {
+    /// Never does I/O: at the memory bound (the spooler has fallen behind,
+    /// or there is no spool, or it failed a moment ago) the oldest rows
+    /// make room, dropped and counted, so the bound holds however fast rows
+    /// come and the request never waits for a disk.
+    pub(super) fn push(&self, record: WatchRecord) {
         let mut state = self.lock();
-        let full = state.queued() >= self.memory_limit;
-        let spills = state.spool_usable(self.spills);
-        let excess = (spills && full).then(|| self.excess(&mut state));
-        if full && !spills {
+        if state.queued() >= self.memory_limit {
             state.drop_oldest(self.memory_limit.saturating_sub(1));
         }
         state.rows.push_back(record);
@@ -328,7 +323,6 @@ impl Queue {
         if queued == self.spill_at() + 1 || (len == 1 && self.handoff.is_some()) {
             self.spool_wake.notify_one();
         }
-        excess
     }
 
     // Past this many queued rows the spooler moves the newest to the spool,
@@ -717,7 +711,7 @@ mod tests {
             Duration::from_secs(3600),
         );
         for i in 0..25 {
-            assert!(queue.push(record(i)).is_none(), "nothing to spill");
+            queue.push(record(i));
         }
         assert_eq!(
             (queue.queued(), queue.dropped(), queue.peak()),
@@ -760,7 +754,7 @@ mod tests {
         // Meanwhile a full queue drops its oldest rows instead of handing
         // the request a spill, and the spooler waits the backoff out.
         for i in 10..18 {
-            assert!(queue.push(record(i)).is_none(), "no I/O while backing off");
+            queue.push(record(i));
         }
         assert_eq!((queue.queued(), queue.dropped()), (12, 6));
         let t0 = Instant::now();

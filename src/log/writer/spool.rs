@@ -60,17 +60,14 @@ pub(super) struct Spool {
     read_failures: Mutex<Throttle>,
 }
 
-/// What became of a row handed to [`Spool::journal`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Journaled {
-    /// It is in the journal.
-    Written,
-    /// The journal is full and nothing older could make room: dropped,
-    /// counted.
-    Dropped,
-    /// The journal could not be written (logged, the queue told): the row
-    /// is the caller's to keep.
-    Failed,
+/// What became of rows handed to [`Spool::journal`].
+#[derive(Debug, Default)]
+pub(super) struct Journaled {
+    /// Rows in the journal.
+    pub(super) written: usize,
+    /// Rows the journal could not write (logged, the queue told): the
+    /// caller's to keep.
+    pub(super) failed: Vec<WatchRecord>,
 }
 
 /// Why a replay stopped.
@@ -342,39 +339,66 @@ impl Spool {
         files.aside_bytes = renamed_aside(&self.path).iter().map(|p| size(p)).sum();
     }
 
-    /// Journals one row (a line without a batch id) with a single `write`,
-    /// without waiting for the disk: once this returns, the row survives the
-    /// process being killed. [`Spool::sync`] makes it survive a power loss.
+    /// Journals rows (a line each, without a batch id) with a single
+    /// `write` for them all, without waiting for the disk: once this
+    /// returns, the rows written survive the process being killed.
+    /// [`Spool::sync`] makes them survive a power loss. Runs on the journal
+    /// thread, never on a request's.
     ///
-    /// A write that fails is logged (rate-limited) and the queue told to
-    /// leave the spool alone for a while; the row is then the caller's.
-    pub(super) fn journal(&self, queue: &Queue, record: &WatchRecord) -> Journaled {
-        let mut line = Vec::with_capacity(320);
-        line.extend_from_slice(br#"{"id":"","records":["#);
-        // Serialising plain data into a Vec cannot fail.
-        if serde_json::to_writer(&mut line, record).is_err() {
-            return Journaled::Failed;
+    /// Rows that do not fit within the bound even after the oldest segments
+    /// went are dropped, oldest first, and counted. A write that fails
+    /// writes nothing (see [`Spool::write`]): it is logged (rate-limited),
+    /// the queue is told to leave the spool alone for a while, and the rows
+    /// are given back, for the caller to keep in memory.
+    pub(super) fn journal(&self, queue: &Queue, rows: Vec<WatchRecord>) -> Journaled {
+        let mut buf = Vec::with_capacity(rows.len() * 320);
+        let mut ends = Vec::with_capacity(rows.len());
+        for record in &rows {
+            buf.extend_from_slice(br#"{"id":"","records":["#);
+            // Serialising plain data into a Vec cannot fail; should it, the
+            // line is left unparseable (skipped at replay) by the newline.
+            let _ = serde_json::to_writer(&mut buf, record);
+            buf.extend_from_slice(b"]}\n");
+            ends.push(buf.len());
         }
-        line.extend_from_slice(b"]}\n");
         let mut files = self.lock();
-        self.make_room(&mut files, line.len() as u64);
-        if files.total() + line.len() as u64 > self.max_bytes {
-            drop(files);
-            self.report_dropped(1, "a row that does not fit in the journal");
-            return Journaled::Dropped;
+        self.make_room(&mut files, buf.len() as u64);
+        let room = self.max_bytes.saturating_sub(files.total());
+        // The oldest lines that do not fit go.
+        let (mut skip, mut from) = (0, 0);
+        while (buf.len() - from) as u64 > room && skip < rows.len() {
+            from = ends[skip];
+            skip += 1;
         }
-        if let Err(err) = self.write(&mut files, &line) {
-            drop(files);
-            queue.spool_failed();
-            self.write_failed(&err, 1, true);
-            return Journaled::Failed;
+        let mut written = 0;
+        let mut failed = Vec::new();
+        if skip < rows.len() {
+            match self.write(&mut files, &buf[from..]) {
+                Ok(()) => {
+                    written = rows.len() - skip;
+                    files.current_rows += written as u64;
+                    self.rotate(&mut files);
+                    queue.journaled();
+                }
+                Err(err) => {
+                    drop(files);
+                    failed = rows.into_iter().skip(skip).collect();
+                    queue.spool_failed();
+                    self.write_failed(&err, failed.len() as u64, true);
+                    files = self.lock();
+                }
+            }
         }
-        files.current_rows += 1;
-        self.rotate(&mut files);
-        queue.journaled();
         drop(files);
-        queue.spool_succeeded();
-        Journaled::Written
+        if skip > 0 {
+            self.report_dropped(skip as u64, "rows that do not fit in the journal");
+        }
+        if written > 0 {
+            queue.spool_succeeded();
+        }
+        // Rows that did not fit even with the oldest segments gone were
+        // dropped and counted above.
+        Journaled { written, failed }
     }
 
     /// Flushes what was appended (journaled rows, hand-offs, spills) to the
