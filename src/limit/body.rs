@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 
-use super::layer::Slot;
+use super::Held;
 use crate::body::{BodyEnd, Guarded, OnBodyEnd};
 
 /// Body that holds a viewer's stream slot until it ends or is dropped, by
@@ -14,20 +14,26 @@ use crate::body::{BodyEnd, Guarded, OnBodyEnd};
 #[derive(Debug)]
 pub struct SlotBody<B> {
     #[pin]
-    inner: Guarded<B, Slot>,
+    inner: Guarded<B, Held>,
 }
 
 impl<B: Body> SlotBody<B> {
-    pub(super) fn new(inner: B, slot: Option<Slot>) -> Self {
+    pub(super) fn new(inner: B, slot: Option<Held>) -> Self {
         Self {
             inner: Guarded::new(inner, slot),
         }
     }
 }
 
-impl OnBodyEnd for Slot {
+impl OnBodyEnd for Held {
     fn on_end(self, _: BodyEnd) {
-        // Dropping the slot frees it.
+        // Dropping the slot or lease frees it: the count on this node at
+        // once, the fleet's lease through the Redis store's task.
+        match self {
+            Held::Node(slot) => drop(slot),
+            #[cfg(feature = "redis")]
+            Held::Fleet(lease) => drop(lease),
+        }
     }
 }
 

@@ -5,8 +5,7 @@ use std::task::{ready, Context, Poll};
 use http::{header, HeaderValue, Response, StatusCode};
 use pin_project::pin_project;
 
-use super::layer::Slot;
-use super::SlotBody;
+use super::{Held, SlotBody};
 use crate::body::ResponseBody;
 
 /// Response future of [`ViewerStreamLimit`](super::ViewerStreamLimit).
@@ -26,12 +25,12 @@ enum State<F> {
     Called {
         #[pin]
         future: F,
-        slot: Option<Slot>,
+        slot: Option<Held>,
     },
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(future: F, slot: Option<Slot>) -> Self {
+    pub(super) fn new(future: F, slot: Option<Held>) -> Self {
         Self {
             state: State::Called { future, slot },
         }
@@ -53,16 +52,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Refused { max } => {
-                let mut response = ResponseBody::refusal(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!("too many concurrent streams (at most {max} per viewer)"),
-                );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                Poll::Ready(Ok(response))
-            }
+            StateProj::Refused { max } => Poll::Ready(Ok(too_many(*max))),
             StateProj::Called { future, slot } => {
                 let response = ready!(future.poll(cx))?;
                 let slot = slot.take();
@@ -72,4 +62,30 @@ where
             }
         }
     }
+}
+
+/// The `429` for a viewer at the limit.
+pub(super) fn too_many<B>(max: usize) -> Response<ResponseBody<B>> {
+    let mut response = ResponseBody::refusal(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many concurrent streams (at most {max} per viewer)"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// The `503` when the fleet-wide count cannot be reached and the policy is
+/// to refuse.
+#[cfg(feature = "redis")]
+pub(super) fn unavailable<B>() -> Response<ResponseBody<B>> {
+    let mut response = ResponseBody::refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the stream limit cannot be checked right now",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }

@@ -21,7 +21,7 @@ pub(super) struct Slot {
 }
 
 impl Slots {
-    fn new(max: usize) -> Arc<Self> {
+    pub(super) fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             max,
             open: Mutex::new(HashMap::new()),
@@ -42,6 +42,21 @@ impl Slots {
     }
 }
 
+impl Slots {
+    /// A slot counted even past the limit: a stream another count (the
+    /// fleet's) admitted, so this node's count stays the number of its
+    /// streams.
+    #[cfg(feature = "redis")]
+    pub(super) fn count(self: &Arc<Self>, key: ViewerKey) -> Slot {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        *open.entry(key.clone()).or_insert(0) += 1;
+        Slot {
+            slots: Arc::clone(self),
+            key,
+        }
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
@@ -54,41 +69,71 @@ impl Drop for Slot {
     }
 }
 
+/// The in-process slot store, counting this process's streams: the
+/// default store of [`ViewerStreamLimitLayer`]. Clones share the count.
+#[derive(Clone, Debug)]
+pub struct NodeSlots(pub(super) Arc<Slots>);
+
 /// Layer that limits concurrent streams per viewer; see the
 /// [module docs](crate::limit).
+///
+/// The count lives in `K`: [`NodeSlots`] (this process, the default) or,
+/// with the `redis` feature, [`RedisSlots`](super::RedisSlots) (every node
+/// sharing one Redis).
 #[derive(Clone, Debug)]
-pub struct ViewerStreamLimitLayer {
-    slots: Arc<Slots>,
+pub struct ViewerStreamLimitLayer<K = NodeSlots> {
+    store: K,
 }
 
 impl ViewerStreamLimitLayer {
-    /// At most `max` open streams per viewer (at least 1).
+    /// At most `max` open streams per viewer (at least 1), counted in this
+    /// process.
     pub fn new(max: usize) -> Self {
         Self {
-            slots: Slots::new(max.max(1)),
+            store: NodeSlots(Slots::new(max.max(1))),
         }
     }
 
     /// No limit: requests pass without being counted.
     pub fn unlimited() -> Self {
         Self {
-            slots: Slots::new(usize::MAX),
+            store: NodeSlots(Slots::new(usize::MAX)),
         }
     }
 
     /// The limit.
     pub fn max(&self) -> usize {
-        self.slots.max
+        self.store.0.max
     }
 }
 
-impl<S> Layer<S> for ViewerStreamLimitLayer {
-    type Service = ViewerStreamLimit<S>;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+impl ViewerStreamLimitLayer<super::RedisSlots> {
+    /// The limit counted across every node sharing `slots`' Redis; see
+    /// [`RedisSlots`](super::RedisSlots).
+    pub fn redis(slots: super::RedisSlots) -> Self {
+        Self { store: slots }
+    }
+
+    /// The limit.
+    pub fn max(&self) -> usize {
+        self.store.max()
+    }
+
+    /// The Redis store.
+    pub fn slots(&self) -> &super::RedisSlots {
+        &self.store
+    }
+}
+
+impl<S, K: Clone> Layer<S> for ViewerStreamLimitLayer<K> {
+    type Service = ViewerStreamLimit<S, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
         ViewerStreamLimit {
             inner,
-            slots: Arc::clone(&self.slots),
+            store: self.store.clone(),
         }
     }
 }

@@ -15,6 +15,32 @@
 //! This answers the long-standing request of django-sage-streaming users to
 //! stop one account from running many parallel streams.
 //!
+//! The count lives in this process by default ([`NodeSlots`]), so behind a
+//! load balancer each node allows `max`. With the `redis` feature,
+//! [`ViewerStreamLimitLayer::redis`] counts across every node sharing one
+//! Redis ([`RedisSlots`]: leases with an expiry, renewed while the stream
+//! runs, so a dead node's slots come free within the lease time; bounded
+//! calls, and [`WhenRedisFails`] to count per node or refuse with `503`
+//! while Redis is away). That store keeps the request across a Redis round
+//! trip, so the inner service must be `Clone`, as for any async tower
+//! middleware.
+//!
+//! ```no_run
+//! # #[cfg(feature = "redis")]
+//! # async fn fleet() -> Result<(), Box<dyn std::error::Error>> {
+//! use sage_stream::limit::{RedisSlots, RedisSlotsConfig, ViewerStreamLimitLayer};
+//! use sage_stream::StreamEndpoint;
+//! use tower::ServiceBuilder;
+//!
+//! let slots = RedisSlots::new("redis://127.0.0.1:6379/0", 2, RedisSlotsConfig::default())?;
+//! let svc = ServiceBuilder::new()
+//!     .layer(ViewerStreamLimitLayer::redis(slots))
+//!     .service(StreamEndpoint::new("media").into_service());
+//! # let _ = svc;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ```
 //! use http::{Request, StatusCode};
 //! use sage_stream::{limit::ViewerStreamLimitLayer, extension::Viewer, StreamEndpoint};
@@ -44,12 +70,30 @@
 mod body;
 mod future;
 mod layer;
+#[cfg(feature = "redis")]
+mod redis;
 mod service;
 
 pub use body::SlotBody;
 pub use future::ResponseFuture;
-pub use layer::ViewerStreamLimitLayer;
+pub use layer::{NodeSlots, ViewerStreamLimitLayer};
 pub use service::ViewerStreamLimit;
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{
+    RedisSlots, RedisSlotsConfig, RedisSlotsError, WhenRedisFails, DEFAULT_LEASE, DEFAULT_PREFIX,
+    DEFAULT_TIMEOUT,
+};
+
+/// What a stream holds while it runs: a slot of this process's count or a
+/// lease of the fleet's. Dropping it frees it.
+#[derive(Debug)]
+enum Held {
+    Node(layer::Slot),
+    #[cfg(feature = "redis")]
+    Fleet(self::redis::Lease),
+}
 
 #[cfg(test)]
 mod tests {

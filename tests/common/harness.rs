@@ -50,9 +50,14 @@ pub enum Requirement {
     /// Mounting a small tmpfs (root, or `CAP_SYS_ADMIN`), for a filesystem
     /// that fills up.
     Mount,
+    /// The shared Redis at 127.0.0.1:6379 (`redis-server --port 6379 --save ''`).
+    Redis,
+    /// `redis-server` on `PATH`, for a Redis of the test's own that it
+    /// stops and restarts.
+    RedisServer,
 }
 
-const ALL: [Requirement; 10] = [
+const ALL: [Requirement; 12] = [
     Requirement::Node,
     Requirement::Chromium,
     Requirement::Playwright,
@@ -63,6 +68,8 @@ const ALL: [Requirement; 10] = [
     Requirement::PostgresServer,
     Requirement::Nginx,
     Requirement::Mount,
+    Requirement::Redis,
+    Requirement::RedisServer,
 ];
 
 impl Requirement {
@@ -79,6 +86,8 @@ impl Requirement {
             Self::PostgresServer => "postgresql server binaries",
             Self::Nginx => "nginx",
             Self::Mount => "a tmpfs mount",
+            Self::Redis => "redis at 127.0.0.1:6379",
+            Self::RedisServer => "redis-server",
         }
     }
 
@@ -93,6 +102,7 @@ impl Requirement {
             Self::Postgres | Self::PostgresServer => "SAGE_STREAM_REQUIRE_POSTGRES",
             Self::Nginx => "SAGE_STREAM_REQUIRE_NGINX",
             Self::Mount => "SAGE_STREAM_REQUIRE_MOUNT",
+            Self::Redis | Self::RedisServer => "SAGE_STREAM_REQUIRE_REDIS",
         }
     }
 
@@ -140,7 +150,34 @@ impl Requirement {
             Self::PostgresServer => postgres_server(),
             Self::Nginx => runs(nginx(), "-v", "apt-get install nginx, or set NGINX"),
             Self::Mount => TinyFs::mount(64 * 1024).map(drop),
+            Self::Redis => redis_reachable(),
+            Self::RedisServer => runs("redis-server", "--version", "apt-get install redis-server"),
         }
+    }
+}
+
+/// Whether something at 127.0.0.1:6379 answers `PING` with `+PONG`.
+fn redis_reachable() -> Result<(), String> {
+    use std::io::{Read, Write};
+    let fail = |e: std::io::Error| {
+        format!("127.0.0.1:6379: {e} (redis-server --port 6379 --save '' --daemonize yes)")
+    };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 6379));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+        .map_err(fail)?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .map_err(fail)?;
+    stream.write_all(b"PING\r\n").map_err(fail)?;
+    let mut answer = [0u8; 7];
+    stream.read_exact(&mut answer).map_err(fail)?;
+    if &answer == b"+PONG\r\n" {
+        Ok(())
+    } else {
+        Err(format!(
+            "127.0.0.1:6379 answered {:?}, not +PONG",
+            String::from_utf8_lossy(&answer)
+        ))
     }
 }
 
