@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::harness::{self, Requirement, Test};
+use common::served::Served;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use sage_stream::client_ip::ResolveClientIpLayer;
@@ -55,6 +56,21 @@ fn main() -> std::process::ExitCode {
             redis_restarted_mid_stream_streams_continue_and_the_count_comes_back,
         )
         .needs(Requirement::RedisServer),
+        Test::tokio_multi_thread(
+            "two_server_processes_hold_the_limit_fleet_wide",
+            2,
+            two_server_processes_hold_the_limit_fleet_wide,
+        )
+        .needs(Requirement::Redis),
+        Test::tokio(
+            "a_node_killed_with_sigkill_frees_its_slots_within_the_lease",
+            a_node_killed_with_sigkill_frees_its_slots_within_the_lease,
+        )
+        .needs(Requirement::Redis),
+        Test::tokio(
+            "readyz_and_metrics_say_when_the_limit_store_is_away",
+            readyz_and_metrics_say_when_the_limit_store_is_away,
+        ),
     ])
 }
 
@@ -486,4 +502,197 @@ async fn redis_restarted_mid_stream_streams_continue_and_the_count_comes_back() 
     }
     drop(frank);
     assert_eq!(leases_become(&url, key, 0, Duration::from_secs(2)).await, 0);
+}
+
+/// A media root with one large sparse file: a stream of it stays open while
+/// the client reads nothing (the socket buffers hold a few MiB of 512).
+fn big_media() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("media");
+    std::fs::create_dir(&media).unwrap();
+    let file = std::fs::File::create(media.join("long.mp4")).unwrap();
+    file.set_len(512 << 20).unwrap();
+    let root = media.to_str().unwrap().to_owned();
+    (dir, root)
+}
+
+/// A `sage-stream serve` node counting its limit in `store` under `prefix`.
+fn serve_node(dir: &tempfile::TempDir, root: &str, name: &str, extra: &[&str]) -> Served {
+    let db = format!(
+        "sqlite://{}",
+        dir.path().join(format!("{name}.db")).display()
+    );
+    let mut args = vec![
+        "--root",
+        root,
+        "--database",
+        &db,
+        "--max-streams-per-viewer",
+        "2",
+        "--token",
+        "alice-token=alice",
+        "--no-access-log",
+    ];
+    args.extend_from_slice(extra);
+    Served::start(&args, &[])
+}
+
+/// Opens a stream as alice and keeps it (headers read, body not).
+async fn open_stream(client: &reqwest::Client, base: &str) -> reqwest::Response {
+    client
+        .get(format!("{base}/api/stream?path=long.mp4"))
+        .bearer_auth("alice-token")
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn two_server_processes_hold_the_limit_fleet_wide() {
+    let (dir, root) = big_media();
+    let prefix = prefix("processes");
+    let store = [
+        "--limit-store",
+        SHARED,
+        "--limit-key-prefix",
+        prefix.as_str(),
+    ];
+    let nodes = [
+        serve_node(&dir, &root, "a", &store),
+        serve_node(&dir, &root, "b", &store),
+    ];
+    let client = reqwest::Client::new();
+    let mut attempts = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let (client, base) = (client.clone(), nodes[i % 2].base.clone());
+        attempts.spawn(async move { open_stream(&client, &base).await });
+    }
+    let mut streams = Vec::new();
+    let mut refused = 0;
+    while let Some(res) = attempts.join_next().await {
+        let res = res.unwrap();
+        match res.status().as_u16() {
+            200 => streams.push(res),
+            429 => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((streams.len(), refused), (2, 198));
+    let key = format!("{prefix}limit:u:alice");
+    assert_eq!(leases(SHARED, &key).await, 2);
+    // The streams really stream: bytes arrive.
+    let mut first = streams.pop().unwrap();
+    let chunk = first.chunk().await.unwrap().unwrap();
+    assert!(!chunk.is_empty() && chunk.iter().all(|b| *b == 0));
+    // One ends (the client goes away): a slot comes free on either node.
+    drop(first);
+    assert_eq!(
+        leases_become(SHARED, &key, 1, Duration::from_secs(3)).await,
+        1
+    );
+    let again = open_stream(&client, &nodes[1].base).await;
+    assert_eq!(again.status().as_u16(), 200);
+    drop((streams, again));
+    for node in nodes {
+        let (ok, _) = node.stop();
+        assert!(ok);
+    }
+    assert_eq!(
+        leases_become(SHARED, &key, 0, Duration::from_secs(3)).await,
+        0
+    );
+}
+
+async fn a_node_killed_with_sigkill_frees_its_slots_within_the_lease() {
+    let (dir, root) = big_media();
+    let prefix = prefix("sigkill");
+    let store = [
+        "--limit-store",
+        SHARED,
+        "--limit-key-prefix",
+        prefix.as_str(),
+        "--limit-lease",
+        "3s",
+    ];
+    let mut doomed = serve_node(&dir, &root, "doomed", &store);
+    let survivor = serve_node(&dir, &root, "survivor", &store);
+    let client = reqwest::Client::new();
+    let held = [
+        open_stream(&client, &doomed.base).await,
+        open_stream(&client, &doomed.base).await,
+    ];
+    assert!(held.iter().all(|r| r.status() == 200));
+    assert_eq!(open_stream(&client, &survivor.base).await.status(), 429);
+    doomed.child.kill().unwrap(); // SIGKILL: nothing is released
+    doomed.child.wait().unwrap();
+    let died = Instant::now();
+    drop(held);
+    assert_eq!(open_stream(&client, &survivor.base).await.status(), 429);
+    let freed = loop {
+        let res = open_stream(&client, &survivor.base).await;
+        if res.status() == 200 {
+            break died.elapsed();
+        }
+        assert!(died.elapsed() < Duration::from_secs(5), "still held");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Renewed at most a third of a lease before the kill: free within 3 s.
+    assert!(
+        freed <= Duration::from_millis(3200),
+        "freed after {freed:?}"
+    );
+    let (ok, _) = survivor.stop();
+    assert!(ok);
+}
+
+async fn readyz_and_metrics_say_when_the_limit_store_is_away() {
+    let (dir, root) = big_media();
+    let away = format!("redis://127.0.0.1:{}/0", closed_port());
+    let client = reqwest::Client::new();
+    for (policy, stream_status, ready_status) in
+        [("refuse", 503, 503), ("count-per-node", 200, 200)]
+    {
+        let node = serve_node(
+            &dir,
+            &root,
+            policy,
+            &[
+                "--limit-store",
+                &away,
+                "--limit-store-down",
+                policy,
+                "--limit-timeout",
+                "200ms",
+                "--metrics-bind",
+                "127.0.0.1:0",
+            ],
+        );
+        let started = Instant::now();
+        let res = open_stream(&client, &node.base).await;
+        assert_eq!(res.status().as_u16(), stream_status, "{policy}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(res);
+        let ready = client
+            .get(format!("{}/readyz", node.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status().as_u16(), ready_status, "{policy}");
+        let text = ready.text().await.unwrap();
+        assert!(text.contains("stream-limit store"), "{text}");
+        let metrics = node.banner_url("metrics").unwrap();
+        let text = client
+            .get(&metrics)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.contains("sage_stream_limit_store_reachable 0"),
+            "{text}"
+        );
+        let (ok, _) = node.stop();
+        assert!(ok);
+    }
 }

@@ -48,10 +48,29 @@ pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
             return plain(StatusCode::SERVICE_UNAVAILABLE, STORE_UNAVAILABLE);
         }
     }
+    #[cfg(feature = "redis")]
+    if let Some(slots) = &state.fleet_slots {
+        // Counting per node keeps the node serving; refusing does not.
+        if !slots.reachable()
+            && slots.config().when_redis_fails == crate::limit::WhenRedisFails::Refuse
+        {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: the stream-limit store is unavailable and new streams are refused\n",
+            );
+        }
+    }
     if state.sink.store_failing() {
         return plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the watch-log writer cannot store rows (retrying; rows are kept)\n",
+        );
+    }
+    #[cfg(feature = "redis")]
+    if state.fleet_slots.as_ref().is_some_and(|s| !s.reachable()) {
+        return plain(
+            StatusCode::OK,
+            "ready (the stream-limit store is unavailable: counting per node)\n",
         );
     }
     plain(StatusCode::OK, "ready\n")

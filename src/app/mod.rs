@@ -112,6 +112,9 @@ pub struct AppConfig {
     pub admin_token: Option<String>,
     /// At most this many concurrent streams per viewer; `None`: no limit.
     pub max_streams_per_viewer: Option<usize>,
+    /// Where that limit counts: this process (the default) or, with the
+    /// `redis` feature, Redis across a fleet of nodes.
+    pub limit_store: LimitStore,
     /// A pause longer than this many minutes starts a new viewing session.
     pub session_gap_minutes: u32,
     /// Where the player page is, `Some("/")` by default; `None` leaves it
@@ -155,6 +158,7 @@ impl AppConfig {
             trusted_proxies: Vec::new(),
             admin_token: None,
             max_streams_per_viewer: None,
+            limit_store: LimitStore::Node,
             session_gap_minutes: 30,
             player_path: Some("/".to_owned()),
             metrics: None,
@@ -201,6 +205,12 @@ impl AppConfig {
     /// Sets the most concurrent streams per viewer.
     pub fn max_streams_per_viewer(mut self, max_streams_per_viewer: Option<usize>) -> Self {
         self.max_streams_per_viewer = max_streams_per_viewer;
+        self
+    }
+
+    /// Sets where the stream limit counts.
+    pub fn limit_store(mut self, limit_store: LimitStore) -> Self {
+        self.limit_store = limit_store;
         self
     }
 
@@ -295,6 +305,7 @@ impl std::fmt::Debug for AppConfig {
             trusted_proxies,
             admin_token,
             max_streams_per_viewer,
+            limit_store,
             session_gap_minutes,
             player_path,
             metrics,
@@ -315,6 +326,7 @@ impl std::fmt::Debug for AppConfig {
             .field("trusted_proxies", trusted_proxies)
             .field("admin_token", &crate::redact::hidden(admin_token))
             .field("max_streams_per_viewer", max_streams_per_viewer)
+            .field("limit_store", limit_store)
             .field("session_gap_minutes", session_gap_minutes)
             .field("player_path", player_path)
             .field("metrics", metrics)
@@ -325,6 +337,96 @@ impl std::fmt::Debug for AppConfig {
             .field("chunk_size", chunk_size)
             .finish()
     }
+}
+
+/// Where the per-viewer stream limit counts ([`AppConfig::limit_store`]).
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum LimitStore {
+    /// In this process (the default): each node counts its own streams.
+    #[default]
+    Node,
+    /// In Redis, across every node using the same Redis and key prefix
+    /// (feature `redis`; see [`RedisSlots`](crate::limit::RedisSlots)).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    Redis {
+        /// `redis://[:PASSWORD@]HOST[:PORT][/DB]`; its password is never
+        /// shown in `Debug`.
+        url: String,
+        /// Lease, timeout, key prefix, and what to do when Redis is away.
+        config: crate::limit::RedisSlotsConfig,
+    },
+}
+
+impl std::fmt::Debug for LimitStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Node => f.write_str("Node"),
+            #[cfg(feature = "redis")]
+            Self::Redis { url, config } => f
+                .debug_struct("Redis")
+                .field("url", &crate::redact::redact_url(url))
+                .field("config", config)
+                .finish(),
+        }
+    }
+}
+
+/// The stream limit layer the routes share: one type whichever store counts.
+#[cfg(feature = "redis")]
+type StreamLimit =
+    tower::util::Either<ViewerStreamLimitLayer, ViewerStreamLimitLayer<crate::limit::RedisSlots>>;
+#[cfg(not(feature = "redis"))]
+type StreamLimit = ViewerStreamLimitLayer;
+
+/// The Redis store behind the limit, when there is one (for `/readyz` and
+/// the metrics).
+#[cfg(feature = "redis")]
+type FleetSlots = Option<crate::limit::RedisSlots>;
+#[cfg(not(feature = "redis"))]
+type FleetSlots = ();
+
+/// Builds the limit `config` asks for. The Redis store connects lazily (a
+/// node starts while Redis is down and counts per node meanwhile) and needs
+/// a Tokio runtime.
+fn stream_limit(config: &AppConfig) -> Result<(StreamLimit, FleetSlots), ConfigError> {
+    let Some(max) = config.max_streams_per_viewer else {
+        return Ok((node_limit(ViewerStreamLimitLayer::unlimited()), no_fleet()));
+    };
+    match &config.limit_store {
+        LimitStore::Node => Ok((node_limit(ViewerStreamLimitLayer::new(max)), no_fleet())),
+        #[cfg(feature = "redis")]
+        LimitStore::Redis { url, config } => {
+            let slots = crate::limit::RedisSlots::new(url, max, config.clone()).map_err(|e| {
+                ConfigError::InvalidSetting {
+                    name: "STREAM_LIMIT_STORE",
+                    value: url.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            let layer = ViewerStreamLimitLayer::redis(slots.clone());
+            Ok((tower::util::Either::Right(layer), Some(slots)))
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+fn no_fleet() -> FleetSlots {
+    None
+}
+
+#[cfg(not(feature = "redis"))]
+fn no_fleet() -> FleetSlots {}
+
+#[cfg(feature = "redis")]
+fn node_limit(layer: ViewerStreamLimitLayer) -> StreamLimit {
+    tower::util::Either::Left(layer)
+}
+
+#[cfg(not(feature = "redis"))]
+fn node_limit(layer: ViewerStreamLimitLayer) -> StreamLimit {
+    layer
 }
 
 /// The default [`AppConfig::media_route`].
@@ -340,6 +442,8 @@ pub(crate) struct AppState {
     pub(crate) session_gap_minutes: u32,
     pub(crate) player_path: Option<String>,
     pub(crate) sink: WatchLogSink,
+    #[cfg(feature = "redis")]
+    pub(crate) fleet_slots: FleetSlots,
 }
 
 /// The routes besides the player, which the player must not take.
@@ -461,7 +565,7 @@ fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 fn stream_routes(
     config: &AppConfig,
     endpoint: StreamEndpoint<AsyncCheck<RoutePermission>>,
-    (sink, limit): (&WatchLogSink, &ViewerStreamLimitLayer),
+    (sink, limit): (&WatchLogSink, &StreamLimit),
     paths: &[&str],
 ) -> Router<Arc<AppState>> {
     let settings = &config.settings;
@@ -515,10 +619,21 @@ pub fn router(
         path: config.root.clone(),
         source,
     })?;
-    let limit = config.max_streams_per_viewer.map_or_else(
-        ViewerStreamLimitLayer::unlimited,
-        ViewerStreamLimitLayer::new,
-    );
+    #[cfg_attr(
+        not(feature = "redis"),
+        allow(clippy::let_unit_value, unused_variables)
+    )]
+    let (limit, fleet_slots) = stream_limit(config)?;
+    #[cfg(feature = "redis")]
+    if let (Some(metrics), Some(slots)) = (&config.metrics, &fleet_slots) {
+        let slots = slots.clone();
+        let _ = metrics
+            .clone()
+            .limit_store(move || crate::observe::LimitStoreStatus {
+                reachable: slots.reachable(),
+                fallbacks: slots.fallbacks(),
+            });
+    }
     let shared = (&sink, &limit);
     // The endpoint from the settings, with the permission the query route
     // runs (AuthRequest included).
@@ -561,6 +676,8 @@ pub fn router(
         session_gap_minutes: config.session_gap_minutes.max(1),
         player_path: config.player_path.clone(),
         sink: sink.clone(),
+        #[cfg(feature = "redis")]
+        fleet_slots: fleet_slots.clone(),
     });
     let admin = Router::new()
         .route("/admin/", get(admin::list))

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-/// Parses `90d`, `12h`, `15m`, `30s` or `30` (seconds). Too large a number
-/// saturates instead of wrapping.
+/// Parses `90d`, `12h`, `15m`, `30s`, `250ms` or `30` (seconds). Too large a
+/// number saturates instead of wrapping.
 pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
     let value = value.trim();
     let split = value
@@ -17,12 +17,19 @@ pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
     let number: u64 = number
         .parse()
         .map_err(|_| format!("bad duration {value:?}: use e.g. 30s, 15m, 12h or 90d"))?;
+    if unit == "ms" {
+        return Ok(Duration::from_millis(number));
+    }
     let seconds = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => return Err(format!("bad duration unit in {value:?}; use s, m, h or d")),
+        _ => {
+            return Err(format!(
+                "bad duration unit in {value:?}; use ms, s, m, h or d"
+            ))
+        }
     };
     Ok(Duration::from_secs(number.saturating_mul(seconds)))
 }

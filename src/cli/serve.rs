@@ -22,6 +22,67 @@ use serde::Deserialize;
 use super::layers::{self, duration_value, map_pairs, parsed_list, Secret, SecretUrl};
 use super::{format_duration, parse_duration, DEFAULT_DATABASE};
 
+/// What the stream limit does when its shared store does not answer.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum LimitStoreDown {
+    /// Count on this node alone until the store answers again.
+    CountPerNode,
+    /// Refuse new streams with 503 and Retry-After.
+    Refuse,
+}
+
+/// The stream limit's store from its settings: `memory` (or nothing) is
+/// this process; a `redis://` or `rediss://` URL is Redis (feature `redis`).
+fn limit_store(
+    url: Option<String>,
+    prefix: Option<String>,
+    lease: Option<Duration>,
+    timeout: Option<Duration>,
+    down: Option<LimitStoreDown>,
+) -> Result<app::LimitStore, Box<dyn std::error::Error>> {
+    let Some(url) = url.filter(|u| !u.is_empty() && u != "memory") else {
+        return Ok(app::LimitStore::default());
+    };
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err(format!(
+            "limit_store: {} is neither `memory` nor a redis:// URL",
+            sage_stream::redact_url(&url)
+        )
+        .into());
+    }
+    #[cfg(feature = "redis")]
+    {
+        use sage_stream::limit::{RedisSlotsConfig, WhenRedisFails};
+        let mut config = RedisSlotsConfig::default();
+        if let Some(prefix) = prefix {
+            config = config.prefix(prefix);
+        }
+        if let Some(lease) = lease {
+            if lease < Duration::from_secs(1) {
+                return Err("limit_lease must be at least 1s".into());
+            }
+            config = config.lease(lease);
+        }
+        if let Some(timeout) = timeout {
+            if timeout.is_zero() {
+                return Err("limit_timeout must be longer than 0".into());
+            }
+            config = config.timeout(timeout);
+        }
+        config = config.when_redis_fails(match down.unwrap_or(LimitStoreDown::CountPerNode) {
+            LimitStoreDown::CountPerNode => WhenRedisFails::CountPerNode,
+            LimitStoreDown::Refuse => WhenRedisFails::Refuse,
+        });
+        Ok(app::LimitStore::Redis { url, config })
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (prefix, lease, timeout, down);
+        Err("limit_store: this binary was built without the `redis` feature (cargo build --features full)".into())
+    }
+}
+
 /// The media root when none is named: `./media`, which holds the sample
 /// clips in a checkout. Nothing is baked in at compile time, so a copied
 /// binary does not look for the source tree.
@@ -81,6 +142,28 @@ pub(crate) struct ServeConfig {
     /// At most N concurrent streams per viewer (429 beyond) [default: no limit]
     #[arg(long, env = "STREAM_MAX_STREAMS_PER_VIEWER")]
     pub(crate) max_streams_per_viewer: Option<usize>,
+    /// Where the stream limit counts: `memory` (this process) or redis://[:PASSWORD@]HOST[:PORT][/DB], one count for every node using it [default: memory]
+    #[arg(
+        long,
+        env = "STREAM_LIMIT_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub(crate) limit_store: Option<SecretUrl>,
+    /// Key prefix in the limit store, so that several fleets can share one Redis [default: sage-stream:]
+    #[arg(long, env = "STREAM_LIMIT_KEY_PREFIX", value_name = "PREFIX")]
+    pub(crate) limit_key_prefix: Option<String>,
+    /// How long a stream's slot lives in the limit store unless renewed: a dead node's slots come free after this [default: 30s]
+    #[arg(long, env = "STREAM_LIMIT_LEASE", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration_value")]
+    pub(crate) limit_lease: Option<Duration>,
+    /// Longest wait for the limit store; past it, --limit-store-down decides [default: 250ms]
+    #[arg(long, env = "STREAM_LIMIT_TIMEOUT", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "duration_value")]
+    pub(crate) limit_timeout: Option<Duration>,
+    /// When the limit store does not answer in time: count-per-node (keep streaming, limit per node) or refuse (503) [default: count-per-node]
+    #[arg(long, env = "STREAM_LIMIT_STORE_DOWN", value_enum)]
+    pub(crate) limit_store_down: Option<LimitStoreDown>,
     /// A pause longer than this starts a new viewing session: 30m, 1h [default: 30m]
     #[arg(long, env = "STREAM_SESSION_GAP", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration_value")]
@@ -400,6 +483,13 @@ impl ServeConfig {
                     .filter(|t| !t.is_empty()),
             )
             .max_streams_per_viewer(self.max_streams_per_viewer.filter(|n| *n > 0))
+            .limit_store(limit_store(
+                self.limit_store.map(SecretUrl::into_inner),
+                self.limit_key_prefix,
+                self.limit_lease,
+                self.limit_timeout,
+                self.limit_store_down,
+            )?)
             .session_gap_minutes(self.session_gap.map_or(30, |gap| {
                 u32::try_from(gap.as_secs() / 60).unwrap_or(u32::MAX).max(1)
             }))

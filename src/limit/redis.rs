@@ -156,9 +156,6 @@ pub enum RedisSlotsError {
     /// The URL is not a Redis URL.
     #[error("invalid Redis URL: {0}")]
     Url(String),
-    /// Not called inside a Tokio runtime (the renewals run as a task).
-    #[error("the Redis stream limit needs a Tokio runtime")]
-    NoRuntime,
 }
 
 /// The fleet-wide stream slots in Redis: give it to
@@ -170,7 +167,12 @@ pub struct RedisSlots {
 }
 
 struct Shared {
-    connection: ConnectionManager,
+    client: redis::Client,
+    manager_config: ConnectionManagerConfig,
+    // Made on the first acquisition, inside the runtime that serves (the
+    // store itself can be built before there is one); the upkeep task
+    // starts with it.
+    connection: Mutex<Option<ConnectionManager>>,
     config: RedisSlotsConfig,
     max: usize,
     // The per-node count used while Redis is unreachable.
@@ -215,12 +217,11 @@ pub(super) enum Acquired {
 impl RedisSlots {
     /// At most `max` streams per viewer across every node using the same
     /// Redis (`redis://host:port/db`, `rediss://` for TLS if the `redis`
-    /// crate was built with it) and prefix. Connects lazily: a node starts
-    /// while Redis is down and counts per node until it answers. Must be
-    /// called inside a Tokio runtime (renewals run as a task).
+    /// crate was built with it) and prefix. Connects lazily, on the first
+    /// request, inside the Tokio runtime that serves it (where its renewal
+    /// task then runs): a node starts while Redis is down and counts per
+    /// node until it answers.
     pub fn new(url: &str, max: usize, config: RedisSlotsConfig) -> Result<Self, RedisSlotsError> {
-        let runtime =
-            tokio::runtime::Handle::try_current().map_err(|_| RedisSlotsError::NoRuntime)?;
         let client = redis::Client::open(url)
             .map_err(|e| RedisSlotsError::Url(crate::redact::redact_url(&e.to_string())))?;
         // The manager's own timeouts match ours, and it gives up reconnecting
@@ -230,11 +231,11 @@ impl RedisSlots {
             .set_connection_timeout(Some(config.timeout))
             .set_number_of_retries(1)
             .set_max_delay(config.timeout);
-        let connection = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|e| RedisSlotsError::Url(crate::redact::redact_url(&e.to_string())))?;
         let max = max.max(1);
         let shared = Arc::new(Shared {
-            connection,
+            client,
+            manager_config,
+            connection: Mutex::new(None),
             node: Slots::new(max),
             config,
             max,
@@ -247,7 +248,6 @@ impl RedisSlots {
             wake: Arc::new(Notify::new()),
             acquire: Script::new(ACQUIRE),
         });
-        runtime.spawn(upkeep(Arc::downgrade(&shared), Arc::clone(&shared.wake)));
         Ok(Self { shared })
     }
 
@@ -281,15 +281,8 @@ impl RedisSlots {
         let shared = &self.shared;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let key: Arc<str> = self.key_of(viewer).into();
-        // Armed until Redis answers: should this future be dropped mid-call
-        // (the client went away), the lease the script may have added is
-        // removed rather than left to expire.
-        let mut attempt = Attempt {
-            shared,
-            key: Arc::clone(&key),
-            id,
-            armed: true,
-        };
+        // This node's ended leases of the viewer not yet removed ride on the
+        // call (see ACQUIRE).
         let released = shared.take_released(&key);
         let mut invocation = shared.acquire.key(&*key);
         invocation
@@ -299,12 +292,26 @@ impl RedisSlots {
         for m in &released {
             invocation.arg(m);
         }
-        let mut connection = shared.connection.clone();
-        let answer = tokio::time::timeout(
-            shared.config.timeout,
-            invocation.invoke_async::<i64>(&mut connection),
-        )
-        .await;
+        // Armed until Redis answers: should this future be dropped mid-call
+        // (the client went away), the lease the script may have added, and
+        // the removals it carried, go back to the upkeep task.
+        let mut attempt = Attempt {
+            shared,
+            key: Arc::clone(&key),
+            id,
+            carried: released,
+            armed: true,
+        };
+        let answer = match Shared::connect(shared) {
+            Ok(mut connection) => {
+                tokio::time::timeout(
+                    shared.config.timeout,
+                    invocation.invoke_async::<i64>(&mut connection),
+                )
+                .await
+            }
+            Err(error) => Ok(Err(error)),
+        };
         match answer {
             Ok(Ok(added)) => {
                 attempt.armed = false;
@@ -318,8 +325,7 @@ impl RedisSlots {
                 Acquired::Held(self.lease(id, key, slot))
             }
             failed => {
-                // The removals it carried are still to do.
-                shared.release(&key, released);
+                // Still armed: its drop queues the removals again.
                 match failed {
                     Ok(Err(error)) => {
                         tracing::warn!(%error, "stream limit: Redis refused or failed");
@@ -406,19 +412,46 @@ struct Attempt<'a> {
     shared: &'a Shared,
     key: Arc<str>,
     id: u64,
+    // Removals of this node's ended leases that the call carries.
+    carried: Vec<String>,
     armed: bool,
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let member = member(&self.shared.node_id, self.id);
-            self.shared.release(&self.key, vec![member]);
+            let mut members = std::mem::take(&mut self.carried);
+            members.push(member(&self.shared.node_id, self.id));
+            self.shared.release(&self.key, members);
         }
     }
 }
 
 impl Shared {
+    /// The connection, made on first use (inside the serving runtime), when
+    /// the upkeep task starts too.
+    fn connect(shared: &Arc<Self>) -> redis::RedisResult<ConnectionManager> {
+        let mut connection = shared.connection.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(connection) = &*connection {
+            return Ok(connection.clone());
+        }
+        let made = ConnectionManager::new_lazy_with_config(
+            shared.client.clone(),
+            shared.manager_config.clone(),
+        )?;
+        *connection = Some(made.clone());
+        tokio::spawn(upkeep(Arc::downgrade(shared), Arc::clone(&shared.wake)));
+        Ok(made)
+    }
+
+    /// The connection, once made.
+    fn connection(&self) -> Option<ConnectionManager> {
+        self.connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Queues removals from Redis and wakes the upkeep task.
     fn release(&self, key: &Arc<str>, members: Vec<String>) {
         if members.is_empty() {
@@ -492,7 +525,9 @@ async fn upkeep(shared: Weak<Shared>, wake: Arc<Notify>) {
             for m in &members {
                 invocation.arg(m);
             }
-            let mut connection = shared.connection.clone();
+            let Some(mut connection) = shared.connection() else {
+                break;
+            };
             let done = tokio::time::timeout(
                 shared.config.timeout,
                 invocation.invoke_async::<i64>(&mut connection),
@@ -519,7 +554,9 @@ async fn renew_all(shared: &Shared, renew: &Script) {
         }
         by_key
     };
-    let mut connection = shared.connection.clone();
+    let Some(mut connection) = shared.connection() else {
+        return;
+    };
     let lease_ms = shared.config.lease.as_millis() as u64;
     let mut ok = true;
     if by_key.is_empty() {

@@ -90,9 +90,23 @@ struct Inner {
     refused_by_limit: Counter,
     refused_by_permission: Counter,
     watch_log: Arc<OnceLock<CountersFn>>,
+    limit_store: Arc<OnceLock<LimitStoreFn>>,
 }
 
 type CountersFn = Box<dyn Fn() -> WatchLogCounters + Send + Sync>;
+type LimitStoreFn = Box<dyn Fn() -> LimitStoreStatus + Send + Sync>;
+
+/// The state of a shared stream-limit store (Redis), as the metrics export
+/// it: read at each scrape from the function given to
+/// [`Metrics::limit_store`]. Start from `default()` and set the fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LimitStoreStatus {
+    /// Whether the store answered its last call in time.
+    pub reachable: bool,
+    /// Streams admitted by the per-node count while it was away.
+    pub fallbacks: u64,
+}
 
 /// The watch-log writer's counters, as the metrics export them: read at
 /// each scrape from the function given to [`Metrics::watch_log`] (the app
@@ -174,6 +188,8 @@ impl Metrics {
         );
         let watch_log = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(WatchLogCollector(Arc::clone(&watch_log))));
+        let limit_store = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(LimitStoreCollector(Arc::clone(&limit_store))));
         let route = |r: Route| r.as_str();
         let requests = ROUTES.map(|r| {
             CLASSES.map(|class| {
@@ -206,8 +222,19 @@ impl Metrics {
                 refused_by_limit: refusal("stream_limit"),
                 refused_by_permission: refusal("permission"),
                 watch_log,
+                limit_store,
             }),
         }
+    }
+
+    /// Also exports the state of a shared stream-limit store, read with
+    /// `status` at each scrape. The first function given is kept.
+    pub fn limit_store(
+        self,
+        status: impl Fn() -> LimitStoreStatus + Send + Sync + 'static,
+    ) -> Self {
+        let _ = self.inner.limit_store.set(Box::new(status));
+        self
     }
 
     /// Also exports a watch-log writer's counters, read with `counters` at
@@ -352,6 +379,40 @@ impl Collector for WatchLogCollector {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
+        Ok(())
+    }
+}
+
+/// Reads the shared stream-limit store's state at each scrape.
+struct LimitStoreCollector(Arc<OnceLock<LimitStoreFn>>);
+
+impl fmt::Debug for LimitStoreCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LimitStoreCollector")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector for LimitStoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let Some(status) = self.0.get() else {
+            return Ok(());
+        };
+        let status = status();
+        let gauge = ConstGauge::new(i64::from(status.reachable));
+        gauge.encode(encoder.encode_descriptor(
+            "limit_store_reachable",
+            "1 while the shared stream-limit store (Redis) answers in time",
+            None,
+            gauge.metric_type(),
+        )?)?;
+        let counter = ConstCounter::new(status.fallbacks);
+        counter.encode(encoder.encode_descriptor(
+            "limit_store_fallbacks",
+            "Streams admitted by the per-node count while the shared store was away",
+            None,
+            counter.metric_type(),
+        )?)?;
         Ok(())
     }
 }

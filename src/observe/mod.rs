@@ -38,7 +38,7 @@ mod service;
 pub use body::ObservedBody;
 pub use future::ResponseFuture;
 pub use layer::ObserveLayer;
-pub use metrics::{Metrics, Route, WatchLogCounters, METRICS_CONTENT_TYPE};
+pub use metrics::{LimitStoreStatus, Metrics, Route, WatchLogCounters, METRICS_CONTENT_TYPE};
 pub use service::Observe;
 
 #[cfg(test)]
