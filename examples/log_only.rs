@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 
 use axum::{routing::get, Router};
+use sage_stream::extension::MediaPathSource;
 use sage_stream::log::{SqliteStore, WatchLogLayer, WatchLogWriter, WriterConfig};
 use tower_http::services::ServeDir;
 
@@ -21,7 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The path logged is the part of the URI below /videos.
     let videos = Router::new()
         .nest_service("/videos", ServeDir::new(root))
-        .layer(WatchLogLayer::new(sink).uri_path("/videos"));
+        .layer(WatchLogLayer::new(sink).media_path(MediaPathSource::uri_prefix("/videos")));
     let app = Router::new()
         .route("/", get(|| async { "try /videos/sample.mp4" }))
         .merge(videos);

@@ -42,14 +42,14 @@ type TokenDigest = [u8; 32];
 pub struct BearerAuthLayer {
     // Keyed by digest so a lookup's timing says nothing about the tokens.
     users: Arc<HashMap<TokenDigest, String>>,
-    query_var: Option<Arc<str>>,
+    token_query: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for BearerAuthLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BearerAuthLayer")
             .field("tokens", &self.users.len())
-            .field("query_var", &self.query_var)
+            .field("token_query", &self.token_query)
             .finish()
     }
 }
@@ -72,15 +72,15 @@ impl BearerAuthLayer {
                     .map(|(t, u)| (digest(t.as_ref()), u.into()))
                     .collect(),
             ),
-            query_var: None,
+            token_query: None,
         }
     }
 
     /// Also reads the token from this query variable, for clients such as a
     /// `<video>` tag that cannot send headers. Such URLs end up in logs; prefer
     /// [`SignedUrl`](crate::permission::SignedUrl) where you can.
-    pub fn query_var(mut self, name: impl Into<String>) -> Self {
-        self.query_var = Some(name.into().into());
+    pub fn token_query(mut self, name: impl Into<String>) -> Self {
+        self.token_query = Some(name.into().into());
         self
     }
 
@@ -96,7 +96,7 @@ impl BearerAuthLayer {
                     .then(|| token.trim().to_owned())
             });
         let token = from_header.or_else(|| {
-            let var = self.query_var.as_deref()?;
+            let var = self.token_query.as_deref()?;
             query_value(req.uri().query(), var)?.ok()
         });
         token
@@ -238,7 +238,7 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(who(&tokens(), req()).await, "anonymous");
-        let layer = tokens().query_var("access_token");
+        let layer = tokens().token_query("access_token");
         assert_eq!(who(&layer, req()).await, "alice");
         // The header wins over the query.
         let both = Request::get("/?access_token=s3cret")

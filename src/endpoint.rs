@@ -230,16 +230,6 @@ impl<P> StreamEndpoint<P> {
         &self.source
     }
 
-    /// Names the media path with this query variable (default `path`).
-    pub fn path_var(self, name: impl Into<String>) -> Self {
-        self.media_path(MediaPathSource::query(name))
-    }
-
-    /// Takes the media path from the URI path below `prefix` instead.
-    pub fn uri_path(self, prefix: impl Into<String>) -> Self {
-        self.media_path(MediaPathSource::uri_prefix(prefix))
-    }
-
     /// Caps each ranged response at `bytes` (default 8 MiB; see
     /// [`CapVolumeLayer::mebibytes`] for the settings' unit).
     pub fn max_load_volume(mut self, bytes: u64) -> Self {

@@ -9,6 +9,7 @@ use common::oneshot::{call, get, request};
 use common::{body_bytes, parse_content_range, parse_multipart, Fixture};
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use sage_stream::extension::MediaPathSource;
 use sage_stream::extension::Viewer;
 use sage_stream::permission::{
     permission_fn, AllowAny, Checked, Denial, IsAuthenticated, PermissionExt, RequestHead,
@@ -503,7 +504,7 @@ async fn path_var_and_uri_path_modes() {
     let fx = Fixture::new();
     let data = fx.file("clips/a b.mp4", 64);
     let by_var = StreamEndpoint::new(&fx.root)
-        .path_var("video")
+        .media_path(MediaPathSource::query("video"))
         .into_service();
     assert_eq!(get(&by_var, "/?video=clips%2Fa+b.mp4", &[]).await.2, data);
     assert_eq!(
@@ -511,7 +512,7 @@ async fn path_var_and_uri_path_modes() {
         StatusCode::BAD_REQUEST
     );
 
-    let by_uri = ServeMedia::new(&fx.root).uri_path("/media/");
+    let by_uri = ServeMedia::new(&fx.root).media_path(MediaPathSource::uri_prefix("/media/"));
     assert_eq!(get(&by_uri, "/media/clips/a%20b.mp4", &[]).await.2, data);
     assert_eq!(
         get(&by_uri, "/mediax/clips/a%20b.mp4", &[]).await.0,

@@ -5,6 +5,7 @@ mod common;
 
 use common::{body_bytes, Fixture, SENTINEL};
 use http::{Request, StatusCode};
+use sage_stream::extension::MediaPathSource;
 use sage_stream::media::ServeMedia;
 use sage_stream::StreamEndpoint;
 use tower::ServiceExt;
@@ -159,7 +160,7 @@ async fn hostile_query_paths_never_escape() {
 #[tokio::test]
 async fn hostile_uri_paths_never_escape() {
     let fx = fixture();
-    let svc = ServeMedia::new(&fx.root).uri_path("/m");
+    let svc = ServeMedia::new(&fx.root).media_path(MediaPathSource::uri_prefix("/m"));
     for raw in HOSTILE {
         assert_refused(&svc, &format!("/m/{}", uri_safe(raw)), &fx).await;
     }

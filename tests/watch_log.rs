@@ -13,6 +13,7 @@ use common::{body_bytes, Fixture};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use sage_stream::client_ip::ResolveClientIpLayer;
+use sage_stream::extension::MediaPathSource;
 use sage_stream::extension::PeerAddr;
 use sage_stream::extension::Viewer;
 use sage_stream::log::{
@@ -367,7 +368,7 @@ async fn logs_around_tower_http_serve_dir() {
     let store = Arc::new(MemoryStore::new());
     let (sink, writer) = WatchLogWriter::spawn(store.clone(), quick()).unwrap();
     let svc = ServiceBuilder::new()
-        .layer(WatchLogLayer::new(sink).uri_path("/"))
+        .layer(WatchLogLayer::new(sink).media_path(MediaPathSource::uri_prefix("/")))
         .service(ServeDir::new(&fx.root));
     let res = svc
         .oneshot(req("/clips/a.mp4", &[("range", "bytes=0-99")]))

@@ -577,7 +577,7 @@ fn stream_routes(
         // First: every layer inside, the permission included, judges and
         // logs the one normalised path the file service serves.
         .layer(ResolveMediaPathLayer::new(endpoint.source().clone()))
-        .layer(BearerAuthLayer::new(config.tokens.clone()).query_var("access_token"))
+        .layer(BearerAuthLayer::new(config.tokens.clone()).token_query("access_token"))
         .layer(config.observe(Route::Stream, sink))
         .layer(watch_log)
         .service(endpoint.into_service_with(limit.clone()));

@@ -88,17 +88,6 @@ impl<K: RecordSink> WatchLogLayer<K> {
         self
     }
 
-    /// Reads the media path from this query variable (default `path`).
-    pub fn path_var(self, name: impl Into<String>) -> Self {
-        self.media_path(MediaPathSource::query(name))
-    }
-
-    /// Reads the media path from the URI path below `prefix` instead (e.g.
-    /// around tower-http's `ServeDir` nested at `prefix`).
-    pub fn uri_path(self, prefix: impl Into<String>) -> Self {
-        self.media_path(MediaPathSource::uri_prefix(prefix))
-    }
-
     /// Stores client IPs with the host part zeroed (default: no;
     /// `STREAM_ANONYMIZE_IP`): the last octet of IPv4, the last 80 bits of
     /// IPv6, IPv4-mapped IPv6 as IPv4 ([`anonymize_ip`]). Done as the row is

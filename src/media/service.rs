@@ -114,17 +114,6 @@ impl ServeMedia {
         self.configure(|c| c.source = source)
     }
 
-    /// Takes the media path from this query variable (default `path`).
-    pub fn query_var(self, name: impl Into<String>) -> Self {
-        self.media_path(MediaPathSource::query(name))
-    }
-
-    /// Takes the media path from the URI path below `prefix` instead of the
-    /// query, e.g. `/media/clips/a.mp4` with prefix `/media`.
-    pub fn uri_path(self, prefix: impl Into<String>) -> Self {
-        self.media_path(MediaPathSource::uri_prefix(prefix))
-    }
-
     /// Bytes per read from disk (default 128 KiB); at most two such chunks of
     /// one response are in memory at a time.
     pub fn chunk_size(self, bytes: usize) -> Self {

@@ -96,17 +96,6 @@ impl SignedUrl {
         self
     }
 
-    /// Signs the value of this query variable (match the endpoint's).
-    pub fn path_var(self, name: impl Into<String>) -> Self {
-        self.media_path(MediaPathSource::query(name))
-    }
-
-    /// Signs the media path below `prefix` in the URI path (for
-    /// `ServeMedia::uri_path(prefix)` mounts).
-    pub fn uri_path(self, prefix: impl Into<String>) -> Self {
-        self.media_path(MediaPathSource::uri_prefix(prefix))
-    }
-
     /// The media-path source this signer reads.
     pub fn source(&self) -> &MediaPathSource {
         &self.source
@@ -251,9 +240,9 @@ impl SignedUrl {
     /// use std::time::Duration;
     /// use sage_stream::permission::SignedUrl;
     ///
-    /// let link = SignedUrl::new("k").path_var("video").signed_link("/api/stream", "a.mp4", Duration::from_secs(60));
+    /// let link = SignedUrl::new("k").media_path(MediaPathSource::query("video")).signed_link("/api/stream", "a.mp4", Duration::from_secs(60));
     /// assert!(link.starts_with("/api/stream?video=a.mp4&expires="));
-    /// let link = SignedUrl::new("k").uri_path("/media").signed_link("/media", "a.mp4", Duration::from_secs(60));
+    /// let link = SignedUrl::new("k").media_path(MediaPathSource::uri_prefix("/media")).signed_link("/media", "a.mp4", Duration::from_secs(60));
     /// assert!(link.starts_with("/media/a.mp4?expires="));
     /// ```
     pub fn signed_link(&self, mount: &str, path: &str, ttl: Duration) -> String {
