@@ -238,6 +238,7 @@ impl SignedUrl {
     ///
     /// ```
     /// use std::time::Duration;
+    /// use sage_stream::extension::MediaPathSource;
     /// use sage_stream::permission::SignedUrl;
     ///
     /// let link = SignedUrl::new("k").media_path(MediaPathSource::query("video")).signed_link("/api/stream", "a.mp4", Duration::from_secs(60));
