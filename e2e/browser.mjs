@@ -1,5 +1,5 @@
 // Browser end-to-end test of sage-stream in Debian's Chromium, driven by
-// tests/browser.rs:  node e2e/browser.mjs BASE_URL ADMIN_TOKEN OUT_DIR
+// tests/app/browser.rs:  node e2e/browser.mjs BASE_URL ADMIN_TOKEN OUT_DIR
 //
 // Plays and seeks the sample clip from the player page, checks that the
 // position and a decoded frame follow, then uses the admin: finds the rows

@@ -1,4 +1,4 @@
-// CORS from a real browser, driven by tests/players.rs:
+// CORS from a real browser, driven by tests/app/players.rs:
 //   node e2e/cors.mjs PAGE_URL STREAM_URL...
 //
 // Opens PAGE_URL (a page on another origin than the stream server) in

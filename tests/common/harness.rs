@@ -389,29 +389,59 @@ pub fn run(tests: Vec<Test>) -> ExitCode {
     let mut trials: Vec<Trial> = tests.into_iter().map(Test::into_trial).collect();
     trials.push(Trial::test(
         "harness::no_test_attribute_is_left_unrun",
-        || {
-            let source = concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/",
-                env!("CARGO_CRATE_NAME"),
-                ".rs"
-            );
-            let text = std::fs::read_to_string(source).map_err(|e| format!("{source}: {e}"))?;
-            let stray: Vec<String> = text
-                .lines()
+        no_test_attribute_is_left_unrun,
+    ));
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// Runs the tests of several modules of one target, each named
+/// `module::test` (so `cargo test --test app players::` picks a module).
+pub fn run_groups(groups: Vec<(&str, Vec<Test>)>) -> ExitCode {
+    let tests = groups
+        .into_iter()
+        .flat_map(|(module, tests)| {
+            tests.into_iter().map(move |mut test| {
+                test.name = format!("{module}::{}", test.name);
+                test
+            })
+        })
+        .collect();
+    run(tests)
+}
+
+/// A `#[test]` in a `harness = false` target would never run: every source
+/// file of the target (`tests/NAME.rs`, or each file of `tests/NAME/`) is
+/// checked for one.
+fn no_test_attribute_is_left_unrun() -> Result<(), Failed> {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let name = env!("CARGO_CRATE_NAME");
+    let dir = tests.join(name);
+    let sources: Vec<PathBuf> = if dir.is_dir() {
+        std::fs::read_dir(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|x| x == "rs"))
+            .collect()
+    } else {
+        vec![tests.join(format!("{name}.rs"))]
+    };
+    let mut stray = Vec::new();
+    for source in &sources {
+        let text =
+            std::fs::read_to_string(source).map_err(|e| format!("{}: {e}", source.display()))?;
+        stray.extend(
+            text.lines()
                 .enumerate()
                 .filter(|(_, line)| {
                     let line = line.trim_start();
                     line.starts_with("#[test]") || line.starts_with("#[tokio::test")
                 })
-                .map(|(i, _)| format!("{source}:{}", i + 1))
-                .collect();
-            if stray.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("list these in main() instead: {}", stray.join(", ")).into())
-            }
-        },
-    ));
-    libtest_mimic::run(&args, trials).exit_code()
+                .map(|(i, _)| format!("{}:{}", source.display(), i + 1)),
+        );
+    }
+    if stray.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("list these in tests() instead: {}", stray.join(", ")).into())
+    }
 }

@@ -184,6 +184,9 @@ pub mod served;
 #[cfg(all(feature = "server", feature = "sqlite"))]
 pub mod running;
 
+#[cfg(all(feature = "server", feature = "sqlite"))]
+pub mod app;
+
 #[cfg(feature = "postgres")]
 pub mod pg;
 

@@ -2,13 +2,13 @@
 //! real databases (SQLite; PostgreSQL on the shared server and on a server
 //! of the test's own that is stopped mid-run).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::harness::{self, Test};
+use common::harness::Test;
 use common::Fixture;
 use sage_stream::log::{
     LogFilter, WatchLogEntry, WatchLogLayer, WatchLogStore, WatchLogWriter, WriterConfig,
@@ -20,8 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tower::ServiceBuilder;
 
-fn main() -> std::process::ExitCode {
-    harness::run(vec![
+pub fn tests() -> Vec<Test> {
+    vec![
         #[cfg(feature = "sqlite")]
         Test::tokio(
             "sqlite::exact_rows_for_ranged_requests",
@@ -65,7 +65,7 @@ fn main() -> std::process::ExitCode {
         )
         .needs(common::harness::Requirement::PostgresServer)
         .needs(common::harness::Requirement::Mount),
-    ])
+    ]
 }
 
 struct Node {

@@ -1,19 +1,19 @@
 //! The `sage-stream` binary itself: serve (with a graceful stop that loses
 //! no row), migrate, logs in every format, sign, and start-up errors.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::harness::{self, Test};
+use common::harness::Test;
 use common::served::{Served, BIN};
 use common::Fixture;
 use sage_stream::log::{LogFilter, SqliteStore, WatchLogStore};
 use sage_stream::permission::{Permission, RequestHead, SignedUrl};
 
-fn main() -> std::process::ExitCode {
-    harness::run(vec![
+pub fn tests() -> Vec<Test> {
+    vec![
         Test::sync("prune_sqlite", prune_sqlite),
         #[cfg(feature = "postgres")]
         Test::sync("prune_postgres", prune_postgres).needs(common::harness::Requirement::Postgres),
@@ -73,7 +73,7 @@ fn main() -> std::process::ExitCode {
         #[cfg(feature = "postgres")]
         Test::sync("import_django_from_postgres", import_django_from_postgres)
             .needs(common::harness::Requirement::Postgres),
-    ])
+    ]
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {

@@ -4,7 +4,7 @@
 //! an app with its own `/` and fallback) and escaping of everything a
 //! request or the log puts on a page.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use axum::routing::get as route_get;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{TimeZone, Utc};
-use common::harness::{self, Test};
+use common::harness::Test;
 use common::{body_bytes, Fixture};
 use http::{Request, StatusCode};
 use sage_stream::app::{router, AppConfig};
@@ -22,12 +22,11 @@ use sage_stream::error::ConfigError;
 use sage_stream::extension::PeerAddr;
 use sage_stream::log::{
     LogFilter, SqliteStore, WatchBatch, WatchLogStore, WatchLogWriter, WatchRecord, WriterConfig,
-    WriterHandle,
 };
 use tower::ServiceExt;
 
-fn main() -> std::process::ExitCode {
-    harness::run(vec![
+pub fn tests() -> Vec<Test> {
+    vec![
         Test::tokio(
             "admin_is_off_without_a_token_and_needs_it_when_on",
             admin_is_off_without_a_token_and_needs_it_when_on,
@@ -120,44 +119,26 @@ fn main() -> std::process::ExitCode {
             "debug_and_display_never_show_secrets",
             debug_and_display_never_show_secrets,
         ),
-    ])
+    ]
 }
 
 const TOKEN: &str = "adm1n-token";
 
-struct App {
-    router: Router,
-    store: Arc<dyn WatchLogStore>,
-    writer: WriterHandle,
-    fx: Fixture,
-}
+type App = common::app::TestApp;
 
 fn app(configure: impl FnOnce(&mut AppConfig)) -> App {
-    let fx = Fixture::new();
-    let store: Arc<dyn WatchLogStore> =
-        Arc::new(SqliteStore::open(fx.dir.path().join("log.db")).unwrap());
-    app_with(fx, store, configure)
+    app_with(Fixture::new(), None, configure)
 }
 
 fn app_with(
     fx: Fixture,
-    store: Arc<dyn WatchLogStore>,
+    store: Option<Arc<dyn WatchLogStore>>,
     configure: impl FnOnce(&mut AppConfig),
 ) -> App {
-    let (sink, writer) = WatchLogWriter::spawn(
-        store.clone(),
-        WriterConfig::default().flush_interval(Duration::from_millis(10)),
-    )
-    .unwrap();
-    let mut config = AppConfig::new(&fx.root);
-    config.admin_token = Some(TOKEN.to_owned());
-    configure(&mut config);
-    App {
-        router: router(&config, store.clone(), sink).unwrap(),
-        store,
-        writer,
-        fx,
-    }
+    App::with(fx, store, (), |config| {
+        config.admin_token = Some(TOKEN.to_owned());
+        configure(config)
+    })
 }
 
 async fn get(app: &App, uri: &str, auth: Option<&str>) -> (StatusCode, http::HeaderMap, String) {
@@ -334,7 +315,7 @@ async fn postgres_admin_filters_with_nul_are_400() {
     let db = common::pg::TestDb::create();
     let store: Arc<dyn WatchLogStore> =
         Arc::new(sage_stream::log::PgStore::connect(&db.url).unwrap());
-    let a = app_with(Fixture::new(), store, |_| {});
+    let a = app_with(Fixture::new(), Some(store), |_| {});
     let auth = basic(TOKEN);
     for bad in [
         "/admin/?q=%00",
@@ -1028,7 +1009,7 @@ async fn pages_have_a_strict_content_security_policy() {
 /// key, the analytics' counts and the exports. The stream limit still
 /// tells two clients of one /24 apart.
 async fn anonymized_ips_are_all_the_log_keeps(store: Arc<dyn WatchLogStore>) {
-    let a = app_with(Fixture::new(), store, |c| {
+    let a = app_with(Fixture::new(), Some(store), |c| {
         c.settings.anonymize_ip = true;
         c.max_streams_per_viewer = Some(1);
         c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
@@ -1143,7 +1124,7 @@ async fn export_body(a: &App, uri: &str) -> (String, usize) {
 /// newest first, ties in time broken by id across page boundaries.
 async fn exports_stream_the_whole_filtered_set(store: Arc<dyn WatchLogStore>) {
     use sage_stream::log::export::to_csv;
-    let a = app_with(Fixture::new(), store, |_| {});
+    let a = app_with(Fixture::new(), Some(store), |_| {});
     // 12 345 rows: more than two pages of 5 000, three rows per instant,
     // exactly 5 000 on one path, text that CSV must quote or defuse.
     let rows: Vec<WatchRecord> = (0..12_345u32)

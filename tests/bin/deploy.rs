@@ -7,7 +7,7 @@
 //! Without nginx these report as ignored, unless
 //! `SAGE_STREAM_REQUIRE_NGINX=1` (set by `.ci/run`) makes them fail.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -19,8 +19,8 @@ use common::served::Served;
 use common::Fixture;
 use sage_stream::log::{LogFilter, SqliteStore, WatchLogEntry, WatchLogStore};
 
-fn main() -> std::process::ExitCode {
-    harness::run(vec![
+pub fn tests() -> Vec<Test> {
+    vec![
         Test::tokio(
             "nginx_from_the_guide_passes_ranges_and_the_client_address",
             nginx_from_the_guide_passes_ranges_and_the_client_address,
@@ -31,7 +31,7 @@ fn main() -> std::process::ExitCode {
             nginx_from_the_guide_streams_a_large_file_unbuffered,
         )
         .needs(Requirement::Nginx),
-    ])
+    ]
 }
 
 /// The address the guide's `location` proxies to; the test puts the

@@ -1,7 +1,7 @@
 //! Property: for random files and random range sets, every byte of the
 //! response is exactly the file slice its `Content-Range` claims.
 
-mod common;
+use crate::common;
 
 use common::{body_bytes, parse_content_range, parse_multipart, pattern};
 use http::{Request, StatusCode};

@@ -1,7 +1,7 @@
 //! `oneshot` tests of the stacked endpoint: every rule, bytes compared with
 //! the file on disk.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

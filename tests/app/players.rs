@@ -8,7 +8,7 @@
 //! Without ffmpeg, Node or Chromium the real-world tests report as ignored
 //! with the reason, unless `SAGE_STREAM_REQUIRE_BROWSER=1` makes them fail.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
-use common::harness::{self, Requirement, Test};
+use common::harness::{Requirement, Test};
 use common::running::start;
 use common::{body_bytes, Fixture};
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -26,14 +26,13 @@ use sage_stream::app::{router, AppConfig};
 use sage_stream::extension::{MediaPathSource, PeerAddr};
 use sage_stream::log::{
     LogFilter, SqliteStore, WatchLogEntry, WatchLogStore, WatchLogWriter, WriterConfig,
-    WriterHandle,
 };
 use sage_stream::permission::SignedUrl;
 use sage_stream::settings::PermissionClass;
 use tower::ServiceExt;
 
-fn main() -> std::process::ExitCode {
-    harness::run(vec![
+pub fn tests() -> Vec<Test> {
+    vec![
         Test::tokio(
             "cors_preflights_and_range_reads_on_the_stream_routes_only",
             cors_preflights_and_range_reads_on_the_stream_routes_only,
@@ -81,7 +80,7 @@ fn main() -> std::process::ExitCode {
         .needs(Requirement::Node)
         .needs(Requirement::Chromium)
         .needs(Requirement::Playwright),
-    ])
+    ]
 }
 
 const KEY: &str = "pl4yer-k3y";
@@ -89,31 +88,13 @@ const PLAYER: &str = "https://player.example";
 
 // ---------------------------------------------------------------- helpers
 
-struct App {
-    router: Router,
-    store: Arc<dyn WatchLogStore>,
-    writer: WriterHandle,
-    fx: Fixture,
-}
+type App = common::app::TestApp;
 
 fn app(configure: impl FnOnce(&mut AppConfig)) -> App {
-    let fx = Fixture::new();
-    let store: Arc<dyn WatchLogStore> =
-        Arc::new(SqliteStore::open(fx.dir.path().join("log.db")).unwrap());
-    let (sink, writer) = WatchLogWriter::spawn(
-        store.clone(),
-        WriterConfig::default().flush_interval(Duration::from_millis(10)),
-    )
-    .unwrap();
-    let mut config = AppConfig::new(&fx.root);
-    config.admin_token = Some("adm1n".into());
-    configure(&mut config);
-    App {
-        router: router(&config, store.clone(), sink).unwrap(),
-        store,
-        writer,
-        fx,
-    }
+    App::new(|config| {
+        config.admin_token = Some("adm1n".into());
+        configure(config)
+    })
 }
 
 fn signed(config: &mut AppConfig) {

@@ -6,7 +6,7 @@
 //! reason, unless `SAGE_STREAM_REQUIRE_BROWSER=1` (set by `.ci/run`) makes
 //! them fail (`harness = false`: see `common/harness.rs`).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,8 +17,8 @@ use sage_stream::log::{LogFilter, WatchLogStore};
 
 const TOKEN: &str = "e2e-admin-token";
 
-fn main() -> std::process::ExitCode {
-    harness::run(vec![
+pub fn tests() -> Vec<Test> {
+    vec![
         Test::tokio_multi_thread(
             "chromium_plays_seeks_and_uses_the_admin",
             2,
@@ -34,7 +34,7 @@ fn main() -> std::process::ExitCode {
         )
         .needs(Requirement::Ffmpeg)
         .needs(Requirement::Ffprobe),
-    ])
+    ]
 }
 
 /// A screenshot is "not blank" when its pixels vary: a spread of luma

@@ -2,9 +2,8 @@
 //! with exact counters after known traffic, and the access log (text and
 //! JSON), through `oneshot` on the app and through the real binary.
 
-mod common;
+use crate::common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -12,10 +11,8 @@ use common::served::Served;
 use common::Fixture;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use sage_stream::app::{metrics_router, router, AppConfig};
-use sage_stream::log::{
-    LogFilter, SqliteStore, WatchLogStore, WatchLogWriter, WriterConfig, WriterHandle,
-};
+use sage_stream::app::{metrics_router, AppConfig};
+use sage_stream::log::{LogFilter, SqliteStore, WatchLogStore};
 use sage_stream::observe::Metrics;
 use sage_stream::settings::PermissionClass;
 use tower::ServiceExt;
@@ -30,40 +27,19 @@ fn value(text: &str, series: &str) -> f64 {
         .unwrap()
 }
 
-struct App {
-    router: axum::Router,
-    metrics: Metrics,
-    writer: WriterHandle,
-    store: Arc<dyn WatchLogStore>,
-    _fx: Fixture,
-}
+/// The app, with `extra` the metrics it counts into.
+type App = common::app::TestApp<Metrics>;
 
 fn app(configure: impl FnOnce(&mut AppConfig)) -> (App, Vec<u8>) {
     let fx = Fixture::new();
     let data = fx.file("clip.mp4", 50_000);
-    let store: Arc<dyn WatchLogStore> =
-        Arc::new(SqliteStore::open(fx.dir.path().join("log.db")).unwrap());
-    let (sink, writer) = WatchLogWriter::spawn(
-        store.clone(),
-        WriterConfig::default().flush_interval(Duration::from_millis(10)),
-    )
-    .unwrap();
     let metrics = Metrics::new();
-    let mut config = AppConfig::new(&fx.root);
-    config.metrics = Some(metrics.clone());
-    config.tokens = vec![("tok".into(), "alice".into())];
-    configure(&mut config);
-    let router = router(&config, store.clone(), sink).unwrap();
-    (
-        App {
-            router,
-            metrics,
-            writer,
-            store,
-            _fx: fx,
-        },
-        data,
-    )
+    let app = App::with(fx, None, metrics.clone(), |config| {
+        config.metrics = Some(metrics);
+        config.tokens = vec![("tok".into(), "alice".into())];
+        configure(config)
+    });
+    (app, data)
 }
 
 async fn send(app: &App, uri: &str, headers: &[(&str, &str)]) -> http::Response<Body> {
@@ -118,7 +94,7 @@ async fn metrics_count_exactly_what_was_served() {
     // One stream held open: active, and the viewer's second is refused.
     let held = send(&app, "/api/stream?path=clip.mp4", &bearer).await;
     assert_eq!(held.status(), StatusCode::OK);
-    let text = app.metrics.render();
+    let text = app.extra.render();
     assert_eq!(value(&text, "sage_stream_active_streams"), 1.0);
     let refused = send(&app, "/api/stream?path=clip.mp4", &bearer).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -136,7 +112,7 @@ async fn metrics_count_exactly_what_was_served() {
     let page_bytes = body(player).await.len();
 
     assert!(app.writer.wait_idle(Duration::from_secs(10)));
-    let text = app.metrics.render();
+    let text = app.extra.render();
     let stream = |class: &str| {
         value(
             &text,
@@ -193,7 +169,7 @@ async fn metrics_count_exactly_what_was_served() {
     assert!(text.ends_with("# EOF\n"));
 
     // The endpoint that serves them.
-    let res = metrics_router(app.metrics.clone())
+    let res = metrics_router(app.extra.clone())
         .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
         .await
         .unwrap();
@@ -237,7 +213,7 @@ async fn permission_refusals_are_counted() {
     .await;
     assert_eq!(ok.status(), StatusCode::PARTIAL_CONTENT);
     body(ok).await;
-    let text = app.metrics.render();
+    let text = app.extra.render();
     assert_eq!(
         value(&text, "sage_stream_refusals_total{reason=\"permission\"}"),
         2.0

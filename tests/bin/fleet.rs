@@ -3,7 +3,7 @@
 //! of the test's own that it stops and restarts. Each test uses a key prefix
 //! of its own, so tests run in parallel without seeing each other's leases.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::harness::{self, Requirement, Test};
+use common::harness::{Requirement, Test};
 use common::served::Served;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -22,8 +22,8 @@ use tower::{service_fn, Layer, ServiceExt};
 
 const SHARED: &str = "redis://127.0.0.1:6379/0";
 
-fn main() -> std::process::ExitCode {
-    harness::run(vec![
+pub fn tests() -> Vec<Test> {
+    vec![
         Test::tokio_multi_thread(
             "two_nodes_admit_exactly_the_limit_of_200_concurrent_attempts",
             2,
@@ -71,7 +71,7 @@ fn main() -> std::process::ExitCode {
             "readyz_and_metrics_say_when_the_limit_store_is_away",
             readyz_and_metrics_say_when_the_limit_store_is_away,
         ),
-    ])
+    ]
 }
 
 /// A key prefix no other test (or earlier run) uses.

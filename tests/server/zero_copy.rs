@@ -7,7 +7,7 @@
 //! bytes) and the volume cap cutting placeholders.
 #![cfg(target_os = "linux")]
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -1,17 +1,17 @@
 //! One suite run against every store backend: SQLite in a temp file,
 //! PostgreSQL on the live server (a database per test), and the memory store.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use common::harness::{self, Requirement, Test};
+use common::harness::{Requirement, Test};
 use sage_stream::log::{
     Cursor, LogFilter, MemoryStore, Pruned, WatchBatch, WatchLogStore, WatchRecord, PRUNE_CHUNK,
 };
 
-fn main() -> std::process::ExitCode {
+pub fn tests() -> Vec<Test> {
     let mut tests = suite("memory", &[], memory);
     #[cfg(feature = "sqlite")]
     tests.extend(suite("sqlite", &[], sqlite));
@@ -48,7 +48,7 @@ fn main() -> std::process::ExitCode {
             sqlite_in_a_missing_directory_is_unavailable,
         ),
     ]);
-    harness::run(tests)
+    tests
 }
 
 fn record(

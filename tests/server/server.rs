@@ -1,6 +1,6 @@
 //! A real server on 127.0.0.1 and a real HTTP client (reqwest).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

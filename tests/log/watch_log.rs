@@ -1,14 +1,14 @@
 //! The logging layer and the writer, with the memory store (which can be
 //! switched "down") and with SQLite.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::harness::{self, Test};
+use common::harness::Test;
 use common::{body_bytes, Fixture};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -24,8 +24,8 @@ use sage_stream::permission::IsAuthenticated;
 use sage_stream::StreamEndpoint;
 use tower::{ServiceBuilder, ServiceExt};
 
-fn main() -> std::process::ExitCode {
-    harness::run(vec![
+pub fn tests() -> Vec<Test> {
+    vec![
         Test::sync(
             "rows_behind_a_long_transaction_reach_the_spool_within_the_interval",
             rows_behind_a_long_transaction_reach_the_spool_within_the_interval,
@@ -147,7 +147,7 @@ fn main() -> std::process::ExitCode {
             "a_full_journal_drops_its_oldest_rows_and_keeps_the_newest",
             a_full_journal_drops_its_oldest_rows_and_keeps_the_newest,
         ),
-    ])
+    ]
 }
 
 fn quick() -> WriterConfig {

@@ -1,7 +1,7 @@
 //! Hostile paths never reach a byte outside the media root: a sentinel file
 //! beside the root must never appear, and no answer names a server path.
 
-mod common;
+use crate::common;
 
 use common::{body_bytes, Fixture, SENTINEL};
 use http::{Request, StatusCode};

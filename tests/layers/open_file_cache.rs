@@ -3,7 +3,7 @@
 //! trust window (`open_file_cache_valid`) serves the old file consistently,
 //! and the cache holds no more descriptors than its capacity.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime};
 

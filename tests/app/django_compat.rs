@@ -4,7 +4,7 @@
 //! `docs/django.md`. The Python tests need `python3` (reported ignored
 //! without it unless `SAGE_STREAM_REQUIRE_PYTHON=1`).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -13,20 +13,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use common::harness::{self, Requirement, Test};
+use common::harness::{Requirement, Test};
 use common::{body_bytes, Fixture};
 use http::{Request, StatusCode};
 use sage_stream::app::{router, AppConfig};
 use sage_stream::extension::PeerAddr;
-use sage_stream::log::{
-    LogFilter, SqliteStore, WatchLogStore, WatchLogWriter, WriterConfig, WriterHandle,
-};
+use sage_stream::log::{LogFilter, SqliteStore, WatchLogStore, WatchLogWriter, WriterConfig};
 use sage_stream::range::ParseRangeLayer;
 use sage_stream::settings::{django_regex, PermissionClass, Settings};
 use tower::ServiceExt;
 
-fn main() -> std::process::ExitCode {
-    harness::run(vec![
+pub fn tests() -> Vec<Test> {
+    vec![
         Test::tokio(
             "the_media_url_prefix_names_the_file_below_the_root",
             the_media_url_prefix_names_the_file_below_the_root,
@@ -63,38 +61,18 @@ fn main() -> std::process::ExitCode {
             links_signed_by_the_python_function_play,
         )
         .needs(Requirement::Python),
-    ])
+    ]
 }
 
-struct App {
-    router: axum::Router,
-    store: Arc<dyn WatchLogStore>,
-    writer: WriterHandle,
-    fx: Fixture,
-    data: Vec<u8>,
-}
+/// The app, with `extra` the bytes of `clip.mp4` (also at `private/p.mp4`).
+type App = common::app::TestApp<Vec<u8>>;
 
 fn app(configure: impl FnOnce(&mut Settings)) -> App {
     let fx = Fixture::new();
     let data = fx.file("clip.mp4", 100_000);
     std::fs::create_dir_all(fx.root.join("private")).unwrap();
     std::fs::write(fx.root.join("private/p.mp4"), &data).unwrap();
-    let store: Arc<dyn WatchLogStore> =
-        Arc::new(SqliteStore::open(fx.dir.path().join("log.db")).unwrap());
-    let (sink, writer) = WatchLogWriter::spawn(
-        store.clone(),
-        WriterConfig::default().flush_interval(Duration::from_millis(10)),
-    )
-    .unwrap();
-    let mut config = AppConfig::new(&fx.root);
-    configure(&mut config.settings);
-    App {
-        router: router(&config, store.clone(), sink).unwrap(),
-        store,
-        writer,
-        fx,
-        data,
-    }
+    App::with(fx, None, data, |config| configure(&mut config.settings))
 }
 
 async fn get(app: &App, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, Vec<u8>) {
@@ -134,7 +112,7 @@ async fn the_media_url_prefix_names_the_file_below_the_root() {
     ] {
         let (status, body) = get(&app, uri, &range).await;
         assert_eq!(status, StatusCode::PARTIAL_CONTENT, "{uri}");
-        assert_eq!(body, app.data[10..20], "{uri}");
+        assert_eq!(body, app.extra[10..20], "{uri}");
     }
     // Confinement is unchanged.
     for uri in [
@@ -393,7 +371,7 @@ async fn forward_authentication_asks_the_endpoint_and_records_its_user() {
 
     let (status, body) = get(&app, "/api/stream?path=/media/clip.mp4", &alice).await;
     assert_eq!(status, StatusCode::PARTIAL_CONTENT);
-    assert_eq!(body, app.data[..10]);
+    assert_eq!(body, app.extra[..10]);
     assert_eq!(up.calls.load(Ordering::SeqCst), 1);
     {
         let seen = up.seen.lock().unwrap();
@@ -547,7 +525,7 @@ async fn links_signed_by_the_python_function_play() {
             .await
             .unwrap();
         assert_eq!(res.status(), reqwest::StatusCode::PARTIAL_CONTENT, "{link}");
-        assert_eq!(res.bytes().await.unwrap().as_ref(), &app.data[100..200]);
+        assert_eq!(res.bytes().await.unwrap().as_ref(), &app.extra[100..200]);
         // Tampered: another file under the same signature.
         let tampered = link.replace("p.mp4", "x.mp4").replace("clip.mp4", "p.mp4");
         let status = client.get(&tampered).send().await.unwrap().status();

@@ -1,15 +1,15 @@
 //! The PostgreSQL store works from the libpq that the default features build
 //! from source (`bundled-libpq`): over TLS, and without the system's libpq.
 
-mod common;
+use crate::common;
 
 use chrono::Utc;
-use common::harness::{self, Requirement, Test};
+use common::harness::{Requirement, Test};
 use common::pg::TestDb;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use sage_stream::log::{LogFilter, PgStore, WatchBatch, WatchLogStore, WatchRecord};
 
-fn main() -> std::process::ExitCode {
+pub fn tests() -> Vec<Test> {
     let mut tests =
         vec![Test::sync("postgres_over_tls", postgres_over_tls).needs(Requirement::Postgres)];
     if cfg!(all(feature = "bundled-libpq", target_os = "linux")) {
@@ -18,7 +18,7 @@ fn main() -> std::process::ExitCode {
             no_system_libpq_is_linked,
         ));
     }
-    harness::run(tests)
+    tests
 }
 
 #[derive(diesel::QueryableByName)]

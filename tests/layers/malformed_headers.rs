@@ -3,7 +3,7 @@
 //! answer is 200, 206, 304, 412 or 416, never a 5xx, and its bytes are
 //! exactly the file's (whole, the claimed slice, or each multipart part).
 
-mod common;
+use crate::common;
 
 use common::{body_bytes, parse_content_range, parse_multipart, Fixture};
 use http::{Request, StatusCode};
