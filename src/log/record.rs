@@ -46,8 +46,9 @@ pub struct WatchRecord {
     /// (for a multipart response, bytes counted from the first range's
     /// start, an estimate). `None` when no `ServeMedia` served the file (a
     /// refusal, another service inside the log, an imported row).
-    // Absent from spool and journal lines written before it existed.
-    #[serde(default)]
+    // Absent from spool and journal lines written before it existed; left
+    // out of them when unknown, so those lines stay as short as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range_start: Option<u64>,
 }
 
