@@ -46,6 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             duration_ms: 4,
             user_agent: Some("Mozilla/5.0 bench".into()),
             completed: true,
+            range_start: None,
         });
         if batch.len() == 5000 {
             store.insert_batch(&WatchBatch::new(std::mem::take(&mut batch)))?;

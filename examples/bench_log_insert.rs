@@ -99,6 +99,7 @@ fn records(rows: usize, spread: bool) -> Vec<WatchRecord> {
             duration_ms: 1,
             user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0".into()),
             completed: true,
+            range_start: None,
         })
         .collect()
 }

@@ -190,6 +190,7 @@ fn record(row: &DjangoRow, args: &ImportDjangoArgs) -> WatchRecord {
         duration_ms: 0,
         user_agent: Some(IMPORT_USER_AGENT.into()),
         completed: false,
+        range_start: None,
     };
     if args.anonymize_ip {
         record.anonymize_ip();

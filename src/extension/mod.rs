@@ -59,7 +59,8 @@ impl VolumeCap {
 }
 
 /// Response extension set by `ServeMedia` whenever it found the file: the
-/// media path relative to the root, as normalised, and the file's length.
+/// media path relative to the root, as normalised, the file's length, and
+/// where in the file the body starts.
 ///
 /// Outer layers (the watch log) read it instead of parsing the request again.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +70,11 @@ pub struct ServedFile {
     pub path: String,
     /// Length of the file in bytes.
     pub len: u64,
+    /// Offset in the file of the first byte the body carries: 0 for a full
+    /// `200`, the range's start for a single-range `206`, the first
+    /// (lowest) range's start for a `multipart/byteranges` one. `None` when
+    /// the body carries none of the file (`304`, `412`, `416`).
+    pub range_start: Option<u64>,
 }
 
 impl ServedFile {
@@ -78,6 +84,15 @@ impl ServedFile {
         Self {
             path: path.into(),
             len,
+            range_start: None,
         }
+    }
+
+    /// The same, with the body starting at byte `start` of the file (see
+    /// [`range_start`](Self::range_start)).
+    #[must_use]
+    pub fn with_range_start(mut self, start: u64) -> Self {
+        self.range_start = Some(start);
+        self
     }
 }

@@ -78,7 +78,7 @@ pub struct NodeSlots(pub(super) Arc<Slots>);
 /// [module docs](crate::limit).
 ///
 /// The count lives in `K`: [`NodeSlots`] (this process, the default) or,
-/// with the `redis` feature, [`RedisSlots`](super::RedisSlots) (every node
+/// with the `redis` feature, `RedisSlots` (every node
 /// sharing one Redis).
 #[derive(Clone, Debug)]
 pub struct ViewerStreamLimitLayer<K = NodeSlots> {

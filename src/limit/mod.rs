@@ -17,10 +17,10 @@
 //!
 //! The count lives in this process by default ([`NodeSlots`]), so behind a
 //! load balancer each node allows `max`. With the `redis` feature,
-//! [`ViewerStreamLimitLayer::redis`] counts across every node sharing one
-//! Redis ([`RedisSlots`]: leases with an expiry, renewed while the stream
+//! `ViewerStreamLimitLayer::redis` counts across every node sharing one
+//! Redis (`RedisSlots`: leases with an expiry, renewed while the stream
 //! runs, so a dead node's slots come free within the lease time; bounded
-//! calls, and [`WhenRedisFails`] to count per node or refuse with `503`
+//! calls, and `WhenRedisFails` to count per node or refuse with `503`
 //! while Redis is away). That store keeps the request across a Redis round
 //! trip, so the inner service must be `Clone`, as for any async tower
 //! middleware.

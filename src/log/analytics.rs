@@ -43,29 +43,43 @@ pub struct ViewingSession {
 }
 
 /// The byte range of the file a row sent, when it can be told.
+///
+/// The row's recorded [`range_start`](WatchLogEntry::range_start) (what
+/// `ServeMedia` served) decides; the `Range` header is parsed only for rows
+/// without it (written before the column existed, or imported). A multipart
+/// response is counted from its first range's start, an estimate.
 fn sent_range(entry: &WatchLogEntry, file_len: Option<u64>) -> Option<Range<u64>> {
     let sent = u64::try_from(entry.bytes_sent).ok().filter(|n| *n > 0)?;
-    match entry.status {
-        200 => Some(0..sent),
-        206 => {
-            let spec = entry
-                .range_header
-                .as_deref()?
-                .split_once('=')?
-                .1
-                .split(',')
-                .next()?
-                .trim();
-            let (first, _) = spec.split_once('-')?;
-            let start = if first.trim().is_empty() {
-                // Suffix range: it ends at the end of the file.
-                file_len?.checked_sub(sent)?
-            } else {
-                first.trim().parse().ok()?
-            };
-            Some(start..start.saturating_add(sent))
-        }
-        _ => None,
+    if !matches!(entry.status, 200 | 206) {
+        return None;
+    }
+    let start = match entry.range_start {
+        Some(start) => u64::try_from(start).ok()?,
+        None => start_from_header(entry, sent, file_len)?,
+    };
+    Some(start..start.saturating_add(sent))
+}
+
+/// The fallback for rows without `range_start`: the start of the first
+/// range the request's header named.
+fn start_from_header(entry: &WatchLogEntry, sent: u64, file_len: Option<u64>) -> Option<u64> {
+    if entry.status == 200 {
+        return Some(0);
+    }
+    let spec = entry
+        .range_header
+        .as_deref()?
+        .split_once('=')?
+        .1
+        .split(',')
+        .next()?
+        .trim();
+    let (first, _) = spec.split_once('-')?;
+    if first.trim().is_empty() {
+        // Suffix range: it ends at the end of the file.
+        file_len?.checked_sub(sent)
+    } else {
+        first.trim().parse().ok()
     }
 }
 
@@ -182,6 +196,7 @@ mod tests {
             duration_ms: 1,
             user_agent: None,
             completed: true,
+            range_start: None,
         }
     }
 
@@ -217,5 +232,33 @@ mod tests {
         let w = sessions.iter().find(|s| s.path == "w.mp4").unwrap();
         assert_eq!((w.covered_bytes, w.percent_watched), (0, None));
         assert_eq!(sessions[0].path, "v.mp4", "newest first");
+    }
+
+    #[test]
+    fn the_recorded_start_wins_over_the_header() {
+        // The header says 0-, but ServeMedia served from 500 (say a layer
+        // rewrote the range): the row's own start decides.
+        let mut served = row(1, "ip:a", "v.mp4", 0, 206, Some("bytes=0-"), 100);
+        served.range_start = Some(500);
+        // An old row without the column still falls back to its header.
+        let old = row(2, "ip:a", "v.mp4", 1, 206, Some("bytes=800-"), 100);
+        assert_eq!(sent_range(&served, Some(1000)), Some(500..600));
+        assert_eq!(sent_range(&old, Some(1000)), Some(800..900));
+        let sessions = sessions(&[served, old], chrono::Duration::minutes(30), |_| {
+            Some(1000)
+        });
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0].covered_bytes, 200);
+        assert_eq!(sessions[0].furthest_byte, 900);
+        assert_eq!(sessions[0].percent_watched, Some(20.0));
+    }
+
+    #[test]
+    fn a_full_response_recorded_from_zero_and_a_refusal_covers_nothing() {
+        let mut full = row(1, "ip:a", "v.mp4", 0, 200, None, 1000);
+        full.range_start = Some(0);
+        assert_eq!(sent_range(&full, Some(1000)), Some(0..1000));
+        let refused = row(2, "ip:a", "v.mp4", 0, 416, Some("bytes=5000-"), 21);
+        assert_eq!(sent_range(&refused, Some(1000)), None);
     }
 }

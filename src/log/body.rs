@@ -32,6 +32,8 @@ pub(super) struct Pending<K> {
     pub(super) range_header: Option<CompactString>,
     pub(super) user_agent: Option<CompactString>,
     pub(super) is_head: bool,
+    // Set from `ServedFile` once the response is known.
+    pub(super) range_start: Option<u64>,
 }
 
 impl<K: RecordSink> Pending<K> {
@@ -58,6 +60,7 @@ impl<K: RecordSink> Pending<K> {
             duration_ms,
             user_agent: self.user_agent.map(LogText::from_compact),
             completed,
+            range_start: self.range_start,
         };
         match ack {
             Some(ack) => {

@@ -32,7 +32,7 @@ use std::fmt::Write as _;
 use super::query::WatchLogEntry;
 
 /// The header line of the CSV export.
-const CSV_HEADER: &str = "id,created_at,path,user_id,is_authenticated,ip,method,status,range,bytes_sent,duration_ms,completed,user_agent\r\n";
+const CSV_HEADER: &str = "id,created_at,path,user_id,is_authenticated,ip,method,status,range,bytes_sent,duration_ms,completed,user_agent,range_start\r\n";
 
 /// An export format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,6 +145,10 @@ fn csv_row(e: &WatchLogEntry, out: &mut String) {
     push_csv_field(out, e.range_header.as_deref().unwrap_or_default());
     let _ = write!(out, ",{},{},{},", e.bytes_sent, e.duration_ms, e.completed);
     push_csv_field(out, e.user_agent.as_deref().unwrap_or_default());
+    out.push(',');
+    if let Some(start) = e.range_start {
+        let _ = write!(out, "{start}");
+    }
     out.push_str("\r\n");
 }
 
@@ -302,6 +306,7 @@ mod tests {
             duration_ms: i,
             user_agent: (i % 5 != 0).then(|| "Mozilla/5.0 \"quoted\" \u{1b}[31m".to_owned()),
             completed: i % 2 == 1,
+            range_start: (i % 4 != 0).then_some(i * 10),
         }
     }
 
@@ -324,6 +329,7 @@ mod tests {
                 e.duration_ms.to_string(),
                 e.completed.to_string(),
                 e.user_agent.clone().unwrap_or_default(),
+                e.range_start.map(|n| n.to_string()).unwrap_or_default(),
             ];
             let line: Vec<String> = fields
                 .iter()

@@ -72,10 +72,9 @@ where
         if skip {
             return Poll::Ready(Ok(response.map(|b| LoggedBody::new(b, None))));
         }
-        let path = response
-            .extensions()
-            .get::<ServedFile>()
-            .map(|f| f.path.as_str().into());
+        let served = response.extensions().get::<ServedFile>();
+        let path = served.map(|f| f.path.as_str().into());
+        pending.range_start = served.and_then(|f| f.range_start);
         let expected = if pending.is_head || status == StatusCode::NOT_MODIFIED {
             Some(0)
         } else {

@@ -40,6 +40,12 @@ pub struct WatchLogEntry {
     pub user_agent: Option<String>,
     /// Whether the body was sent in full.
     pub completed: bool,
+    /// Offset in the file of the first byte served (see
+    /// [`WatchRecord::range_start`](super::WatchRecord::range_start)); `None`
+    /// for rows stored before the column existed, imported rows, and rows of
+    /// responses `ServeMedia` did not serve.
+    #[serde(default)]
+    pub range_start: Option<i64>,
 }
 
 /// Which rows a query returns; every field narrows, `Default` matches all.

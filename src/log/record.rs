@@ -40,6 +40,16 @@ pub struct WatchRecord {
     /// Whether the whole body was sent (false: the client went away or the
     /// stream failed).
     pub completed: bool,
+    /// Offset in the file of the first byte the body carried, as `ServeMedia`
+    /// reported it ([`ServedFile::range_start`](crate::extension::ServedFile::range_start)):
+    /// the row served `[range_start, range_start + bytes_sent)` of the file
+    /// (for a multipart response, bytes counted from the first range's
+    /// start, an estimate). `None` when no `ServeMedia` served the file (a
+    /// refusal, another service inside the log, an imported row).
+    // Absent from spool and journal lines written before it existed; left
+    // out of them when unknown, so those lines stay as short as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range_start: Option<u64>,
 }
 
 impl WatchRecord {
@@ -54,6 +64,7 @@ impl WatchRecord {
     /// #     created_at: chrono::Utc::now(), path: "a.mp4".into(), user_id: None,
     /// #     is_authenticated: false, ip: None, method: "GET".into(), status: 200,
     /// #     range_header: None, bytes_sent: 0, duration_ms: 0, user_agent: None, completed: true,
+    /// #     range_start: None,
     /// # };
     /// record.ip = Some("2001:db8:1:2:3:4:5:6".into());
     /// record.anonymize_ip();

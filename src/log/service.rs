@@ -108,6 +108,7 @@ impl<S, K: RecordSink> WatchLog<S, K> {
             range_header: bounded(header::RANGE),
             user_agent: bounded(header::USER_AGENT),
             is_head: *method == Method::HEAD,
+            range_start: None,
         })
     }
 }

@@ -153,10 +153,8 @@ fn answer(job: Job, opened: &OpenedFile, read_first: ReadFirst) -> Response<Medi
     if let Some(date) = &opened.last_modified {
         builder = builder.header(header::LAST_MODIFIED, date.clone());
     }
-    builder = builder.extension(ServedFile {
-        path: job.relative.clone(),
-        len,
-    });
+    // Without a start until the body is known to carry the file.
+    builder = builder.extension(ServedFile::new(job.relative.clone(), len));
 
     let validators = Validators {
         // Built from a `String`, so always text.
@@ -232,7 +230,18 @@ fn answer(job: Job, opened: &OpenedFile, read_first: ReadFirst) -> Response<Medi
             )
         }
     };
-    let builder = builder.header(header::CONTENT_LENGTH, body_len);
+    // Ranges are sorted, so the first is the lowest.
+    let start = ranges
+        .as_deref()
+        .and_then(<[_]>::first)
+        .map_or(0, |r| r.start);
+    let mut builder = builder.header(header::CONTENT_LENGTH, body_len);
+    if let Some(served) = builder
+        .extensions_mut()
+        .and_then(|e| e.get_mut::<ServedFile>())
+    {
+        served.range_start = Some(start);
+    }
     if head || body_len == 0 {
         return finish(builder, MediaBody::empty());
     }

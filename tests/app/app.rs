@@ -180,6 +180,7 @@ fn row(i: u32, path: &str, user: Option<&str>, ip: &str, status: u16, minute: i6
         duration_ms: 3,
         user_agent: Some("ua".into()),
         completed: true,
+        range_start: None,
     }
 }
 

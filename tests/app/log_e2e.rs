@@ -477,6 +477,7 @@ mod postgres {
             duration_ms: 3,
             user_agent: Some(format!("agent-{i:06} Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36").into()),
             completed: true,
+            range_start: None,
         }
     }
 

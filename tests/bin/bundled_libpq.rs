@@ -63,6 +63,7 @@ fn postgres_over_tls() {
         duration_ms: 3,
         user_agent: None,
         completed: true,
+        range_start: None,
     };
     assert_eq!(
         store.insert_batch(&WatchBatch::new(vec![record])).unwrap(),

@@ -149,6 +149,7 @@ fn migrate_logs_and_their_formats() {
             duration_ms: 5,
             user_agent: None,
             completed: true,
+            range_start: None,
         })
         .collect();
     store
@@ -457,6 +458,7 @@ fn logs_escape_control_characters_in_every_format() {
         duration_ms: 1,
         user_agent: Some("ua\u{85}\u{9b}2J\nFORGED".into()),
         completed: true,
+        range_start: None,
     };
     store
         .insert_batch(&sage_stream::log::WatchBatch::new(vec![row]))
@@ -530,6 +532,7 @@ fn logs_into_a_closed_pipe_exits_cleanly() {
             duration_ms: 1,
             user_agent: Some("x".repeat(200).into()),
             completed: true,
+            range_start: None,
         })
         .collect();
     store
@@ -1160,6 +1163,7 @@ fn prune_and_check(url: &str, mut exec: impl FnMut(&str)) {
         duration_ms: 1,
         user_agent: None,
         completed: true,
+        range_start: None,
     };
     let old = WatchBatch {
         id: "old".into(),
@@ -1263,6 +1267,7 @@ fn serve_with_retention_prunes_as_it_starts() {
         duration_ms: 1,
         user_agent: None,
         completed: true,
+        range_start: None,
     });
     store.insert_batch(&WatchBatch::new(rows.to_vec())).unwrap();
     let db = format!("sqlite://{}", path.display());

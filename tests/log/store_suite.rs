@@ -73,6 +73,8 @@ fn record(
         duration_ms: u64::from(i),
         user_agent: Some("test-agent/1.0".into()),
         completed: i % 2 == 0,
+        // Some and None both, to round-trip the nullable column.
+        range_start: (i % 3 != 0).then_some(u64::from(i) * 1000),
     }
 }
 
@@ -145,6 +147,11 @@ fn assert_stored(store: &dyn WatchLogStore, rows: &[WatchRecord]) {
         assert_eq!(entry.duration_ms as u64, original.duration_ms);
         assert_eq!(entry.user_agent.as_deref(), original.user_agent.as_deref());
         assert_eq!(entry.completed, original.completed);
+        assert_eq!(
+            entry.range_start.map(|n| n as u64),
+            original.range_start,
+            "range_start round-trips, NULL included"
+        );
     }
 }
 

@@ -51,6 +51,10 @@ pub fn tests() -> Vec<Test> {
             "logs_around_tower_http_serve_dir",
             logs_around_tower_http_serve_dir,
         ),
+        Test::tokio(
+            "rows_record_the_byte_range_serve_media_served",
+            rows_record_the_byte_range_serve_media_served,
+        ),
         Test::sync(
             "writer_retries_spools_and_replays_without_loss_or_duplicates",
             writer_retries_spools_and_replays_without_loss_or_duplicates,
@@ -383,6 +387,78 @@ async fn logs_around_tower_http_serve_dir() {
         ("clips/a.mp4", 100, 206)
     );
     assert!(rows[0].completed);
+    assert_eq!(rows[0].range_start, None, "not served by ServeMedia");
+    writer.shutdown_async().await;
+}
+
+/// `range_start` is where ServeMedia's body started in the file: with
+/// `bytes_sent` it gives the served range exactly; NULL when ServeMedia
+/// served none of the file.
+async fn rows_record_the_byte_range_serve_media_served() {
+    let fx = Fixture::new();
+    let file = fx.file("v.mp4", 4000);
+    let store = Arc::new(MemoryStore::new());
+    let (sink, writer) = WatchLogWriter::spawn(store.clone(), quick()).unwrap();
+    let layer = WatchLogLayer::new(sink);
+    let open = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(StreamEndpoint::new(&fx.root).into_service());
+    let guarded = ServiceBuilder::new().layer(layer).service(
+        StreamEndpoint::new(&fx.root)
+            .permission(IsAuthenticated)
+            .into_service(),
+    );
+
+    let ask = |range: Option<&'static str>| {
+        let headers: Vec<(&str, &str)> = range.map(|r| ("range", r)).into_iter().collect();
+        req("/?path=v.mp4", &headers)
+    };
+    let res = open
+        .clone()
+        .oneshot(ask(Some("bytes=1000-1999")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body_bytes(res).await, file[1000..2000]);
+    let res = open.clone().oneshot(ask(None)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_bytes(res).await, file);
+    let res = guarded.oneshot(ask(Some("bytes=1000-1999"))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    body_bytes(res).await;
+    let res = open
+        .clone()
+        .oneshot(ask(Some("bytes=9000-")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    body_bytes(res).await;
+    // Multipart: counted from the lowest range's start.
+    let res = open
+        .oneshot(ask(Some("bytes=3000-3099, 100-199")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    body_bytes(res).await;
+
+    assert!(writer.wait_idle(Duration::from_secs(5)));
+    let mut rows = rows(&store);
+    rows.sort_by_key(|r| r.id);
+    let got: Vec<(i32, Option<i64>, i64)> = rows
+        .iter()
+        .map(|r| (r.status, r.range_start, r.bytes_sent))
+        .collect();
+    assert_eq!(got.len(), 5);
+    assert_eq!(
+        got[..4],
+        [
+            (206, Some(1000), 1000),
+            (200, Some(0), 4000),
+            (401, None, 23),
+            (416, None, 21),
+        ]
+    );
+    assert_eq!((got[4].0, got[4].1), (206, Some(100)));
     writer.shutdown_async().await;
 }
 
@@ -400,6 +476,7 @@ fn record(i: usize) -> WatchRecord {
         duration_ms: 1,
         user_agent: None,
         completed: true,
+        range_start: None,
     }
 }
 

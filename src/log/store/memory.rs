@@ -237,5 +237,6 @@ fn entry(id: i64, r: &WatchRecord) -> WatchLogEntry {
         duration_ms: i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
         user_agent: r.user_agent.as_deref().map(str::to_owned),
         completed: r.completed,
+        range_start: r.range_start.and_then(|n| i64::try_from(n).ok()),
     }
 }

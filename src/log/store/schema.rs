@@ -34,6 +34,8 @@ diesel::table! {
         user_agent -> Nullable<Text>,
         /// Whether the body was sent in full.
         completed -> Bool,
+        /// Offset in the file of the first byte served; NULL when unknown.
+        range_start -> Nullable<BigInt>,
     }
 }
 

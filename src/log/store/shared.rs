@@ -38,6 +38,7 @@ pub(super) struct NewWatchLog<'a> {
     pub(super) duration_ms: i64,
     pub(super) user_agent: Option<&'a str>,
     pub(super) completed: bool,
+    pub(super) range_start: Option<i64>,
 }
 
 impl<'a> From<&'a WatchRecord> for NewWatchLog<'a> {
@@ -55,6 +56,7 @@ impl<'a> From<&'a WatchRecord> for NewWatchLog<'a> {
             duration_ms: i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
             user_agent: r.user_agent.as_deref(),
             completed: r.completed,
+            range_start: r.range_start.and_then(|n| i64::try_from(n).ok()),
         }
     }
 }
@@ -110,6 +112,7 @@ pub(super) struct Row {
     duration_ms: i64,
     user_agent: Option<String>,
     completed: bool,
+    range_start: Option<i64>,
 }
 
 impl From<Row> for WatchLogEntry {
@@ -129,6 +132,7 @@ impl From<Row> for WatchLogEntry {
             duration_ms: row.duration_ms,
             user_agent: row.user_agent,
             completed: row.completed,
+            range_start: row.range_start,
         }
     }
 }

@@ -440,7 +440,8 @@ impl<const N: usize> diesel::query_builder::QueryFragment<Sqlite> for InsertRows
         use diesel::sql_types::{BigInt, Integer, Nullable, Text};
         out.push_sql(
             "INSERT INTO watch_logs (created_at, path, user_id, is_authenticated, ip, \
-             method, status, range_header, bytes_sent, duration_ms, user_agent, completed) VALUES ",
+             method, status, range_header, bytes_sent, duration_ms, user_agent, completed, \
+             range_start) VALUES ",
         );
         for (i, (row, created_at)) in self.rows.iter().enumerate() {
             out.push_sql(if i == 0 { "(" } else { ", (" });
@@ -467,6 +468,8 @@ impl<const N: usize> diesel::query_builder::QueryFragment<Sqlite> for InsertRows
             out.push_bind_param::<Nullable<Text>, _>(&row.user_agent)?;
             out.push_sql(", ");
             out.push_bind_param::<Bool, _>(&row.completed)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<BigInt>, _>(&row.range_start)?;
             out.push_sql(")");
         }
         Ok(())

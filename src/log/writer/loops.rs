@@ -246,3 +246,261 @@ pub(super) fn run_journal(shared: &Shared) {
         journal.written();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The loops through a real writer (its threads, queue and backoff)
+    //! over a store that notes every call.
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use chrono::{NaiveDateTime, Utc};
+
+    use crate::log::query::{Cursor, DayCount, LogFilter, Page, PathStats};
+    use crate::log::record::{WatchBatch, WatchRecord};
+    use crate::log::store::{MemoryStore, Pruned, StoreError, WatchLogStore};
+    use crate::log::writer::{WatchLogWriter, WriterConfig};
+
+    /// One `insert_batch` call: when, the batch's id and size, whether it
+    /// was stored.
+    #[derive(Clone, Debug)]
+    struct Call {
+        at: Instant,
+        id: String,
+        rows: usize,
+        ok: bool,
+    }
+
+    /// A memory store that notes its inserts and fails the first
+    /// `fail_first` of them as unreachable.
+    #[derive(Default)]
+    struct Probe {
+        inner: MemoryStore,
+        calls: Mutex<Vec<Call>>,
+        fail_first: AtomicU32,
+    }
+
+    impl Probe {
+        fn calls(&self) -> Vec<Call> {
+            self.calls.lock().unwrap().clone()
+        }
+
+        fn stored(&self) -> usize {
+            self.inner.entries().len()
+        }
+
+        /// Polls (1 ms) until `n` rows are stored; the time it took.
+        fn wait_stored(&self, n: usize, timeout: Duration) -> Duration {
+            let start = Instant::now();
+            while self.stored() < n {
+                assert!(start.elapsed() < timeout, "{n} rows not stored in time");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            start.elapsed()
+        }
+    }
+
+    impl WatchLogStore for Probe {
+        fn migrate(&self) -> Result<(), StoreError> {
+            self.inner.migrate()
+        }
+        fn insert_batch(&self, batch: &WatchBatch) -> Result<usize, StoreError> {
+            let fail = self
+                .fail_first
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            let result = if fail {
+                Err(StoreError::unavailable("probe: down"))
+            } else {
+                self.inner.insert_batch(batch)
+            };
+            self.calls.lock().unwrap().push(Call {
+                at: Instant::now(),
+                id: batch.id.clone(),
+                rows: batch.records.len(),
+                ok: result.is_ok(),
+            });
+            result
+        }
+        fn query(
+            &self,
+            filter: &LogFilter,
+            after: Option<Cursor>,
+            limit: usize,
+        ) -> Result<Page, StoreError> {
+            self.inner.query(filter, after, limit)
+        }
+        fn count(&self, filter: &LogFilter) -> Result<u64, StoreError> {
+            self.inner.count(filter)
+        }
+        fn path_stats(
+            &self,
+            filter: &LogFilter,
+            limit: usize,
+        ) -> Result<Vec<PathStats>, StoreError> {
+            self.inner.path_stats(filter, limit)
+        }
+        fn views_per_day(&self, filter: &LogFilter) -> Result<Vec<DayCount>, StoreError> {
+            self.inner.views_per_day(filter)
+        }
+        fn last_batch_id(&self, prefix: &str) -> Result<Option<String>, StoreError> {
+            self.inner.last_batch_id(prefix)
+        }
+        fn prune_chunk(&self, cutoff: NaiveDateTime, limit: usize) -> Result<Pruned, StoreError> {
+            self.inner.prune_chunk(cutoff, limit)
+        }
+        fn prunable(&self, cutoff: NaiveDateTime) -> Result<Pruned, StoreError> {
+            self.inner.prunable(cutoff)
+        }
+    }
+
+    fn row(i: u64) -> WatchRecord {
+        WatchRecord {
+            created_at: Utc::now(),
+            path: "v.mp4".into(),
+            user_id: None,
+            is_authenticated: false,
+            ip: None,
+            method: "GET".into(),
+            status: 200,
+            range_header: None,
+            bytes_sent: i,
+            duration_ms: 0,
+            user_agent: None,
+            completed: true,
+            range_start: Some(0),
+        }
+    }
+
+    /// Every row recorded is either stored or dropped, never both, never
+    /// lost.
+    fn assert_counted(stats: &crate::log::WriterStats, store: &Probe) {
+        assert_eq!(stats.written, store.stored() as u64);
+        assert_eq!(stats.recorded, stats.written + stats.rows_dropped);
+    }
+
+    #[test]
+    fn a_partial_batch_waits_for_the_flush_interval() {
+        let interval = Duration::from_millis(100);
+        let store = Arc::new(Probe::default());
+        let config = WriterConfig::default()
+            .batch_size(1000)
+            .flush_interval(interval);
+        let (sink, writer) = WatchLogWriter::spawn(Arc::clone(&store), config).unwrap();
+        // Rows recorded together leave together, within one interval.
+        for i in 0..5 {
+            sink.record(row(i));
+        }
+        let first = store.wait_stored(5, Duration::from_secs(2));
+        assert!(first <= interval + Duration::from_millis(250), "{first:?}");
+        // The queue emptied when that batch was taken: a row recorded now
+        // waits about one interval (less the store call and this poll).
+        sink.record(row(5));
+        let second = store.wait_stored(6, Duration::from_secs(2));
+        assert!(second >= interval - Duration::from_millis(25), "{second:?}");
+        assert!(
+            second <= interval + Duration::from_millis(250),
+            "{second:?}"
+        );
+        let sizes: Vec<usize> = store.calls().iter().map(|c| c.rows).collect();
+        assert_eq!(sizes, [5, 1]);
+        let stats = writer.shutdown();
+        assert_eq!((stats.recorded, stats.written), (6, 6));
+        assert_counted(&stats, &store);
+    }
+
+    #[test]
+    fn full_batches_leave_at_once_and_shutdown_drains_the_rest() {
+        let store = Arc::new(Probe::default());
+        // An interval no test waits for: only a full batch or shutdown
+        // makes the writer store.
+        let config = WriterConfig::default()
+            .batch_size(10)
+            .flush_interval(Duration::from_secs(30));
+        let (sink, writer) = WatchLogWriter::spawn(Arc::clone(&store), config).unwrap();
+        for i in 0..25 {
+            sink.record(row(i));
+        }
+        store.wait_stored(20, Duration::from_secs(2));
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(store.stored(), 20, "the partial batch waits");
+        let start = Instant::now();
+        let stats = writer.shutdown();
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "shutdown drains now"
+        );
+        let sizes: Vec<usize> = store.calls().iter().map(|c| c.rows).collect();
+        assert_eq!(sizes, [10, 10, 5]);
+        assert!(store.calls().iter().all(|c| c.ok));
+        assert_eq!((stats.written, stats.queued, stats.failures), (25, 0, 0));
+        assert_counted(&stats, &store);
+    }
+
+    #[test]
+    fn a_failed_batch_is_retried_under_its_id_after_a_growing_backoff() {
+        let store = Arc::new(Probe::default());
+        store.fail_first.store(3, Ordering::SeqCst);
+        let config = WriterConfig::default()
+            .flush_interval(Duration::from_millis(5))
+            .max_backoff(Duration::from_millis(120));
+        let (sink, writer) = WatchLogWriter::spawn(Arc::clone(&store), config).unwrap();
+        for i in 0..4 {
+            sink.record(row(i));
+        }
+        store.wait_stored(4, Duration::from_secs(3));
+        let calls = store.calls();
+        let oks: Vec<bool> = calls.iter().map(|c| c.ok).collect();
+        assert_eq!(oks, [false, false, false, true]);
+        assert!(
+            calls.iter().all(|c| c.id == calls[0].id && c.rows == 4),
+            "the same batch, requeued whole: {calls:?}"
+        );
+        // 50 ms, doubled, capped by max_backoff: 50, 100, 120.
+        let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1].at - w[0].at).collect();
+        for (gap, least) in gaps.iter().zip([50u64, 100, 120]) {
+            assert!(*gap >= Duration::from_millis(least - 2), "{gaps:?}");
+        }
+        // Success resets the backoff: the next row waits an interval, not the
+        // 120 ms a backoff still in force would make it wait.
+        sink.record(row(4));
+        let next = store.wait_stored(5, Duration::from_secs(1));
+        assert!(next < Duration::from_millis(100), "{next:?}");
+        let stats = writer.shutdown();
+        assert_eq!(
+            (stats.failures, stats.written, stats.rows_dropped),
+            (3, 5, 0)
+        );
+        assert_counted(&stats, &store);
+    }
+
+    #[test]
+    fn shutdown_with_the_store_down_and_no_spool_drops_and_counts_every_row() {
+        let store = Arc::new(Probe::default());
+        store.fail_first.store(u32::MAX, Ordering::SeqCst);
+        let config = WriterConfig::default()
+            .flush_interval(Duration::from_millis(5))
+            .max_backoff(Duration::from_millis(20))
+            .shutdown_timeout(Duration::from_millis(60));
+        let (sink, writer) = WatchLogWriter::spawn(Arc::clone(&store), config).unwrap();
+        for i in 0..7 {
+            sink.record(row(i));
+        }
+        let start = Instant::now();
+        let stats = writer.shutdown();
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "bounded by the timeout"
+        );
+        assert_eq!(store.stored(), 0);
+        assert!(stats.failures >= 1, "{stats:?}");
+        assert_eq!(
+            (stats.recorded, stats.written, stats.rows_dropped),
+            (7, 0, 7)
+        );
+        assert_eq!(stats.queued, 0);
+        assert_counted(&stats, &store);
+    }
+}

@@ -661,6 +661,7 @@ mod tests {
             duration_ms: 0,
             user_agent: None,
             completed: true,
+            range_start: None,
         }
     }
 

@@ -1,0 +1,1 @@
+ALTER TABLE watch_logs DROP COLUMN range_start;
