@@ -303,7 +303,6 @@ async fn a_thousand_aborted_requests_leave_no_lease() {
 fn a_dead_node_s_leases_expire_within_the_lease_time() {
     let prefix = prefix("dead-node");
     let lease = Duration::from_secs(2);
-    let key = format!("{prefix}limit:u:carol");
     // The doomed node runs on a runtime of its own, which is then torn down
     // with its leases never released: as a node killed with -9 leaves them.
     let doomed = tokio::runtime::Builder::new_current_thread()
@@ -345,7 +344,6 @@ fn a_dead_node_s_leases_expire_within_the_lease_time() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(died.elapsed() <= lease + Duration::from_millis(500));
-        let _ = key;
     });
 }
 
